@@ -1,0 +1,388 @@
+"""Campaigns, their sends and deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin, TabularInline
+from unfold.decorators import action, display
+
+from campaigns import tasks
+from campaigns.admin.base import admin_url, run_service
+from campaigns.models import Campaign, Delivery, Send
+from campaigns.services import campaigns as campaign_services
+from campaigns.services import delivery as delivery_services
+from campaigns.services.scheduling import schedule_describe
+
+STATUS_COLOURS = {
+    "draft": "info",
+    "scheduled": "info",
+    "sending": "warning",
+    "running": "warning",
+    "paused": "warning",
+    "sent": "success",
+    "completed": "success",
+    "cancelled": "danger",
+    "failed": "danger",
+    "queued": "info",
+    "skipped": "info",
+}
+
+
+class CampaignForm(forms.ModelForm):
+    class Meta:
+        model = Campaign
+        fields = (
+            "name",
+            "subject",
+            "from_email",
+            "reply_to",
+            "text_body",
+            "html_body",
+            "audiences",
+            "rate_limit_per_minute",
+            "schedule_kind",
+            "scheduled_at",
+            "schedule_time",
+            "schedule_weekday",
+            "schedule_day",
+            "schedule_crontab",
+            "schedule_timezone",
+        )
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # type: ignore[misc]
+        if self.errors:
+            return
+        try:
+            campaign_services.campaign_check(campaign=self.instance)
+        except ValidationError as exc:
+            self.add_error(None, exc)
+
+
+class SendInline(TabularInline):
+    model = Send
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = ("occurrence_key", "status", "total", "sent_count", "failed_count", "started_at")
+    readonly_fields = fields
+    ordering = ("-id",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class CampaignPermissions:
+    """The role permissions behind the action buttons (granted through the role groups)."""
+
+    def has_send_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return request.user.has_perm("campaigns.send_campaign")
+
+    def has_approve_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return request.user.has_perm("campaigns.approve_campaign")
+
+    def has_send_test_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return request.user.has_perm("campaigns.send_test_campaign")
+
+
+@admin.register(Campaign)
+class CampaignAdmin(CampaignPermissions, ModelAdmin):
+    form = CampaignForm
+    list_display = ("name", "status_badge", "schedule", "owner", "updated_at")
+    list_filter = ("status", "schedule_kind")
+    search_fields = ("name", "subject")
+    filter_horizontal = ("audiences",)
+    inlines = (SendInline,)
+    readonly_fields = (
+        "status",
+        "schedule",
+        "owner",
+        "last_edited_by",
+        "approved_by",
+        "approved_at",
+        "periodic_task_link",
+    )
+    fieldsets = (
+        (
+            "Content",
+            {
+                "classes": ["tab"],
+                "fields": ("name", "subject", "from_email", "reply_to", "text_body", "html_body"),
+            },
+        ),
+        ("Audience", {"classes": ["tab"], "fields": ("audiences", "rate_limit_per_minute")}),
+        (
+            "Schedule",
+            {
+                "classes": ["tab"],
+                "fields": (
+                    "schedule_kind",
+                    "scheduled_at",
+                    "schedule_time",
+                    "schedule_weekday",
+                    "schedule_day",
+                    "schedule_crontab",
+                    "schedule_timezone",
+                ),
+            },
+        ),
+        (
+            "Status",
+            {
+                "classes": ["tab"],
+                "fields": (
+                    "status",
+                    "schedule",
+                    "periodic_task_link",
+                    "owner",
+                    "last_edited_by",
+                    "approved_by",
+                    "approved_at",
+                ),
+            },
+        ),
+    )
+    actions_detail = (
+        "send_now",
+        "schedule_campaign",
+        "unschedule_campaign",
+        "approve",
+        "send_test_to_me",
+    )
+
+    @display(description="Status", label=STATUS_COLOURS)
+    def status_badge(self, obj: Campaign) -> str:
+        return obj.status
+
+    @display(description="Schedule")
+    def schedule(self, obj: Campaign) -> str:
+        return schedule_describe(obj)
+
+    @display(description="Beat task")
+    def periodic_task_link(self, obj: Campaign) -> str:
+        if obj.periodic_task_id is None:
+            return "—"
+        return format_html('<a href="{}">{}</a>', admin_url(obj.periodic_task), obj.periodic_task)
+
+    def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
+        campaign_services.campaign_save(campaign=obj, by=request.user, changed=form.changed_data)
+
+    def delete_model(self, request: HttpRequest, obj: Campaign) -> None:
+        campaign_services.campaign_delete(campaign=obj, by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        for campaign in queryset:
+            self.delete_model(request, campaign)
+
+    def _campaign(self, object_id: Any) -> Campaign:
+        return Campaign.objects.get(pk=object_id)
+
+    def _back(self, object_id: Any) -> str:
+        return reverse("admin:campaigns_campaign_change", args=[object_id])
+
+    @action(description="Send now", permissions=["send"], icon="send")
+    def send_now(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        campaign = self._campaign(object_id)
+        return run_service(
+            request,
+            lambda: campaign_services.campaign_send_now(
+                campaign=campaign, by=request.user, launch=tasks.publish_launch
+            ),
+            success=f"“{campaign.name}” is being sent. Progress shows under Sends.",
+            redirect_to=self._back(object_id),
+        )
+
+    @action(description="Schedule", permissions=["send"], icon="schedule")
+    def schedule_campaign(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        campaign = self._campaign(object_id)
+        return run_service(
+            request,
+            lambda: campaign_services.campaign_schedule(campaign=campaign, by=request.user),
+            success=f"“{campaign.name}” is scheduled: {schedule_describe(campaign)}.",
+            redirect_to=self._back(object_id),
+        )
+
+    @action(description="Unschedule", permissions=["send"], icon="event_busy")
+    def unschedule_campaign(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        campaign = self._campaign(object_id)
+        return run_service(
+            request,
+            lambda: campaign_services.campaign_unschedule(campaign=campaign, by=request.user),
+            success=f"“{campaign.name}” is back to draft; its schedule is removed.",
+            redirect_to=self._back(object_id),
+        )
+
+    @action(description="Approve", permissions=["approve"], icon="verified")
+    def approve(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        campaign = self._campaign(object_id)
+        return run_service(
+            request,
+            lambda: campaign_services.campaign_approve(campaign=campaign, by=request.user),
+            success=f"“{campaign.name}” is approved.",
+            redirect_to=self._back(object_id),
+        )
+
+    @action(description="Send a test to me", permissions=["send_test"], icon="outgoing_mail")
+    def send_test_to_me(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        email = getattr(request.user, "email", "")
+        if not email:
+            messages.error(request, "Your account has no email address: add one to get tests.")
+            return HttpResponseRedirect(self._back(object_id))
+        tasks.publish_test_message(campaign_id=int(object_id), to_email=email, recipient_id=None)
+        messages.success(request, f"A test message is on its way to {email}.")
+        return HttpResponseRedirect(self._back(object_id))
+
+
+class SendControlMixin(CampaignPermissions):
+    """Pause, resume and cancel buttons on a send."""
+
+    def _back(self, object_id: Any) -> str:
+        return reverse("admin:campaigns_send_change", args=[object_id])
+
+    @action(description="Pause", permissions=["send"], icon="pause")
+    def pause(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        return run_service(
+            request,
+            lambda: delivery_services.send_pause(send_id=int(object_id)),
+            success="Paused: no new message leaves until you resume.",
+            redirect_to=self._back(object_id),
+        )
+
+    @action(description="Resume", permissions=["send"], icon="play_arrow")
+    def resume(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        return run_service(
+            request,
+            lambda: delivery_services.send_resume(
+                send_id=int(object_id), publish=tasks.publish_batch
+            ),
+            success="Resumed: the remaining recipients are being sent.",
+            redirect_to=self._back(object_id),
+        )
+
+    @action(description="Cancel", permissions=["send"], icon="cancel")
+    def cancel(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        return run_service(
+            request,
+            lambda: delivery_services.send_cancel(send_id=int(object_id)),
+            success="Cancelled: the recipients not yet sent are marked skipped.",
+            redirect_to=self._back(object_id),
+        )
+
+
+@admin.register(Send)
+class SendAdmin(SendControlMixin, ModelAdmin):
+    list_display = (
+        "id",
+        "campaign",
+        "occurrence_key",
+        "status_badge",
+        "progress",
+        "started_at",
+        "finished_at",
+        "stalled_reason",
+    )
+    list_filter = ("status", "trigger")
+    list_select_related = ("campaign",)
+    search_fields = ("campaign__name", "occurrence_key")
+    readonly_fields = (
+        "campaign",
+        "occurrence_key",
+        "status",
+        "trigger",
+        "triggered_by",
+        "total",
+        "sent_count",
+        "failed_count",
+        "skipped_count",
+        "progress",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "last_progress_at",
+        "stalled_reason",
+        "audit_links",
+    )
+    exclude = ()
+    actions_detail = ("pause", "resume", "cancel")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @display(description="Status", label=STATUS_COLOURS)
+    def status_badge(self, obj: Send) -> str:
+        return obj.status
+
+    @display(description="Progress")
+    def progress(self, obj: Send) -> str:
+        percent = 100 * obj.done_count // obj.total if obj.total else 100
+        return format_html(
+            '<span title="sent {} · failed {} · skipped {}">{} / {} ({}%)</span>',
+            obj.sent_count,
+            obj.failed_count,
+            obj.skipped_count,
+            obj.done_count,
+            obj.total,
+            percent,
+        )
+
+    @display(description="Audit")
+    def audit_links(self, obj: Send) -> str:
+        deliveries = reverse("admin:campaigns_delivery_changelist") + f"?send__id__exact={obj.pk}"
+        results = reverse("admin:django_celery_results_taskresult_changelist") + f"?send={obj.pk}"
+        return format_html(
+            '<a href="{}">Deliveries</a> · <a href="{}">Task results</a>', deliveries, results
+        )
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ModelAdmin):
+    list_display = ("id", "recipient", "send", "status_badge", "attempts", "sent_at", "task")
+    list_filter = ("status",)
+    list_select_related = ("recipient", "send")
+    search_fields = ("=recipient__email",)
+    show_full_result_count = False
+    readonly_fields = (
+        "send",
+        "recipient",
+        "status",
+        "attempts",
+        "last_error",
+        "smtp_response",
+        "message_id",
+        "task",
+        "claimed_at",
+        "sent_at",
+        "updated_at",
+    )
+    exclude = ("task_id",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @display(description="Status", label=STATUS_COLOURS)
+    def status_badge(self, obj: Delivery) -> str:
+        return obj.status
+
+    @display(description="Task")
+    def task(self, obj: Delivery) -> str:
+        if not obj.task_id:
+            return "—"
+        url = reverse("admin:django_celery_results_taskresult_changelist")
+        return format_html('<a href="{}?task_id={}">{}</a>', url, obj.task_id, obj.task_id[:8])

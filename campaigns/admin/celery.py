@@ -1,0 +1,135 @@
+"""django-celery-beat and django-celery-results admins, re-registered under Unfold."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django_celery_beat.admin import ClockedScheduleAdmin as BaseClockedScheduleAdmin
+from django_celery_beat.admin import CrontabScheduleAdmin as BaseCrontabScheduleAdmin
+from django_celery_beat.admin import PeriodicTaskAdmin as BasePeriodicTaskAdmin
+from django_celery_beat.admin import PeriodicTaskForm, TaskSelectWidget
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
+from django_celery_results.admin import GroupResultAdmin as BaseGroupResultAdmin
+from django_celery_results.admin import TaskResultAdmin as BaseTaskResultAdmin
+from django_celery_results.models import GroupResult, TaskResult
+from unfold.admin import ModelAdmin
+from unfold.decorators import display
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
+
+from campaigns.models import TaskLink
+
+for model in (
+    PeriodicTask,
+    IntervalSchedule,
+    CrontabSchedule,
+    SolarSchedule,
+    ClockedSchedule,
+    TaskResult,
+    GroupResult,
+):
+    admin.site.unregister(model)
+
+
+class UnfoldTaskSelectWidget(UnfoldAdminSelectWidget, TaskSelectWidget):
+    pass
+
+
+class UnfoldPeriodicTaskForm(PeriodicTaskForm):
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["task"].widget = UnfoldAdminTextInputWidget()
+        self.fields["regtask"].widget = UnfoldTaskSelectWidget()
+
+
+@admin.register(PeriodicTask)
+class PeriodicTaskAdmin(BasePeriodicTaskAdmin, ModelAdmin):
+    form = UnfoldPeriodicTaskForm
+
+
+@admin.register(IntervalSchedule)
+class IntervalScheduleAdmin(ModelAdmin):
+    pass
+
+
+@admin.register(CrontabSchedule)
+class CrontabScheduleAdmin(BaseCrontabScheduleAdmin, ModelAdmin):
+    pass
+
+
+@admin.register(SolarSchedule)
+class SolarScheduleAdmin(ModelAdmin):
+    pass
+
+
+@admin.register(ClockedSchedule)
+class ClockedScheduleAdmin(BaseClockedScheduleAdmin, ModelAdmin):
+    pass
+
+
+class SendFilter(admin.SimpleListFilter):
+    """?send=<id>: the task results of one send (linked through TaskLink)."""
+
+    title = "send"
+    parameter_name = "send"
+
+    def lookups(self, request: HttpRequest, model_admin: object) -> list[tuple[str, str]]:
+        return []
+
+    def has_output(self) -> bool:
+        return True
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[TaskResult]
+    ) -> QuerySet[TaskResult]:
+        value = self.value()
+        if not value or not value.isdigit():
+            return queryset
+        task_ids = TaskLink.objects.filter(send_id=int(value)).values("task_id")
+        return queryset.filter(task_id__in=task_ids)
+
+
+@admin.register(TaskResult)
+class TaskResultAdmin(BaseTaskResultAdmin, ModelAdmin):
+    list_display = ("task_id", "task_name", "status", "date_done", "worker", "campaign_link")
+    list_filter = ("status", "task_name", "date_done", SendFilter)  # type: ignore[assignment]
+    show_full_result_count = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
+        links = TaskLink.objects.filter(task_id=OuterRef("task_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                link_send_id=Subquery(links.values("send_id")[:1]),
+                link_campaign_id=Subquery(links.values("campaign_id")[:1]),
+            )
+        )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: TaskResult | None = None) -> list[str]:
+        return [*super().get_readonly_fields(request, obj), "campaign_link"]
+
+    @display(description="Campaign / send")
+    def campaign_link(self, obj: TaskResult) -> str:
+        send_id = getattr(obj, "link_send_id", None)
+        campaign_id = getattr(obj, "link_campaign_id", None)
+        if send_id:
+            url = reverse("admin:campaigns_send_change", args=[send_id])
+            return format_html('<a href="{}">Send #{}</a>', url, send_id)
+        if campaign_id:
+            url = reverse("admin:campaigns_campaign_change", args=[campaign_id])
+            return format_html('<a href="{}">Campaign #{}</a>', url, campaign_id)
+        return "—"
+
+
+@admin.register(GroupResult)
+class GroupResultAdmin(BaseGroupResultAdmin, ModelAdmin):
+    pass

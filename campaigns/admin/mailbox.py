@@ -1,0 +1,71 @@
+"""The demo's mailbox: what the local SMTP catcher received, readable by staff in the admin."""
+
+from __future__ import annotations
+
+import mailbox
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+PAGE_SIZE = 100
+
+
+def _maildir() -> mailbox.Maildir:
+    if not settings.OPSDASH_MAILBOX_DIR:
+        raise Http404("No mail catcher is configured (OPSDASH_MAILBOX_DIR).")
+    return mailbox.Maildir(Path(settings.OPSDASH_MAILBOX_DIR), factory=None, create=True)
+
+
+def _summary(key: str, message: EmailMessage) -> dict[str, Any]:
+    return {
+        "key": key,
+        "subject": message["Subject"],
+        "to": message["To"],
+        "from": message["From"],
+        "date": message["Date"],
+    }
+
+
+def mailbox_view(request: HttpRequest) -> HttpResponse:
+    box = _maildir()
+    keys = sorted(box.keys(), reverse=True)  # Maildir keys start with the arrival time
+    parser = BytesParser(policy=policy.default)
+    rows = []
+    for key in keys[:PAGE_SIZE]:
+        with box.get_file(key) as handle:
+            rows.append(_summary(key, parser.parse(handle, headersonly=True)))  # type: ignore[arg-type]
+    context = {
+        **admin.site.each_context(request),
+        "title": "Mailbox",
+        "rows": rows,
+        "total": len(keys),
+    }
+    return TemplateResponse(request, "admin/campaigns/mailbox.html", context)
+
+
+def mailbox_message_view(request: HttpRequest, key: str) -> HttpResponse:
+    box = _maildir()
+    try:
+        with box.get_file(key) as handle:
+            message = BytesParser(policy=policy.default).parse(handle)  # type: ignore[arg-type]
+    except KeyError as exc:
+        raise Http404("No such message.") from exc
+    assert isinstance(message, EmailMessage)
+    html_part = message.get_body(preferencelist=("html",))
+    text_part = message.get_body(preferencelist=("plain",))
+    context = {
+        **admin.site.each_context(request),
+        "title": message["Subject"],
+        "message": _summary(key, message),
+        "headers": list(message.items()),
+        "html": html_part.get_content() if html_part is not None else "",
+        "text": text_part.get_content() if text_part is not None else "",
+    }
+    return TemplateResponse(request, "admin/campaigns/mailbox_message.html", context)

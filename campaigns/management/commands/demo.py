@@ -1,0 +1,175 @@
+"""``make demo``: migrate, load the demo data, then run web, worker, beat and a mail catcher.
+
+Ctrl-C stops every process. The staff password is printed (demo data only, reset each start).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+from campaigns.models import Campaign
+
+FIXTURES = sorted((Path(settings.BASE_DIR) / "fixtures").glob("0*.json"))
+
+
+class Command(BaseCommand):
+    help = "Runs the whole product locally: web, Celery worker, beat and an SMTP catcher."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("OPSDASH_PORT", 8000)))
+        parser.add_argument("--smtp-port", type=int, default=settings.EMAIL_PORT)
+        parser.add_argument("--no-run", action="store_true", help="Prepare the data, then stop.")
+
+    def handle(self, *args: Any, port: int, smtp_port: int, no_run: bool, **options: Any) -> None:
+        _ensure_database()
+        call_command("migrate", interactive=False, verbosity=0)
+        if not Campaign.objects.exists():
+            call_command("loaddata", *[str(path) for path in FIXTURES], verbosity=0)
+            self.stdout.write(f"Loaded demo data from {len(FIXTURES)} fixtures.")
+        password = _reset_demo_user()
+        if no_run:
+            return
+        maildir = Path(settings.VAR_DIR) / "mailbox"
+        env = {
+            **os.environ,
+            "OPSDASH_MAILBOX_DIR": str(maildir),
+            "EMAIL_PORT": str(smtp_port),
+            "OPSDASH_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        }
+        processes = _start_all(port=port, smtp_port=smtp_port, maildir=maildir, env=env)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\n  opsdash is running ({settings.PROFILE} profile)\n"
+                f"  Admin:    http://127.0.0.1:{port}/admin/\n"
+                f"  Login:    demo / {password}   (demo account, password reset at each start)\n"
+                f"  Mailbox:  http://127.0.0.1:{port}/admin/mailbox/  (what the SMTP catcher got)\n"
+                "  Open “November newsletter” under Campaigns and press “Send now”.\n"
+                "  Ctrl-C stops everything.\n"
+            )
+        )
+        _supervise(processes)
+
+
+def _ensure_database() -> None:
+    """Creates the PostgreSQL database of the services profile when it does not exist yet."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        return
+    import psycopg
+
+    with psycopg.connect(
+        host=str(db["HOST"]),
+        port=int(db["PORT"] or 5432),
+        user=str(db["USER"]),
+        password=str(db["PASSWORD"]),
+        dbname="postgres",
+        autocommit=True,
+    ) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]
+        ).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+
+
+def _reset_demo_user() -> str:
+    password = secrets.token_urlsafe(9)
+    user_model = get_user_model()
+    user, _ = user_model.objects.get_or_create(
+        username="demo", defaults={"email": "demo@example.com"}
+    )
+    user.is_staff = True
+    user.is_superuser = True
+    user.set_password(password)
+    user.save()
+    return password
+
+
+def _start_all(
+    *, port: int, smtp_port: int, maildir: Path, env: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
+    python = sys.executable
+    queues = ",".join(
+        [
+            settings.QUEUE_PRIORITY,
+            settings.QUEUE_DELIVERY,
+            settings.QUEUE_IMPORTS,
+            settings.QUEUE_DEFAULT,
+        ]
+    )
+    commands = [
+        [python, "manage.py", "smtpsink", "--port", str(smtp_port), "--maildir", str(maildir)],
+        [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "opsdash",
+            "worker",
+            "-l",
+            "warning",
+            "-Q",
+            queues,
+            "-P",
+            "threads",
+            "-c",
+            "4",
+            "-n",
+            "demo@%h",
+        ],
+        [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "opsdash",
+            "beat",
+            "-l",
+            "warning",
+            "-s",
+            str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
+        ],
+        [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+    ]
+    # Each child gets its own process group so Ctrl-C reaches them only through us, in order.
+    return [
+        subprocess.Popen(cmd, cwd=settings.BASE_DIR, env=env, start_new_session=True)  # noqa: S603
+        for cmd in commands
+    ]
+
+
+def _supervise(processes: list[subprocess.Popen[bytes]]) -> None:
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping and all(proc.poll() is None for proc in processes):
+        time.sleep(0.5)
+    for proc in processes:
+        if proc.poll() is not None and not stopping:
+            sys.stderr.write(f"{proc.args!s} exited ({proc.returncode}).\n")
+    for proc in reversed(processes):
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    sys.stdout.write("opsdash stopped.\n")

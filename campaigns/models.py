@@ -1,0 +1,366 @@
+"""The opsdash data model.
+
+The Delivery row, not the Celery message, is the truth about who got what: one row per
+(send, recipient), claimed by a batch task, and written as soon as its outcome is known.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Recipient(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Bounced"
+        COMPLAINED = "complained", "Complained"
+
+    # Normalised (lower-cased, IDNA domain) by services.audiences.normalise_email.
+    email = models.EmailField(max_length=254, unique=True)
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status"], name="recipient_status_idx")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Audience(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Subscription(models.Model):
+    class Status(models.TextChoices):
+        SUBSCRIBED = "subscribed", "Subscribed"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="subscriptions")
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="subscriptions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SUBSCRIBED)
+    source_import = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["audience", "recipient"], name="subscription_unique")
+        ]
+        indexes = [models.Index(fields=["audience", "status"], name="subscription_aud_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.recipient_id} in {self.audience_id} ({self.status})"
+
+
+class Campaign(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    class ScheduleKind(models.TextChoices):
+        MANUAL = "manual", "Only when someone presses Send"
+        ONCE = "once", "Once, at a date and time"
+        DAILY = "daily", "Every day at a time"
+        WEEKLY = "weekly", "Every week on a day at a time"
+        MONTHLY = "monthly", "Every month on a day at a time"
+        CRONTAB = "crontab", "Custom crontab"
+
+    name = models.CharField(max_length=200)
+    subject = models.CharField(max_length=255)
+    from_email = models.CharField(
+        max_length=320, help_text="A bare address or a display name: Team <team@example.com>."
+    )
+    reply_to = models.EmailField(blank=True)
+    html_body = models.TextField(blank=True)
+    text_body = models.TextField(blank=True)
+    audiences = models.ManyToManyField(Audience, related_name="campaigns", blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True
+    )
+
+    schedule_kind = models.CharField(
+        max_length=16, choices=ScheduleKind.choices, default=ScheduleKind.MANUAL
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True, help_text="For a one-off send.")
+    schedule_time = models.TimeField(null=True, blank=True, help_text="For a recurring send.")
+    schedule_weekday = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="0 = Monday … 6 = Sunday, for weekly sends."
+    )
+    schedule_day = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Day of the month (1–28), for monthly sends."
+    )
+    schedule_crontab = models.CharField(
+        max_length=120, blank=True, help_text="minute hour day-of-month month day-of-week"
+    )
+    schedule_timezone = models.CharField(max_length=64, default="UTC")
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="campaign",
+        editable=False,
+    )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Optional cap for this campaign, on top of the SMTP limit."
+    )
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("approve_campaign", "Can approve campaigns"),
+            ("send_campaign", "Can schedule, send, pause, resume and cancel campaigns"),
+            ("send_test_campaign", "Can send test messages of a campaign"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_recurring(self) -> bool:
+        return self.schedule_kind in {
+            self.ScheduleKind.DAILY,
+            self.ScheduleKind.WEEKLY,
+            self.ScheduleKind.MONTHLY,
+            self.ScheduleKind.CRONTAB,
+        }
+
+
+class Send(models.Model):
+    """One execution of a campaign; a recurring campaign has one per occurrence."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        PAUSED = "paused", "Paused"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    class Trigger(models.TextChoices):
+        MANUAL = "manual", "Send now"
+        SCHEDULE = "schedule", "Schedule"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="sends")
+    occurrence_key = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.RUNNING, db_index=True
+    )
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    total = models.PositiveIntegerField(default=0)
+    sent_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_progress_at = models.DateTimeField(null=True, blank=True)
+    stalled_reason = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "occurrence_key"], name="send_unique_occurrence"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} · {self.occurrence_key}"
+
+    @property
+    def done_count(self) -> int:
+        return self.sent_count + self.failed_count + self.skipped_count
+
+
+class Delivery(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    send = models.ForeignKey(Send, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="deliveries")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    smtp_response = models.CharField(max_length=512, blank=True)
+    task_id = models.CharField(max_length=255, blank=True, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["send", "recipient"], name="delivery_unique_recipient")
+        ]
+        indexes = [
+            models.Index(fields=["send", "status"], name="delivery_send_status_idx"),
+            models.Index(
+                fields=["claimed_at"],
+                name="delivery_sending_claim_idx",
+                condition=Q(status="sending"),
+            ),
+            models.Index(fields=["sent_at"], name="delivery_sent_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recipient_id} in send {self.send_id}: {self.status}"
+
+    @property
+    def message_id(self) -> str:
+        """Deterministic, so a re-sent message is recognisable as the same one."""
+        domain = settings.OPSDASH_MESSAGE_ID_DOMAIN
+        return f"<send-{self.send_id}.rcpt-{self.recipient_id}@{domain}>"
+
+
+class TaskLink(models.Model):
+    """Ties a Celery task id (and so its TaskResult row) to the campaign and send it served."""
+
+    class Kind(models.TextChoices):
+        LAUNCH = "launch", "Launch"
+        BATCH = "batch", "Delivery batch"
+        TEST = "test", "Test message"
+        IMPORT = "import", "Import"
+
+    task_id = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="task_links"
+    )
+    send = models.ForeignKey(
+        Send, null=True, blank=True, on_delete=models.CASCADE, related_name="task_links"
+    )
+    import_job = models.ForeignKey(
+        "ImportJob", null=True, blank=True, on_delete=models.CASCADE, related_name="task_links"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.task_id}"
+
+
+class ImportJob(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255, blank=True)
+    audience = models.ForeignKey(
+        Audience, null=True, blank=True, on_delete=models.SET_NULL, related_name="import_jobs"
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
+    )
+    mapping = models.JSONField(default=dict, blank=True)
+    resubscribe = models.BooleanField(
+        default=False, help_text="Re-activate unsubscribed or bounced addresses found in the file."
+    )
+    all_or_nothing = models.BooleanField(
+        default=False, help_text="Write nothing if any row is invalid."
+    )
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    skipped_count = models.PositiveIntegerField(default=0)
+    invalid_count = models.PositiveIntegerField(default=0)
+    error_report = models.FileField(upload_to="import-reports/%Y/%m/", blank=True)
+    message = models.TextField(blank=True)
+    task_id = models.CharField(max_length=255, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk}: {self.original_name or self.file.name}"
+
+
+class AuditEntry(models.Model):
+    """Who did what to which campaign, send or import, and when: never edited after writing."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=32, db_index=True)
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    send = models.ForeignKey(
+        Send, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    import_job = models.ForeignKey(
+        ImportJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    changes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M}"

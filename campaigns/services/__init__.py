@@ -1,0 +1,1 @@
+"""Every state change in opsdash lives here, as ``<entity>_<verb>(*, ...)`` functions."""

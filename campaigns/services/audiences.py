@@ -1,0 +1,95 @@
+"""Recipients and their consent: address normalisation, unsubscribe tokens, suppression."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.urls import reverse
+
+from campaigns.models import Recipient, Subscription
+from campaigns.services.rendering import public_url
+
+_UNSUBSCRIBE_SALT = "opsdash.unsubscribe.v1"
+# Statuses that keep an address out of every send until a person decides otherwise.
+SUPPRESSED_STATUSES = (
+    Recipient.Status.UNSUBSCRIBED,
+    Recipient.Status.BOUNCED,
+    Recipient.Status.COMPLAINED,
+)
+
+
+class InvalidEmail(ValueError):
+    pass
+
+
+def normalise_email(raw: str) -> str:
+    """Trimmed, lower-cased, with an IDNA (punycode) domain; raises InvalidEmail."""
+    value = raw.strip().strip("<>").strip()
+    local, sep, domain = value.rpartition("@")
+    if not sep or not local or not domain:
+        raise InvalidEmail(f"'{raw}' is not an email address")
+    try:
+        domain = domain.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise InvalidEmail(f"'{raw}' has an invalid domain") from exc
+    email = f"{local}@{domain}".lower()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise InvalidEmail(f"'{raw}' is not a valid email address") from exc
+    return email
+
+
+@dataclass(frozen=True)
+class UnsubscribeClaim:
+    recipient_id: int
+    send_id: int
+
+
+class InvalidToken(ValueError):
+    pass
+
+
+def unsubscribe_token_make(*, recipient_id: int, send_id: int) -> str:
+    return signing.Signer(salt=_UNSUBSCRIBE_SALT).sign(f"{recipient_id}-{send_id}")
+
+
+def unsubscribe_url(*, recipient_id: int, send_id: int) -> str:
+    token = unsubscribe_token_make(recipient_id=recipient_id, send_id=send_id)
+    return public_url(reverse("unsubscribe", args=[token]))
+
+
+def unsubscribe_token_read(token: str) -> UnsubscribeClaim:
+    """Verifies the HMAC (compared in constant time by Signer) and parses the ids."""
+    try:
+        value = signing.Signer(salt=_UNSUBSCRIBE_SALT).unsign(token)
+        recipient_id, send_id = (int(part) for part in value.split("-", 1))
+    except (signing.BadSignature, ValueError) as exc:
+        raise InvalidToken("This unsubscribe link is not valid.") from exc
+    return UnsubscribeClaim(recipient_id=recipient_id, send_id=send_id)
+
+
+@transaction.atomic
+def recipient_unsubscribe(*, recipient_id: int) -> bool:
+    """Unsubscribes everywhere. Returns False when it was already so (a harmless replay)."""
+    changed = (
+        Recipient.objects.filter(pk=recipient_id, status=Recipient.Status.ACTIVE).update(
+            status=Recipient.Status.UNSUBSCRIBED
+        )
+        > 0
+    )
+    Subscription.objects.filter(
+        recipient_id=recipient_id, status=Subscription.Status.SUBSCRIBED
+    ).update(status=Subscription.Status.UNSUBSCRIBED)
+    return changed
+
+
+def recipient_suppress(*, recipient_ids: list[int], status: str) -> int:
+    """Marks addresses as bounced or complained so no later send includes them."""
+    if status not in (Recipient.Status.BOUNCED, Recipient.Status.COMPLAINED):
+        raise ValueError(f"cannot suppress with status {status!r}")
+    return Recipient.objects.filter(pk__in=recipient_ids).update(status=status)

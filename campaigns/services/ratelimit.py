@@ -1,0 +1,118 @@
+"""Token buckets shared by every worker.
+
+With Redis configured, a bucket lives in one Redis hash updated by a Lua script, so all workers
+on all hosts draw from the same budget. Without Redis (the embedded profile) the bucket is
+in-process, which is exact for the single worker the demo runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import redis
+from django.conf import settings
+
+# Refills the bucket for the time elapsed, then takes ``n`` tokens if it can. Returns 0 when the
+# tokens were taken, otherwise the milliseconds to wait before trying again.
+_LUA_TAKE = """
+local key = KEYS[1]
+local rate = tonumber(ARGV[1])
+local capacity = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', key, 'tokens', 'ts')
+local tokens = tonumber(state[1]) or capacity
+local ts = tonumber(state[2]) or now
+tokens = math.min(capacity, tokens + (now - ts) * rate / 1000)
+local wait = 0
+if tokens >= n then
+  tokens = tokens - n
+else
+  wait = math.ceil((n - tokens) * 1000 / rate)
+end
+redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+redis.call('PEXPIRE', key, math.ceil(capacity * 1000 / rate) + 60000)
+return wait
+"""
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    name: str
+    rate_per_second: float
+    capacity: float
+
+
+class _LocalBucket:
+    def __init__(self, spec: BucketSpec) -> None:
+        self.spec = spec
+        self.tokens = spec.capacity
+        self.ts = time.monotonic()
+        self.lock = threading.Lock()
+
+    def try_take(self, n: int) -> float:
+        with self.lock:
+            now = time.monotonic()
+            rate = self.spec.rate_per_second
+            self.tokens = min(self.spec.capacity, self.tokens + (now - self.ts) * rate)
+            self.ts = now
+            if self.tokens >= n:
+                self.tokens -= n
+                return 0.0
+            return (n - self.tokens) / rate
+
+
+_local_buckets: dict[str, _LocalBucket] = {}
+_local_lock = threading.Lock()
+
+
+@cache
+def _redis_client() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL or "")
+
+
+def _try_take(spec: BucketSpec, n: int) -> float:
+    """Seconds to wait before ``n`` tokens are available; 0 when they were taken."""
+    if settings.REDIS_URL:
+        key = f"{settings.REDIS_KEY_PREFIX}:ratelimit:{spec.name}"
+        wait_ms = _redis_client().eval(_LUA_TAKE, 1, key, spec.rate_per_second, spec.capacity, n)
+        return int(wait_ms) / 1000
+    with _local_lock:
+        bucket = _local_buckets.setdefault(spec.name, _LocalBucket(spec))
+    return bucket.try_take(n)
+
+
+def buckets_for(*, campaign_id: int, campaign_per_minute: int | None) -> list[BucketSpec]:
+    """The buckets one message to the configured SMTP server must pass."""
+    specs: list[BucketSpec] = []
+    server = f"smtp:{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+    per_second = settings.OPSDASH_SMTP_RATE_PER_SECOND
+    if per_second > 0:
+        specs.append(BucketSpec(f"{server}:s", per_second, max(1.0, per_second)))
+    per_hour = settings.OPSDASH_SMTP_RATE_PER_HOUR
+    if per_hour > 0:
+        specs.append(BucketSpec(f"{server}:h", per_hour / 3600, float(per_hour)))
+    if campaign_per_minute:
+        specs.append(
+            BucketSpec(
+                f"campaign:{campaign_id}", campaign_per_minute / 60, float(campaign_per_minute)
+            )
+        )
+    return specs
+
+
+def tokens_take(
+    specs: list[BucketSpec], n: int = 1, *, sleep: Callable[[float], None] = time.sleep
+) -> float:
+    """Blocks until every bucket gave ``n`` tokens; returns the seconds spent waiting."""
+    waited = 0.0
+    for spec in specs:
+        while (wait := _try_take(spec, n)) > 0:
+            sleep(wait)
+            waited += wait
+    return waited

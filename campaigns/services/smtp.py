@@ -1,0 +1,141 @@
+"""One reusable SMTP session per batch, and the classification of what the server answered."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass
+from enum import StrEnum
+from types import TracebackType
+
+from django.conf import settings
+
+# Replies that mean the mailbox does not exist: the address is suppressed, not just failed.
+_NO_SUCH_MAILBOX = {550, 551, 553}
+_NO_SUCH_MAILBOX_HINTS = (
+    "5.1.1",
+    "5.1.0",
+    "5.1.10",
+    "no such user",
+    "does not exist",
+    "unknown user",
+)
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"  # 4xx, timeout, dropped connection: try again later
+    PERMANENT = "permanent"  # 5xx: this message will never be accepted
+    NO_MAILBOX = "no_mailbox"  # 5xx saying the mailbox does not exist: suppress the address
+
+
+@dataclass(frozen=True)
+class SmtpResult:
+    outcome: Outcome
+    code: int
+    text: str
+
+    @property
+    def summary(self) -> str:
+        return f"{self.code} {self.text}".strip()[:500]
+
+
+def classify(code: int, text: str) -> Outcome:
+    if 200 <= code < 300:
+        return Outcome.SENT
+    if 400 <= code < 500 or code <= 0:
+        return Outcome.TRANSIENT
+    lowered = text.lower()
+    if code in _NO_SUCH_MAILBOX and any(hint in lowered for hint in _NO_SUCH_MAILBOX_HINTS):
+        return Outcome.NO_MAILBOX
+    return Outcome.PERMANENT
+
+
+_CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError, EOFError)
+
+
+class SmtpSession:
+    """Opens lazily, reuses one connection, and reopens after the server dropped it."""
+
+    def __init__(self) -> None:
+        self._conn: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SmtpSession:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _open(self) -> smtplib.SMTP:
+        host, port, timeout = settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT
+        conn: smtplib.SMTP
+        if settings.EMAIL_USE_SSL:
+            conn = smtplib.SMTP_SSL(
+                host, port, timeout=timeout, context=ssl.create_default_context()
+            )
+        else:
+            conn = smtplib.SMTP(host, port, timeout=timeout)
+            if settings.EMAIL_USE_TLS:
+                conn.starttls(context=ssl.create_default_context())
+        if settings.EMAIL_HOST_USER:
+            conn.login(settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD)
+        return conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.quit()
+            except (*_CONNECTION_ERRORS, smtplib.SMTPException):
+                self._conn.close()
+            self._conn = None
+
+    def send(self, *, from_addr: str, to_addr: str, data: bytes) -> SmtpResult:
+        """Sends one message; never raises for what the server or the network did."""
+        try:
+            if self._conn is None:
+                self._conn = self._open()
+            return self._transaction(self._conn, from_addr, to_addr, data)
+        except smtplib.SMTPResponseException as exc:
+            self._reset_after_error()
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
+            return SmtpResult(classify(exc.smtp_code, text), exc.smtp_code, text)
+        except (TimeoutError, *_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
+            # The session may be poisoned: drop it so the next message opens a fresh one.
+            self._drop()
+            return SmtpResult(Outcome.TRANSIENT, 0, f"{type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _transaction(conn: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes) -> SmtpResult:
+        conn.ehlo_or_helo_if_needed()
+        for step in (lambda: conn.mail(from_addr), lambda: conn.rcpt(to_addr)):
+            code, text = step()
+            if code >= 300:
+                conn.rset()
+                reply = text.decode(errors="replace")
+                return SmtpResult(classify(code, reply), code, reply)
+        code, text = conn.data(data)
+        reply = text.decode(errors="replace")
+        return SmtpResult(classify(code, reply), code, reply)
+
+    def _reset_after_error(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.rset()
+        except (*_CONNECTION_ERRORS, smtplib.SMTPException):
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None

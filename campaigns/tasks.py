@@ -1,0 +1,110 @@
+"""Thin Celery tasks: they take ids, call one service, and own the retry policy."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+from celery import Task, shared_task
+
+from campaigns.models import TaskLink
+from campaigns.services import delivery
+from campaigns.services.campaigns import campaign_fire_scheduled
+
+# Backoff for a batch whose SMTP server is unreachable or answering 4xx: 5 s doubling to 5 min,
+# with jitter so that many batches do not retry in lockstep.
+BATCH_MAX_RETRIES = 12
+
+
+def _backoff(retries: int) -> float:
+    return min(300.0, 5.0 * 2**retries) * random.uniform(0.8, 1.2)
+
+
+def publish_batch(send_id: int, first_id: int, last_id: int, task_id: str) -> None:
+    deliver_batch.apply_async(
+        kwargs={"send_id": send_id, "first_id": first_id, "last_id": last_id}, task_id=task_id
+    )
+
+
+def publish_launch(
+    campaign_id: int, occurrence_key: str, trigger: str, triggered_by_id: int | None
+) -> None:
+    task_id = str(uuid.uuid4())
+    TaskLink.objects.create(task_id=task_id, kind=TaskLink.Kind.LAUNCH, campaign_id=campaign_id)
+    launch_send.apply_async(
+        kwargs={
+            "campaign_id": campaign_id,
+            "occurrence_key": occurrence_key,
+            "trigger": trigger,
+            "triggered_by_id": triggered_by_id,
+        },
+        task_id=task_id,
+    )
+
+
+@shared_task(name="campaigns.tasks.launch_send")
+def launch_send(
+    campaign_id: int, occurrence_key: str, trigger: str, triggered_by_id: int | None = None
+) -> dict[str, Any]:
+    send = delivery.send_launch(
+        campaign_id=campaign_id,
+        occurrence_key=occurrence_key,
+        trigger=trigger,
+        triggered_by_id=triggered_by_id,
+        publish=publish_batch,
+    )
+    if send is None:
+        return {"launched": False, "reason": f"occurrence {occurrence_key} exists already"}
+    return {"launched": True, "send_id": send.pk, "deliveries": send.total}
+
+
+@shared_task(bind=True, name="campaigns.tasks.fire_scheduled_send")
+def fire_scheduled_send(self: Task, campaign_id: int) -> dict[str, Any]:
+    if self.request.id:
+        TaskLink.objects.get_or_create(
+            task_id=self.request.id,
+            defaults={"kind": TaskLink.Kind.LAUNCH, "campaign_id": campaign_id},
+        )
+    send = campaign_fire_scheduled(campaign_id=campaign_id, publish=publish_batch)
+    if send is None:
+        return {"launched": False}
+    return {"launched": True, "send_id": send.pk, "deliveries": send.total}
+
+
+@shared_task(bind=True, name="campaigns.tasks.deliver_batch", max_retries=BATCH_MAX_RETRIES)
+def deliver_batch(self: Task, send_id: int, first_id: int, last_id: int) -> dict[str, Any]:
+    result = delivery.batch_deliver(
+        send_id=send_id, first_id=first_id, last_id=last_id, task_id=str(self.request.id)
+    )
+    if result.requeued and not result.stopped:
+        # Rows that met a transient error are queued again; this same task picks them up.
+        raise self.retry(countdown=_backoff(self.request.retries))
+    return result.as_dict()
+
+
+@shared_task(bind=True, name="campaigns.tasks.send_test_message", max_retries=3)
+def send_test_message(
+    self: Task, campaign_id: int, to_email: str, recipient_id: int | None = None
+) -> dict[str, Any]:
+    reply = delivery.test_message_send(
+        campaign_id=campaign_id, to_email=to_email, recipient_id=recipient_id
+    )
+    return {"to": to_email, "smtp": reply}
+
+
+def publish_test_message(*, campaign_id: int, to_email: str, recipient_id: int | None) -> str:
+    task_id = str(uuid.uuid4())
+    TaskLink.objects.create(task_id=task_id, kind=TaskLink.Kind.TEST, campaign_id=campaign_id)
+    send_test_message.apply_async(
+        kwargs={"campaign_id": campaign_id, "to_email": to_email, "recipient_id": recipient_id},
+        task_id=task_id,
+    )
+    return task_id
+
+
+@shared_task(name="campaigns.tasks.reap_deliveries")
+def reap_deliveries() -> dict[str, int]:
+    reaped = delivery.deliveries_reap(publish=publish_batch)
+    flagged = delivery.sends_flag_stalled()
+    return {"reaped": reaped, "stalled": flagged}

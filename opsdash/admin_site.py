@@ -1,0 +1,120 @@
+"""Unfold callbacks named by dotted path in settings.UNFOLD: environment badge and sidebar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+from django.urls import reverse_lazy
+
+
+def environment_callback(request: HttpRequest) -> list[str]:
+    if settings.PRODUCTION:
+        return ["Production", "danger"]
+    if settings.PROFILE == "embedded":
+        return ["Demo (embedded)", "info"]
+    return ["Services", "warning"]
+
+
+def _has_mailbox(request: HttpRequest) -> bool:
+    return bool(settings.OPSDASH_MAILBOX_DIR) and request.user.is_staff
+
+
+def _perm(codename: str) -> Any:
+    return lambda request: request.user.has_perm(codename)
+
+
+def navigation(request: HttpRequest) -> list[dict[str, Any]]:
+    def item(title: str, icon: str, url: str, perm: str | None = None) -> dict[str, Any]:
+        entry: dict[str, Any] = {"title": title, "icon": icon, "link": reverse_lazy(url)}
+        if perm:
+            entry["permission"] = _perm(perm)
+        return entry
+
+    return [
+        {
+            "title": "Operations",
+            "items": [
+                item("Dashboard", "dashboard", "admin:index"),
+                item(
+                    "Campaigns",
+                    "campaign",
+                    "admin:campaigns_campaign_changelist",
+                    "campaigns.view_campaign",
+                ),
+                item("Sends", "send", "admin:campaigns_send_changelist", "campaigns.view_send"),
+                item(
+                    "Deliveries",
+                    "mark_email_read",
+                    "admin:campaigns_delivery_changelist",
+                    "campaigns.view_delivery",
+                ),
+                {
+                    "title": "Mailbox (demo)",
+                    "icon": "inbox",
+                    "link": reverse_lazy("mailbox"),
+                    "permission": _has_mailbox,
+                },
+            ],
+        },
+        {
+            "title": "Audience",
+            "items": [
+                item(
+                    "Recipients",
+                    "person",
+                    "admin:campaigns_recipient_changelist",
+                    "campaigns.view_recipient",
+                ),
+                item(
+                    "Audiences",
+                    "groups",
+                    "admin:campaigns_audience_changelist",
+                    "campaigns.view_audience",
+                ),
+                item(
+                    "Subscriptions",
+                    "how_to_reg",
+                    "admin:campaigns_subscription_changelist",
+                    "campaigns.view_subscription",
+                ),
+                item(
+                    "Imports",
+                    "upload_file",
+                    "admin:campaigns_importjob_changelist",
+                    "campaigns.view_importjob",
+                ),
+            ],
+        },
+        {
+            "title": "Audit",
+            "items": [
+                item(
+                    "Audit trail",
+                    "history",
+                    "admin:campaigns_auditentry_changelist",
+                    "campaigns.view_auditentry",
+                ),
+                item(
+                    "Task results",
+                    "task_alt",
+                    "admin:django_celery_results_taskresult_changelist",
+                    "django_celery_results.view_taskresult",
+                ),
+                item(
+                    "Periodic tasks",
+                    "schedule",
+                    "admin:django_celery_beat_periodictask_changelist",
+                    "django_celery_beat.view_periodictask",
+                ),
+            ],
+        },
+        {
+            "title": "Access",
+            "items": [
+                item("Users", "manage_accounts", "admin:auth_user_changelist", "auth.view_user"),
+                item("Groups", "group", "admin:auth_group_changelist", "auth.view_group"),
+            ],
+        },
+    ]

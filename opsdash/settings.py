@@ -1,0 +1,295 @@
+"""opsdash settings: every value that varies between machines comes from the environment.
+
+Profiles (``OPSDASH_PROFILE``):
+- ``embedded`` (default) needs no services: SQLite, Celery over a filesystem transport shared by
+  the web, worker and beat processes, a local-memory cache and a local SMTP catcher.
+- ``services``: PostgreSQL, RabbitMQ and Redis, from DATABASE_URL, CELERY_BROKER_URL and REDIS_URL
+  (defaults point at localhost). Tests, benchmarks and compose.yaml use it.
+
+``OPSDASH_ENV=production`` switches on the deployment hardening (and requires a secret key and
+allowed hosts); ``manage.py check --deploy`` passes with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.templatetags.static import static
+from django.utils.translation import gettext_lazy as _
+
+from opsdash.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_optional,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("OPSDASH_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)  # SQLite, the embedded broker and uploads live here
+
+PROFILE = env_choice("OPSDASH_PROFILE", "embedded", ("embedded", "services"))
+ENVIRONMENT = env_choice("OPSDASH_ENV", "development", ("development", "production"))
+PRODUCTION = ENVIRONMENT == "production"
+
+# --- Core -----------------------------------------------------------------------------------
+DEBUG = False if PRODUCTION else env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = env_str(
+    "DJANGO_SECRET_KEY",
+    None if PRODUCTION else "development-only-key-never-use-in-production-0123456789abcdef",
+)
+ALLOWED_HOSTS = env_list(
+    "DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    # Unfold must come before django.contrib.admin so its templates win.
+    "unfold",
+    "unfold.contrib.filters",
+    "unfold.contrib.forms",
+    "unfold.contrib.import_export",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "django_celery_results",
+    "import_export",
+    "campaigns",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "opsdash.urls"
+WSGI_APPLICATION = "opsdash.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+_DEFAULT_DATABASE_URL = (
+    "postgres://postgres@127.0.0.1:5432/opsdash"
+    if PROFILE == "services"
+    else f"sqlite:///{VAR_DIR / 'opsdash.sqlite3'}"
+)
+DATABASE_URL = env_str("DATABASE_URL", _DEFAULT_DATABASE_URL)
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat share the file: WAL lets readers and one writer work at once, and
+    # IMMEDIATE transactions queue writers instead of failing with "database is locked".
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+TEST_DATABASE_NAME = env_optional("OPSDASH_TEST_DATABASE")
+if TEST_DATABASE_NAME:
+    DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache (also the shared rate limiter and locks when Redis is configured) ----------------
+REDIS_URL = env_optional("REDIS_URL") or (
+    "redis://127.0.0.1:6379/0" if PROFILE == "services" else None
+)
+REDIS_KEY_PREFIX = env_str("OPSDASH_REDIS_PREFIX", "opsdash")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": REDIS_KEY_PREFIX,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Auth, i18n, static ---------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("OPSDASH_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = Path(env_str("OPSDASH_MEDIA_ROOT", str(VAR_DIR / "media")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
+
+# --- Deployment hardening -------------------------------------------------------------------
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# --- Email ----------------------------------------------------------------------------------
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+EMAIL_HOST = env_str("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = env_int("EMAIL_PORT", 1025, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "opsdash@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- opsdash --------------------------------------------------------------------------------
+OPSDASH_PUBLIC_URL = env_str("OPSDASH_PUBLIC_URL", "http://localhost:8000").rstrip("/")
+OPSDASH_MESSAGE_ID_DOMAIN = env_str("OPSDASH_MESSAGE_ID_DOMAIN", "opsdash.localhost")
+OPSDASH_DELIVERY_BATCH_SIZE = env_int("OPSDASH_DELIVERY_BATCH_SIZE", 500, minimum=1)
+OPSDASH_DELIVERY_FLUSH_EVERY = env_int("OPSDASH_DELIVERY_FLUSH_EVERY", 50, minimum=1)
+OPSDASH_DELIVERY_LEASE_SECONDS = env_int("OPSDASH_DELIVERY_LEASE_SECONDS", 300, minimum=10)
+OPSDASH_DELIVERY_MAX_ATTEMPTS = env_int("OPSDASH_DELIVERY_MAX_ATTEMPTS", 5, minimum=1)
+OPSDASH_STALL_MINUTES = env_int("OPSDASH_STALL_MINUTES", 10, minimum=1)
+OPSDASH_SMTP_RATE_PER_SECOND = env_float("OPSDASH_SMTP_RATE_PER_SECOND", 0.0)
+OPSDASH_SMTP_RATE_PER_HOUR = env_int("OPSDASH_SMTP_RATE_PER_HOUR", 0, minimum=0)
+OPSDASH_IMPORT_MAX_BYTES = env_int("OPSDASH_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1)
+OPSDASH_TASK_RESULT_RETENTION_DAYS = env_int("OPSDASH_TASK_RESULT_RETENTION_DAYS", 30, minimum=1)
+# Four-eyes rule: when on, the last editor of a campaign cannot schedule or send it.
+OPSDASH_FOUR_EYES = env_bool("OPSDASH_FOUR_EYES", False)
+# Where the local SMTP catcher of the demo keeps its mail; the admin shows it when set.
+OPSDASH_MAILBOX_DIR = env_optional("OPSDASH_MAILBOX_DIR")
+
+# --- Celery ---------------------------------------------------------------------------------
+# Queue names carry an optional prefix so that several test runs can share one broker.
+QUEUE_PREFIX = env_str("OPSDASH_QUEUE_PREFIX", "")
+QUEUE_DELIVERY = f"{QUEUE_PREFIX}delivery"
+QUEUE_PRIORITY = f"{QUEUE_PREFIX}priority"
+QUEUE_IMPORTS = f"{QUEUE_PREFIX}imports"
+QUEUE_DEFAULT = f"{QUEUE_PREFIX}default"
+
+_BROKER_DIR = VAR_DIR / "broker"
+CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (
+    "amqp://guest:guest@127.0.0.1:5672//" if PROFILE == "services" else "filesystem://"
+)
+if CELERY_BROKER_URL.startswith("filesystem"):
+    for _folder in ("queue", "processed"):
+        (_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(_BROKER_DIR / "queue"),
+        "data_folder_out": str(_BROKER_DIR / "queue"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+else:
+    # Publisher confirms: publish() returns only once RabbitMQ has taken the message.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_CACHE_BACKEND = "django-cache"
+CELERY_TASK_TRACK_STARTED = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_TASK_DEFAULT_QUEUE = QUEUE_DEFAULT
+CELERY_TASK_ROUTES = {
+    "campaigns.tasks.deliver_batch": {"queue": QUEUE_DELIVERY},
+    "campaigns.tasks.send_test_message": {"queue": QUEUE_PRIORITY},
+    "campaigns.tasks.run_import": {"queue": QUEUE_IMPORTS},
+}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Installed into the database by the DatabaseScheduler; campaigns add their own PeriodicTasks.
+CELERY_BEAT_SCHEDULE = {
+    "reap-deliveries": {"task": "campaigns.tasks.reap_deliveries", "schedule": 60.0},
+}
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+# RabbitMQ redelivers an unacked message after consumer_timeout (30 min by default); a batch is
+# far shorter than that, and long ETAs are never used.
+CELERY_TASK_TIME_LIMIT = env_int("OPSDASH_TASK_TIME_LIMIT", 1800, minimum=60)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("OPSDASH_CELERY_EAGER", False)
+
+# --- Logging --------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("OPSDASH_LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "mail.log": {"level": "WARNING"},  # aiosmtpd logs every connection at INFO
+    },
+}
+
+# --- Admin (Unfold) -------------------------------------------------------------------------
+UNFOLD = {
+    "SITE_TITLE": "opsdash",
+    "SITE_HEADER": "opsdash",
+    "SITE_SUBHEADER": _("Email operations console"),
+    "SITE_SYMBOL": "campaign",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "ENVIRONMENT": "opsdash.admin_site.environment_callback",
+    "DASHBOARD_CALLBACK": "campaigns.dashboard.dashboard_callback",
+    "STYLES": [lambda request: static("campaigns/admin.css")],
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": False,
+        "navigation": "opsdash.admin_site.navigation",
+    },
+}

@@ -1,0 +1,102 @@
+"""A local SMTP server that keeps what it receives: the demo's mail catcher and the tests' sink.
+
+Messages are stored in memory (for tests and benchmarks) and, when a Maildir path is given,
+on disk where the admin's mailbox page reads them. ``rule`` lets a test make the server answer
+4xx or 5xx for chosen recipients, the way a real server sometimes does.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import threading
+from collections.abc import Callable
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+# Given a recipient address, a reply like "451 4.3.0 Try again later" to refuse it, or None.
+Rule = Callable[[str], str | None]
+
+
+class SinkHandler:
+    def __init__(self, maildir: Path | None = None, rule: Rule | None = None) -> None:
+        self.messages: list[EmailMessage] = []
+        self.rule = rule
+        self.lock = threading.Lock()
+        self.maildir = mailbox.Maildir(maildir, create=True) if maildir else None
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        refusal = self.rule(address) if self.rule else None
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        raw: bytes = envelope.original_content or envelope.content
+        message = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        with self.lock:
+            self.messages.append(message)
+            if self.maildir is not None:
+                self.maildir.add(raw)
+        return "250 2.0.0 Message accepted"
+
+    def clear(self) -> None:
+        with self.lock:
+            self.messages.clear()
+
+    def snapshot(self) -> list[EmailMessage]:
+        with self.lock:
+            return list(self.messages)
+
+
+class SmtpSink:
+    """Runs the handler on a background thread: ``with SmtpSink(port=0) as sink: ...``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        maildir: Path | None = None,
+        rule: Rule | None = None,
+    ) -> None:
+        self.handler = SinkHandler(maildir=maildir, rule=rule)
+        self.controller = Controller(
+            self.handler, hostname=host, port=port or _free_port(host), data_size_limit=50_000_000
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return self.handler.snapshot()
+
+    def start(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port(host: str) -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

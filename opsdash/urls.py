@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+from django.views.generic import RedirectView
+
+from campaigns import views
+from campaigns.admin.mailbox import mailbox_message_view, mailbox_view
+
+
+def healthz(_request: HttpRequest) -> HttpResponse:
+    return HttpResponse("ok", content_type="text/plain")
+
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
+    path("admin/mailbox/", admin.site.admin_view(mailbox_view), name="mailbox"),
+    path(
+        "admin/mailbox/<str:key>/",
+        admin.site.admin_view(mailbox_message_view),
+        name="mailbox-message",
+    ),
+    path("admin/", admin.site.urls),
+    path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("healthz", healthz, name="healthz"),
+]
