@@ -40,7 +40,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy .
 
 pytest: $(STAMP)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	@eval "$$($(PY) .ci/probe-services)" && $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -1,0 +1,83 @@
+"""The whole product path with real parts: beat -> RabbitMQ -> worker -> PostgreSQL -> SMTP sink."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from campaigns.models import Campaign, Delivery, Send, TaskLink
+from campaigns.services.campaigns import campaign_schedule
+from opsdash.smtp_sink import SmtpSink
+from tests.factories import CampaignFactory, UserFactory, audience_with
+from tests.processes import CeleryProcess
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+def wait_for(predicate, *, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.25)
+
+
+def test_a_scheduled_campaign_reaches_every_recipient_exactly_once(
+    smtp_sink: SmtpSink, worker: CeleryProcess, beat: CeleryProcess
+) -> None:
+    audience = audience_with(25)
+    campaign = CampaignFactory(
+        audiences=[audience],
+        schedule_kind=Campaign.ScheduleKind.ONCE,
+        scheduled_at=timezone.now() + timedelta(seconds=4),
+    )
+    campaign_schedule(campaign=campaign, by=UserFactory())
+    assert campaign.periodic_task is not None and campaign.periodic_task.clocked is not None
+
+    wait_for(lambda: len(smtp_sink.messages) >= 25, timeout=90, what="25 messages at the sink")
+    wait_for(
+        lambda: Send.objects.filter(status=Send.Status.COMPLETED).exists(),
+        timeout=30,
+        what="the send to complete",
+    )
+    time.sleep(1)  # anything duplicated would arrive now
+
+    messages = smtp_sink.messages
+    by_recipient = Counter(message["To"].addresses[0].addr_spec for message in messages)
+    expected = set(audience.subscriptions.values_list("recipient__email", flat=True))
+    assert set(by_recipient) == expected
+    assert set(by_recipient.values()) == {1}
+    for message in messages:
+        recipient = audience.subscriptions.get(
+            recipient__email=message["To"].addresses[0].addr_spec
+        ).recipient
+        assert message["Subject"] == f"Hello {recipient.first_name}"
+        text = message.get_body(preferencelist=("plain",)).get_content()
+        assert f"Hi {recipient.first_name} from Oslo." in text
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    send = Send.objects.get(campaign=campaign)
+    assert send.trigger == Send.Trigger.SCHEDULE
+    assert send.sent_count == 25
+    assert Delivery.objects.filter(send=send, status=Delivery.Status.SENT).count() == 25
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SENT
+
+    # Every task of the send left a result row, reachable from the send through TaskLink.
+    batch_ids = set(TaskLink.objects.filter(send=send).values_list("task_id", flat=True))
+    assert batch_ids
+    wait_for(
+        lambda: TaskResult.objects.filter(task_id__in=batch_ids).count() == len(batch_ids),
+        timeout=20,
+        what="TaskResult rows for every batch",
+    )
+    results = TaskResult.objects.filter(task_id__in=batch_ids)
+    assert {r.status for r in results} == {"SUCCESS"}
+    assert {r.task_name for r in results} == {"campaigns.tasks.deliver_batch"}
+    assert all(r.worker for r in results)
+    assert TaskResult.objects.filter(task_name="campaigns.tasks.fire_scheduled_send").exists()
