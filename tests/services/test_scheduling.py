@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from campaigns.models import Campaign
+from campaigns.services import campaigns as services
+from campaigns.services.scheduling import FIRE_TASK, occurrence_key_for, schedule_describe
+from tests.factories import AudienceFactory, CampaignFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def scheduled(**fields: object) -> Campaign:
+    campaign = CampaignFactory(audiences=[AudienceFactory()], **fields)
+    return services.campaign_schedule(campaign=campaign, by=UserFactory())
+
+
+def test_a_one_off_schedule_becomes_one_clocked_periodic_task() -> None:
+    at = timezone.now() + timedelta(hours=2)
+    campaign = scheduled(schedule_kind="once", scheduled_at=at)
+    task = PeriodicTask.objects.get()
+    assert campaign.periodic_task == task
+    assert task.task == FIRE_TASK and task.one_off and task.enabled
+    assert task.clocked.clocked_time == at
+    assert json.loads(task.kwargs) == {"campaign_id": campaign.pk}
+
+
+def test_a_weekly_schedule_uses_cron_numbering_and_follows_edits() -> None:
+    campaign = scheduled(schedule_kind="weekly", schedule_time=time(9, 30), schedule_weekday=0,
+                         schedule_timezone="Europe/Oslo")
+    task = PeriodicTask.objects.get()
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("30", "9", "1")
+    assert str(task.crontab.timezone) == "Europe/Oslo"
+
+    campaign.schedule_kind = Campaign.ScheduleKind.DAILY
+    campaign.schedule_time = time(7, 0)
+    services.campaign_save(campaign=campaign, by=UserFactory(), changed=["schedule_kind"])
+    task = PeriodicTask.objects.get()  # still exactly one, updated in place
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "7", "*")
+
+
+def test_unscheduling_and_deleting_remove_the_periodic_task() -> None:
+    campaign = scheduled(schedule_kind="daily", schedule_time=time(8, 0))
+    services.campaign_unschedule(campaign=campaign, by=UserFactory())
+    assert not PeriodicTask.objects.exists()
+    services.campaign_schedule(campaign=campaign, by=UserFactory())
+    assert PeriodicTask.objects.count() == 1
+    services.campaign_delete(campaign=campaign, by=UserFactory())
+    assert not PeriodicTask.objects.exists()
+
+
+def test_two_fires_of_one_slot_share_an_occurrence_key() -> None:
+    campaign = CampaignFactory(schedule_kind="daily", schedule_time=time(9, 0))
+    on_time = datetime(2026, 3, 2, 9, 0, 2, tzinfo=UTC)
+    late = datetime(2026, 3, 2, 9, 3, 40, tzinfo=UTC)
+    assert occurrence_key_for(campaign, now=on_time) == occurrence_key_for(campaign, now=late)
+    next_day = datetime(2026, 3, 3, 9, 0, 1, tzinfo=UTC)
+    assert occurrence_key_for(campaign, now=next_day) != occurrence_key_for(campaign, now=on_time)
+
+
+def test_schedules_are_described_in_plain_words() -> None:
+    campaign = CampaignFactory(schedule_kind="monthly", schedule_time=time(6, 15), schedule_day=3)
+    assert schedule_describe(campaign) == "Every month on day 3 at 06:15 (UTC)"

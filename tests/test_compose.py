@@ -1,0 +1,87 @@
+"""compose.yaml cannot be run here (no container engine), so its wiring is checked instead."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from django.core.management import get_commands
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_SERVICES = ("migrate", "web", "worker", "beat", "flower")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+
+
+def settings_env_names() -> set[str]:
+    """Every environment variable the settings read (through opsdash.env helpers)."""
+    source = (ROOT / "opsdash" / "settings.py").read_text()
+    return set(re.findall(r'env_\w+\(\s*"([A-Z][A-Z0-9_]+)"', source))
+
+
+def test_the_stack_has_every_part(compose: dict[str, Any]) -> None:
+    expected = {"postgres", "rabbitmq", "redis", "mailpit", *APP_SERVICES}
+    assert expected <= set(compose["services"])
+
+
+def test_infrastructure_has_healthchecks_and_apps_wait_for_them(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in ("postgres", "rabbitmq", "redis", "mailpit", "web", "worker"):
+        assert "healthcheck" in services[name], name
+    for name in APP_SERVICES:
+        deps = services[name]["depends_on"]
+        for infra in ("postgres", "rabbitmq", "redis"):
+            assert deps[infra]["condition"] == "service_healthy", (name, infra)
+    for name in ("web", "worker", "beat"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+def test_app_environment_names_are_ones_the_settings_read(compose: dict[str, Any]) -> None:
+    known = settings_env_names()
+    for name in APP_SERVICES:
+        env = compose["services"][name]["environment"]
+        unknown = set(env) - known
+        assert not unknown, f"{name} sets variables the settings never read: {unknown}"
+    assert {"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "EMAIL_HOST"} <= set(
+        compose["services"]["web"]["environment"]
+    )
+
+
+def _command(compose: dict[str, Any], name: str) -> list[str]:
+    command = compose["services"][name]["command"]
+    return command if isinstance(command, list) else command.split()
+
+
+def test_commands_point_at_code_that_exists(compose: dict[str, Any]) -> None:
+    web = _command(compose, "web")
+    module, _, attribute = web[1].partition(":")
+    assert hasattr(importlib.import_module(module), attribute)
+    for name in ("worker", "beat", "flower"):
+        command = _command(compose, name)
+        assert command[:3] == ["celery", "-A", "opsdash"]
+        assert hasattr(importlib.import_module(command[2]), "celery_app")
+    beat = _command(compose, "beat")
+    scheduler = beat[beat.index("-S") + 1]
+    module, _, attribute = scheduler.partition(":")
+    assert hasattr(importlib.import_module(module), attribute)
+    for step in re.findall(r"manage\.py (\w+)", " ".join(_command(compose, "migrate"))):
+        assert step in get_commands(), step
+
+
+def test_the_worker_consumes_every_queue_the_settings_route_to(compose: dict[str, Any]) -> None:
+    from django.conf import settings
+
+    worker = _command(compose, "worker")
+    queues = set(worker[worker.index("-Q") + 1].split(","))
+    prefix = settings.QUEUE_PREFIX
+    routed = {route["queue"].removeprefix(prefix) for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed | {"default"} <= queues
