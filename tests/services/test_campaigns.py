@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 
 def unsaved(**fields: object) -> Campaign:
     values: dict[str, object] = {
-        "name": "News", "subject": "Hi {{ recipient.first_name }}", "from_email": "a@example.com",
+        "name": "News",
+        "subject": "Hi {{ recipient.first_name }}",
+        "from_email": "a@example.com",
         "text_body": "Hello",
     }
     values.update(fields)
@@ -33,12 +35,21 @@ def unsaved(**fields: object) -> Campaign:
         ({"from_email": "not an address"}, "from_email", "not a valid email address"),
         ({"reply_to": "x@example.com\r\nBcc: y@example.com"}, "reply_to", "line breaks"),
         ({"subject": "Hi\r\nBcc: victim@example.com"}, "subject", "line breaks"),
-        ({"schedule_kind": "once", "scheduled_at": timezone.now() - timedelta(minutes=1)},
-         "scheduled_at", "in the past"),
-        ({"schedule_kind": "crontab", "schedule_crontab": "99 * * * *"}, "schedule_crontab",
-         "not valid"),
-        ({"schedule_kind": "weekly", "schedule_time": time(9, 0)}, "schedule_weekday",
-         "day of the week"),
+        (
+            {"schedule_kind": "once", "scheduled_at": timezone.now() - timedelta(minutes=1)},
+            "scheduled_at",
+            "in the past",
+        ),
+        (
+            {"schedule_kind": "crontab", "schedule_crontab": "99 * * * *"},
+            "schedule_crontab",
+            "not valid",
+        ),
+        (
+            {"schedule_kind": "weekly", "schedule_time": time(9, 0)},
+            "schedule_weekday",
+            "day of the week",
+        ),
     ],
 )
 def test_bad_input_is_refused_at_save_naming_the_field(

@@ -15,8 +15,13 @@ from campaigns.services.rendering import (
 
 def compile_basic(**overrides: str):  # type: ignore[no-untyped-def]
     fields = {
-        "campaign_id": 1, "name": "News", "subject": "Hi {{ recipient.first_name }}",
-        "from_email": "team@example.com", "reply_to": "", "text_body": "Hello", "html_body": "",
+        "campaign_id": 1,
+        "name": "News",
+        "subject": "Hi {{ recipient.first_name }}",
+        "from_email": "team@example.com",
+        "reply_to": "",
+        "text_body": "Hello",
+        "html_body": "",
     }
     fields.update(overrides)
     return campaign_compile(**fields)  # type: ignore[arg-type]
@@ -29,8 +34,12 @@ def test_it_renders_recipient_fields_attributes_and_escapes_html() -> None:
     )
     rendered = message_render(
         compiled,
-        recipient={"email": "a@example.com", "first_name": "<b>Ann</b>", "last_name": "Lee",
-                   "attributes": {"city": "Oslo"}},
+        recipient={
+            "email": "a@example.com",
+            "first_name": "<b>Ann</b>",
+            "last_name": "Lee",
+            "attributes": {"city": "Oslo"},
+        },
         unsubscribe_url="https://x/u/1/",
     )
     assert rendered.subject == "Hi <b>Ann</b>"
@@ -57,8 +66,13 @@ def test_it_refuses_unknown_fields(source: str, needle: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "source", ["{% load static %}", "{% include 'admin/base.html' %}", "{% debug %}",
-               "{% extends 'x.html' %}"],
+    "source",
+    [
+        "{% load static %}",
+        "{% include 'admin/base.html' %}",
+        "{% debug %}",
+        "{% extends 'x.html' %}",
+    ],
 )
 def test_it_refuses_tags_that_reach_outside_the_template(source: str) -> None:
     with pytest.raises(TemplateProblem):
@@ -66,8 +80,10 @@ def test_it_refuses_tags_that_reach_outside_the_template(source: str) -> None:
 
 
 def test_loop_variables_are_allowed() -> None:
-    template_compile("{% for k in recipient.attributes %}{{ k }}{{ forloop.counter }}{% endfor %}",
-                     label="Text body")
+    template_compile(
+        "{% for k in recipient.attributes %}{{ k }}{{ forloop.counter }}{% endfor %}",
+        label="Text body",
+    )
 
 
 def test_a_campaign_needs_a_body() -> None:
@@ -81,7 +97,9 @@ def test_header_values_with_line_breaks_are_refused(value: str) -> None:
         header_value_check(value, label="Subject")
 
 
-@pytest.mark.parametrize("value", ["not-an-address", "a@", "Team <team@>", "x@example.com\nBcc: y@z.com"])
+@pytest.mark.parametrize(
+    "value", ["not-an-address", "a@", "Team <team@>", "x@example.com\nBcc: y@z.com"]
+)
 def test_invalid_sender_addresses_are_refused(value: str) -> None:
     with pytest.raises(TemplateProblem):
         address_check(value, label="From")
@@ -94,11 +112,18 @@ def test_a_display_name_sender_is_kept() -> None:
 def test_the_message_carries_one_click_unsubscribe_and_a_stable_message_id() -> None:
     compiled = compile_basic(html_body="<p>x</p>")
     rendered = message_render(
-        compiled, recipient={"email": "a@example.com", "first_name": "A\nB"},
+        compiled,
+        recipient={"email": "a@example.com", "first_name": "A\nB"},
         unsubscribe_url="https://x/u/t/",
     )
-    message = message_build(compiled, rendered, to_email="a@example.com", to_name="A\nB",
-                            message_id="<send-1.rcpt-2@d>", unsubscribe_url="https://x/u/t/")
+    message = message_build(
+        compiled,
+        rendered,
+        to_email="a@example.com",
+        to_name="A\nB",
+        message_id="<send-1.rcpt-2@d>",
+        unsubscribe_url="https://x/u/t/",
+    )
     assert rendered.subject == "Hi A B"  # a newline in recipient data never splits a header
     assert message["List-Unsubscribe"] == "<https://x/u/t/>"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

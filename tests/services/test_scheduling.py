@@ -31,8 +31,12 @@ def test_a_one_off_schedule_becomes_one_clocked_periodic_task() -> None:
 
 
 def test_a_weekly_schedule_uses_cron_numbering_and_follows_edits() -> None:
-    campaign = scheduled(schedule_kind="weekly", schedule_time=time(9, 30), schedule_weekday=0,
-                         schedule_timezone="Europe/Oslo")
+    campaign = scheduled(
+        schedule_kind="weekly",
+        schedule_time=time(9, 30),
+        schedule_weekday=0,
+        schedule_timezone="Europe/Oslo",
+    )
     task = PeriodicTask.objects.get()
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("30", "9", "1")
     assert str(task.crontab.timezone) == "Europe/Oslo"

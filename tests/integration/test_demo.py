@@ -1,0 +1,130 @@
+"""`make demo` end to end on the embedded profile: separate web, worker, beat and SMTP catcher
+processes sharing SQLite and the filesystem broker, exactly as a newcomer runs them."""
+
+from __future__ import annotations
+
+import mailbox
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def embedded_env(var_dir: Path) -> dict[str, str]:
+    drop = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "OPSDASH_", "EMAIL_", "DJANGO_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    env.update(OPSDASH_PROFILE="embedded", OPSDASH_VAR_DIR=str(var_dir), PYTHONUNBUFFERED="1")
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+SEND_NOW = """
+from campaigns import tasks
+from campaigns.models import Campaign
+from campaigns.services.campaigns import campaign_send_now
+campaign_send_now(campaign=Campaign.objects.get(pk=1), by=None, launch=tasks.publish_launch)
+"""
+
+REPORT = """
+from campaigns.models import Send
+from django_celery_results.models import TaskResult
+send = Send.objects.get()
+print("send", send.status, send.sent_count, send.total)
+print("results", TaskResult.objects.filter(status="SUCCESS").count())
+"""
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{_logs()}")
+        time.sleep(0.5)
+
+
+@pytest.mark.timeout(240)
+def test_the_demo_sends_the_newsletter_and_stops_cleanly(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path)
+    port, smtp_port = free_port(), free_port()
+    log = (tmp_path / "demo.log").open("w+")
+    _LOGS[:] = [tmp_path / "demo.log"]
+    demo = subprocess.Popen(
+        [sys.executable, "manage.py", "demo", "--port", str(port), "--smtp-port", str(smtp_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(
+            lambda: "Ctrl-C stops everything" in (tmp_path / "demo.log").read_text(),
+            90,
+            "the demo banner",
+        )
+        banner = (tmp_path / "demo.log").read_text()
+        assert re.search(r"Login:\s+demo / \S{8,}", banner)
+        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/admin/login/"), 120, "the web server")
+
+        manage(env, "shell", "-c", SEND_NOW)
+        box = mailbox.Maildir(tmp_path / "mailbox", create=True)
+        wait_for(lambda: len(box) >= 294, 120, "294 messages in the demo mailbox")
+        wait_for(
+            lambda: "send completed 294 294" in manage(env, "shell", "-c", REPORT),
+            60,
+            "the send to complete",
+        )
+        assert "results 0" not in manage(env, "shell", "-c", REPORT)
+        subjects = {box.get_message(key)["Subject"] for key in box}
+        assert all(subject.endswith(", what's new this month") for subject in subjects)
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=60)
+    assert "opsdash stopped." in (tmp_path / "demo.log").read_text()
+    time.sleep(1)
+    survivors = subprocess.run(
+        ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert not survivors, f"processes left behind: {survivors}"
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+_LOGS: list[Path] = []
+
+
+def _logs() -> str:
+    return "\n".join(path.read_text()[-3000:] for path in _LOGS if path.exists())
