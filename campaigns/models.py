@@ -250,6 +250,8 @@ class Delivery(models.Model):
                 condition=Q(status="sending"),
             ),
             models.Index(fields=["sent_at"], name="delivery_sent_at_idx"),
+            # The dashboard's outcomes-per-hour chart reads the last 24 h by this column.
+            models.Index(fields=["updated_at"], name="delivery_updated_at_idx"),
         ]
 
     def __str__(self) -> str:

@@ -1,31 +1,321 @@
-"""Read-side queries for the admin and the dashboard."""
+"""Read-side queries for the admin and the dashboard.
+
+Everything here must stay fast with millions of deliveries: no full COUNT over a big table.
+Totals come from PostgreSQL's planner estimate (pg_class.reltuples), recent windows from
+indexed range scans, per-send numbers from the counters the Send row keeps, and the results
+are cached for a few seconds so a busy dashboard costs the database almost nothing.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import contextlib
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
-from campaigns.models import Campaign, Delivery, ImportJob, Send
+from campaigns.models import Campaign, Delivery, ImportJob, Recipient, Send, TaskLink
+
+DASHBOARD_CACHE_SECONDS = 15
+CHART_HOURS = 24
+CHART_OUTCOMES = (Delivery.Status.SENT, Delivery.Status.FAILED, Delivery.Status.SKIPPED)
 
 
-def dashboard_counts() -> dict[str, Any]:
-    now = timezone.now()
-    day_ago = now - timedelta(days=1)
-    deliveries = Delivery.objects.filter(sent_at__gte=day_ago).aggregate(
-        sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
+def table_estimate(model: type[Any]) -> int:
+    """The planner's row estimate for a table: instant, and close enough for a total."""
+    table = model._meta.db_table
+    if connection.vendor != "postgresql":
+        return int(model.objects.count())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [table])
+        row = cursor.fetchone()
+    estimate = int(row[0]) if row else -1
+    # -1 means "never analysed": fall back to an exact count, which is cheap on a new table.
+    return estimate if estimate >= 0 else int(model.objects.count())
+
+
+def _start_of_today(now: datetime) -> datetime:
+    tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    return now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _sent_since(moment: datetime) -> int:
+    # delivery_sent_at_idx: a range scan over the window only.
+    return Delivery.objects.filter(sent_at__gte=moment, status=Delivery.Status.SENT).count()
+
+
+def _recent_send_totals(since: datetime) -> dict[str, int]:
+    """Sums of the counters that sends keep, over sends that ran in the window (a small table)."""
+    sends = Send.objects.filter(Q(started_at__gte=since) | Q(finished_at__isnull=True))
+    totals = sends.aggregate(sent=Sum("sent_count"), failed=Sum("failed_count"))
+    return {key: int(value or 0) for key, value in totals.items()}
+
+
+def _waiting_deliveries() -> int:
+    """Queued or in-flight rows of live sends, from the send counters instead of a COUNT."""
+    live = Send.objects.filter(status__in=[Send.Status.RUNNING, Send.Status.PAUSED])
+    waiting = live.aggregate(
+        n=Sum(F("total") - F("sent_count") - F("failed_count") - F("skipped_count"))
+    )["n"]
+    return max(int(waiting or 0), 0)
+
+
+def deliveries_per_hour(*, now: datetime, hours: int = CHART_HOURS) -> dict[str, Any]:
+    """Outcomes per hour over the last ``hours``, as Chart.js data (stacked bars)."""
+    start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    rows = (
+        Delivery.objects.filter(updated_at__gte=start, status__in=CHART_OUTCOMES)
+        .annotate(hour=TruncHour("updated_at"))
+        .values("hour", "status")
+        .annotate(n=Count("id"))
     )
+    slots = [start + timedelta(hours=i) for i in range(hours)]
+    counts = {(row["hour"], row["status"]): row["n"] for row in rows}
+    colours = {
+        Delivery.Status.SENT: "var(--color-primary-600)",
+        Delivery.Status.FAILED: "#dc2626",
+        Delivery.Status.SKIPPED: "var(--color-base-400)",
+    }
     return {
-        "sent_today": deliveries["sent"],
+        "labels": [f"{slot:%H:00}" for slot in slots],
+        "datasets": [
+            {
+                "label": status.label,
+                "data": [counts.get((slot, status.value), 0) for slot in slots],
+                "backgroundColor": colours[status],
+                "stack": "outcomes",
+            }
+            for status in CHART_OUTCOMES
+        ],
+    }
+
+
+CHART_OPTIONS = {
+    "animation": False,
+    "responsive": True,
+    "maintainAspectRatio": False,
+    "scales": {"x": {"stacked": True}, "y": {"stacked": True, "beginAtZero": True}},
+    "plugins": {"legend": {"align": "end"}},
+}
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    campaign_id: int
+    name: str
+    when: datetime | None
+    schedule: str
+
+
+def upcoming_sends(*, now: datetime, limit: int = 8) -> list[Upcoming]:
+    """Scheduled campaigns and when their PeriodicTask fires next, soonest first."""
+    from campaigns.services.scheduling import schedule_describe
+
+    campaigns = Campaign.objects.filter(status=Campaign.Status.SCHEDULED).select_related(
+        "periodic_task__clocked", "periodic_task__crontab"
+    )[:200]
+    upcoming = [
+        Upcoming(c.pk, c.name, _next_fire(c, now=now), schedule_describe(c)) for c in campaigns
+    ]
+    far = now + timedelta(days=3650)
+    upcoming.sort(key=lambda item: item.when or far)
+    return upcoming[:limit]
+
+
+def _next_fire(campaign: Campaign, *, now: datetime) -> datetime | None:
+    task = campaign.periodic_task
+    if task is None or not task.enabled:
+        return None
+    if task.clocked is not None:
+        return task.clocked.clocked_time
+    if task.crontab is not None:
+        schedule = task.crontab.schedule
+        last = task.last_run_at or now
+        return now + schedule.remaining_estimate(last)
+    return None
+
+
+def stalled_sends(*, now: datetime, limit: int = 10) -> list[Send]:
+    """Running sends flagged by the reaper, or with no progress for OPSDASH_STALL_MINUTES."""
+    quiet_since = now - timedelta(minutes=settings.OPSDASH_STALL_MINUTES)
+    stalled = Send.objects.filter(status=Send.Status.RUNNING).filter(
+        ~Q(stalled_reason="") | Q(last_progress_at__lt=quiet_since)
+    )
+    return list(stalled.select_related("campaign").order_by("last_progress_at")[:limit])
+
+
+def dashboard_stats(*, now: datetime | None = None) -> dict[str, Any]:
+    """The dashboard's numbers; cached for DASHBOARD_CACHE_SECONDS across requests."""
+    key = "dashboard:stats:v1"
+    cached = cache.get(key)
+    if cached is not None:
+        return dict(cached)
+    now = now or timezone.now()
+    week = _recent_send_totals(now - timedelta(days=7))
+    attempted = week["sent"] + week["failed"]
+    stats: dict[str, Any] = {
+        "sent_today": _sent_since(_start_of_today(now)),
+        "sent_week": _sent_since(now - timedelta(days=7)),
+        "failure_rate": (100.0 * week["failed"] / attempted) if attempted else None,
+        "failed_week": week["failed"],
         "active_campaigns": Campaign.objects.filter(
             status__in=[Campaign.Status.SENDING, Campaign.Status.PAUSED]
         ).count(),
         "scheduled_campaigns": Campaign.objects.filter(status=Campaign.Status.SCHEDULED).count(),
+        "waiting_deliveries": _waiting_deliveries(),
         "running_sends": Send.objects.filter(status=Send.Status.RUNNING).count(),
-        "running_imports": ImportJob.objects.filter(status=ImportJob.Status.RUNNING).count(),
-        "stalled_sends": list(
-            Send.objects.filter(status=Send.Status.RUNNING).exclude(stalled_reason="")[:10]
-        ),
+        "running_imports": ImportJob.objects.filter(
+            status__in=[ImportJob.Status.PENDING, ImportJob.Status.RUNNING]
+        ).count(),
+        "recipients_estimate": table_estimate(Recipient),
+        "deliveries_estimate": table_estimate(Delivery),
+        "chart": deliveries_per_hour(now=now),
+        "computed_at": now,
     }
+    cache.set(key, stats, DASHBOARD_CACHE_SECONDS)
+    return stats
+
+
+# --- Sends: their deliveries and task results -----------------------------------------------
+
+SEND_PAGE_ROWS = 50
+
+
+def send_deliveries(
+    *, send_id: int, status: str = "", email: str = "", limit: int = SEND_PAGE_ROWS
+) -> QuerySet[Delivery]:
+    """A page of one send's deliveries, optionally one outcome or one exact address.
+
+    Uses the (send, status) index; the email filter is an exact match on the unique index.
+    """
+    rows = Delivery.objects.filter(send_id=send_id).select_related("recipient")
+    if status in Delivery.Status.values:
+        rows = rows.filter(status=status)
+    if email:
+        rows = rows.filter(recipient__email=email.strip().lower())
+    return rows.defer("recipient__attributes").order_by("-id")[:limit]
+
+
+def send_task_results(*, send_id: int, limit: int = SEND_PAGE_ROWS) -> list[TaskResult]:
+    """The TaskResult rows of a send's tasks (launch and batches), newest first."""
+    task_ids = TaskLink.objects.filter(send_id=send_id).values("task_id")
+    return list(
+        TaskResult.objects.filter(task_id__in=task_ids)
+        .defer("task_args", "task_kwargs")
+        .order_by("-date_created")[:limit]
+    )
+
+
+# --- Campaign preview ------------------------------------------------------------------------
+
+SAMPLE_RECIPIENT = {
+    "email": "sample@example.com",
+    "first_name": "Sample",
+    "last_name": "Recipient",
+    "attributes": {},
+}
+
+
+def preview_recipient(*, email: str) -> dict[str, Any] | None:
+    """The fields of the recipient to preview as; the sample when no address is given.
+
+    Returns None when an address is given but no recipient has it.
+    """
+    if not email.strip():
+        return dict(SAMPLE_RECIPIENT)
+    row = (
+        Recipient.objects.filter(email=email.strip().lower())
+        .values("id", "email", "first_name", "last_name", "attributes")
+        .first()
+    )
+    return dict(row) if row is not None else None
+
+
+def task_state(*, task_id: str) -> dict[str, Any] | None:
+    """The state of a task we published (None for ids we never linked), for polling."""
+    if not TaskLink.objects.filter(task_id=task_id).exists():
+        return None
+    result = TaskResult.objects.filter(task_id=task_id).values("status", "result").first()
+    if result is None:
+        return {"state": "PENDING", "done": False, "detail": "Waiting for a worker to pick it up."}
+    state = result["status"]
+    done = state in {"SUCCESS", "FAILURE", "REVOKED"}
+    return {"state": state, "done": done, "detail": str(result["result"] or "")[:500]}
+
+
+# --- Workers and queues ----------------------------------------------------------------------
+
+SYSTEM_CACHE_SECONDS = 10
+PING_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class QueueDepth:
+    name: str
+    messages: int | None  # None: the broker did not answer
+    consumers: int | None
+
+
+def _workers_online() -> list[str] | None:
+    """Names of the workers that answer a ping within a second; None if the broker is down."""
+    from opsdash.celery import app
+
+    try:
+        replies = app.control.inspect(timeout=PING_TIMEOUT_SECONDS).ping() or {}
+    except Exception:
+        return None
+    return sorted(replies)
+
+
+def _queue_depths() -> list[QueueDepth]:
+    """Messages ready and consumers per queue, by a passive declare (creates nothing)."""
+    from opsdash.celery import app
+
+    names = [
+        settings.QUEUE_DELIVERY,
+        settings.QUEUE_PRIORITY,
+        settings.QUEUE_IMPORTS,
+        settings.QUEUE_DEFAULT,
+    ]
+    if not settings.CELERY_BROKER_URL.startswith("amqp"):
+        return [QueueDepth(name, None, None) for name in names]
+    depths = []
+    try:
+        with app.connection_for_read() as conn:
+            conn.ensure_connection(max_retries=1, timeout=1)
+            for name in names:
+                channel: Any = conn.channel()
+                try:
+                    _, messages, consumers = channel.queue_declare(queue=name, passive=True)
+                    depths.append(QueueDepth(name, int(messages), int(consumers)))
+                except Exception:
+                    depths.append(QueueDepth(name, 0, 0))  # not declared yet: nothing waiting
+                finally:
+                    with contextlib.suppress(Exception):  # the broker may have closed it
+                        channel.close()
+    except Exception:
+        return [QueueDepth(name, None, None) for name in names]
+    return depths
+
+
+def system_status() -> dict[str, Any]:
+    """Workers online and queue depths, cached; every part fails soft to "unavailable"."""
+    key = "dashboard:system:v1"
+    cached = cache.get(key)
+    if cached is not None:
+        return dict(cached)
+    status = {
+        "workers": _workers_online(),
+        "queues": _queue_depths(),
+        "checked_at": timezone.now(),
+    }
+    cache.set(key, status, SYSTEM_CACHE_SECONDS)
+    return status

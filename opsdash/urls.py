@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 
 from campaigns import views
 from campaigns.admin.mailbox import mailbox_message_view, mailbox_view
+from campaigns.dashboard import system_status_view
 
 
 def healthz(_request: HttpRequest) -> HttpResponse:
@@ -20,6 +21,11 @@ urlpatterns = [
         "admin/mailbox/<str:key>/",
         admin.site.admin_view(mailbox_message_view),
         name="mailbox-message",
+    ),
+    path(
+        "admin/system-status/",
+        admin.site.admin_view(system_status_view),
+        name="admin-system-status",
     ),
     path("admin/", admin.site.urls),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),

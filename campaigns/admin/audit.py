@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html
 from unfold.admin import ModelAdmin
+from unfold.decorators import display
 
+from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import AuditEntry
 
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ModelAdmin):
-    list_display = ("created_at", "actor", "action", "campaign", "send", "import_job")
-    list_filter = ("action",)
-    list_select_related = ("actor", "campaign", "send", "import_job")
-    search_fields = ("campaign__name", "actor__username")
-    readonly_fields = ("created_at", "actor", "action", "campaign", "send", "import_job", "changes")
+    list_display = ("created_at", "actor", "action", "campaign", "send_id", "import_job", "summary")
+    list_filter = ("action", "created_at")
+    list_select_related = ("actor", "campaign", "import_job")
+    search_fields = ("campaign__name", "=actor__username")
+    search_help_text = "A campaign name, or the exact username of who acted."
+    readonly_fields = (
+        "created_at",
+        "actor",
+        "action",
+        "campaign",
+        "send",
+        "import_job",
+        "changes_pretty",
+    )
+    exclude = ("changes",)
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -27,3 +43,16 @@ class AuditEntryAdmin(ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @display(description="Changes")
+    def summary(self, obj: AuditEntry) -> str:
+        if not obj.changes:
+            return "—"
+        return ", ".join(sorted(obj.changes))[:120]
+
+    @display(description="Changes")
+    def changes_pretty(self, obj: AuditEntry) -> str:
+        return format_html(
+            '<pre class="text-sm whitespace-pre-wrap">{}</pre>',
+            json.dumps(obj.changes, indent=2, ensure_ascii=False, default=str),
+        )

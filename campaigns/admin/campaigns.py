@@ -6,19 +6,22 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.views.decorators.http import require_GET, require_POST
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminSelectWidget
 
-from campaigns import tasks
-from campaigns.admin.base import admin_url, run_service
+from campaigns import selectors, tasks
+from campaigns.admin.base import EstimatedCountPaginator, admin_url, run_service
 from campaigns.models import Campaign, Delivery, Send
 from campaigns.services import campaigns as campaign_services
-from campaigns.services import delivery as delivery_services
+from campaigns.services import sends as send_services
+from campaigns.services.rendering import TemplateProblem, campaign_compile, message_render
 from campaigns.services.scheduling import schedule_describe
 
 STATUS_COLOURS = {
@@ -34,6 +37,9 @@ STATUS_COLOURS = {
     "queued": "info",
     "skipped": "info",
 }
+
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 class CampaignForm(forms.ModelForm):
@@ -56,6 +62,11 @@ class CampaignForm(forms.ModelForm):
             "schedule_crontab",
             "schedule_timezone",
         )
+        widgets = {
+            "schedule_weekday": UnfoldAdminSelectWidget(
+                choices=[("", "—"), *enumerate(WEEKDAYS)],
+            ),
+        }
 
     def _post_clean(self) -> None:
         super()._post_clean()  # type: ignore[misc]
@@ -157,6 +168,82 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
         "approve",
         "send_test_to_me",
     )
+    # The plain-words schedule control: each field shows only for the kind it belongs to.
+    conditional_fields = {
+        "scheduled_at": "schedule_kind == 'once'",
+        "schedule_time": "['daily', 'weekly', 'monthly'].includes(schedule_kind)",
+        "schedule_weekday": "schedule_kind == 'weekly'",
+        "schedule_day": "schedule_kind == 'monthly'",
+        "schedule_crontab": "schedule_kind == 'crontab'",
+        "schedule_timezone": "schedule_kind != 'manual' && schedule_kind != 'once'",
+    }
+    change_form_outer_after_template = "admin/campaigns/campaign_tools.html"
+    show_full_result_count = False
+    list_select_related = ("owner",)
+
+    def get_urls(self) -> list[URLPattern]:
+        wrap = self.admin_site.admin_view
+        return [
+            path("preview/", wrap(self.preview_view), name="campaigns_campaign_preview"),
+            path(
+                "task-state/<str:task_id>/",
+                wrap(self.task_state_view),
+                name="campaigns_campaign_task_state",
+            ),
+            *super().get_urls(),
+        ]
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """Renders the posted (possibly unsaved) content for one recipient, as JSON."""
+        return require_POST(self._preview)(request)
+
+    def _preview(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        stored = Campaign.objects.filter(pk=request.POST.get("campaign_id") or 0).first()
+
+        def field(name: str) -> str:
+            if name in request.POST:
+                return request.POST[name]
+            return str(getattr(stored, name, "") or "")
+
+        recipient = selectors.preview_recipient(email=request.POST.get("recipient", ""))
+        if recipient is None:
+            return JsonResponse({"error": "No recipient has this address."}, status=200)
+        try:
+            compiled = campaign_compile(
+                campaign_id=stored.pk if stored else 0,
+                name=field("name"),
+                subject=field("subject"),
+                from_email=field("from_email"),
+                reply_to=field("reply_to"),
+                text_body=field("text_body"),
+                html_body=field("html_body"),
+            )
+            rendered = message_render(
+                compiled, recipient=recipient, unsubscribe_url="#unsubscribe-preview"
+            )
+        except TemplateProblem as exc:
+            return JsonResponse({"error": str(exc)})
+        return JsonResponse(
+            {
+                "subject": rendered.subject,
+                "html": rendered.html,
+                "text": rendered.text,
+                "recipient": recipient["email"],
+            }
+        )
+
+    def task_state_view(self, request: HttpRequest, task_id: str) -> HttpResponse:
+        return require_GET(self._task_state)(request, task_id)
+
+    def _task_state(self, request: HttpRequest, task_id: str) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        state = selectors.task_state(task_id=task_id)
+        if state is None:
+            return JsonResponse({"error": "Unknown task."}, status=404)
+        return JsonResponse(state)
 
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Campaign) -> str:
@@ -236,9 +323,11 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
         if not email:
             messages.error(request, "Your account has no email address: add one to get tests.")
             return HttpResponseRedirect(self._back(object_id))
-        tasks.publish_test_message(campaign_id=int(object_id), to_email=email, recipient_id=None)
-        messages.success(request, f"A test message is on its way to {email}.")
-        return HttpResponseRedirect(self._back(object_id))
+        task_id = tasks.publish_test_message(
+            campaign_id=int(object_id), to_email=email, recipient_id=None
+        )
+        messages.success(request, f"A test message of the saved campaign is on its way to {email}.")
+        return HttpResponseRedirect(f"{self._back(object_id)}?test_task={task_id}#test-send")
 
 
 class SendControlMixin(CampaignPermissions):
@@ -251,7 +340,7 @@ class SendControlMixin(CampaignPermissions):
     def pause(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         return run_service(
             request,
-            lambda: delivery_services.send_pause(send_id=int(object_id)),
+            lambda: send_services.send_pause_by(send_id=int(object_id), by=request.user),
             success="Paused: no new message leaves until you resume.",
             redirect_to=self._back(object_id),
         )
@@ -260,8 +349,8 @@ class SendControlMixin(CampaignPermissions):
     def resume(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         return run_service(
             request,
-            lambda: delivery_services.send_resume(
-                send_id=int(object_id), publish=tasks.publish_batch
+            lambda: send_services.send_resume_by(
+                send_id=int(object_id), by=request.user, publish=tasks.publish_batch
             ),
             success="Resumed: the remaining recipients are being sent.",
             redirect_to=self._back(object_id),
@@ -271,7 +360,7 @@ class SendControlMixin(CampaignPermissions):
     def cancel(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         return run_service(
             request,
-            lambda: delivery_services.send_cancel(send_id=int(object_id)),
+            lambda: send_services.send_cancel_by(send_id=int(object_id), by=request.user),
             success="Cancelled: the recipients not yet sent are marked skipped.",
             redirect_to=self._back(object_id),
         )
@@ -291,6 +380,7 @@ class SendAdmin(SendControlMixin, ModelAdmin):
     )
     list_filter = ("status", "trigger")
     list_select_related = ("campaign",)
+    paginator = EstimatedCountPaginator
     search_fields = ("campaign__name", "occurrence_key")
     readonly_fields = (
         "campaign",
@@ -312,6 +402,34 @@ class SendAdmin(SendControlMixin, ModelAdmin):
     )
     exclude = ()
     actions_detail = ("pause", "resume", "cancel")
+    show_full_result_count = False
+    change_form_outer_after_template = "admin/campaigns/send_audit.html"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Adds the send's deliveries (by outcome or address) and its task results."""
+        extra_context = extra_context or {}
+        if object_id.isdigit():
+            outcome = request.GET.get("outcome", "")
+            email = request.GET.get("email", "")
+            extra_context.update(
+                {
+                    "deliveries": selectors.send_deliveries(
+                        send_id=int(object_id), status=outcome, email=email
+                    ),
+                    "delivery_outcome": outcome,
+                    "delivery_email": email,
+                    "delivery_outcomes": Delivery.Status.choices,
+                    "task_results": selectors.send_task_results(send_id=int(object_id)),
+                    "page_rows": selectors.SEND_PAGE_ROWS,
+                }
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -347,11 +465,15 @@ class SendAdmin(SendControlMixin, ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ModelAdmin):
-    list_display = ("id", "recipient", "send", "status_badge", "attempts", "sent_at", "task")
+    list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at", "task")
     list_filter = ("status",)
-    list_select_related = ("recipient", "send")
+    list_select_related = ("recipient",)
     search_fields = ("=recipient__email",)
+    search_help_text = "The exact email address of a recipient."
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    # The default -id ordering walks the primary key backwards; no sort on unindexed columns.
+    sortable_by = ("id", "sent_at")
     readonly_fields = (
         "send",
         "recipient",
@@ -379,6 +501,12 @@ class DeliveryAdmin(ModelAdmin):
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Delivery) -> str:
         return obj.status
+
+    @display(description="Send")
+    def send_link(self, obj: Delivery) -> str:
+        # The send's id only: its __str__ would fetch the campaign for every row.
+        url = reverse("admin:campaigns_send_change", args=[obj.send_id])
+        return format_html('<a href="{}">Send #{}</a>', url, obj.send_id)
 
     @display(description="Task")
     def task(self, obj: Delivery) -> str:

@@ -1,0 +1,104 @@
+/* Campaign form tools: the live preview and the state of a test message.
+ *
+ * The preview posts the form's current (unsaved) content to a staff-only endpoint, which renders
+ * it with the same locked-down engine the delivery uses, and shows the HTML in a sandboxed iframe.
+ */
+(function () {
+  "use strict";
+  const panel = document.getElementById("campaign-preview");
+  if (!panel) return;
+  const form = document.getElementById("campaign_form");
+  const FIELDS = ["name", "subject", "from_email", "reply_to", "text_body", "html_body"];
+
+  function csrfToken() {
+    const input = document.querySelector("input[name=csrfmiddlewaretoken]");
+    if (input) return input.value;
+    const match = document.cookie.match(/csrftoken=([^;]+)/);
+    return match ? match[1] : "";
+  }
+
+  let timer = null;
+  let sequence = 0;
+
+  async function refresh() {
+    const body = new FormData();
+    body.append("campaign_id", panel.dataset.campaignId || "");
+    body.append("recipient", document.getElementById("preview-recipient").value);
+    if (form) {
+      for (const name of FIELDS) {
+        const field = form.elements.namedItem(name);
+        if (field && "value" in field) body.append(name, field.value);
+      }
+    }
+    const mine = ++sequence;
+    const response = await fetch(panel.dataset.previewUrl, {
+      method: "POST",
+      body: body,
+      headers: { "X-CSRFToken": csrfToken() },
+      credentials: "same-origin",
+    });
+    if (mine !== sequence) return; // a newer refresh is on its way
+    const error = document.getElementById("preview-error");
+    if (!response.ok) {
+      error.textContent = "The preview is unavailable (" + response.status + ").";
+      error.hidden = false;
+      return;
+    }
+    const data = await response.json();
+    if (data.error) {
+      error.textContent = data.error;
+      error.hidden = false;
+      return;
+    }
+    error.hidden = true;
+    document.getElementById("preview-to").textContent = data.recipient;
+    document.getElementById("preview-subject").textContent = data.subject;
+    document.getElementById("preview-text").textContent = data.text;
+    document.getElementById("preview-frame").srcdoc =
+      data.html || "<pre style='white-space:pre-wrap;font-family:sans-serif'>" +
+      data.text.replace(/&/g, "&amp;").replace(/</g, "&lt;") + "</pre>";
+    panel.dataset.rendered = String(mine);
+  }
+
+  function soon() {
+    clearTimeout(timer);
+    timer = setTimeout(refresh, 400);
+  }
+
+  if (form) {
+    for (const name of FIELDS) {
+      const field = form.elements.namedItem(name);
+      if (field) field.addEventListener("input", soon);
+    }
+  }
+  document.getElementById("preview-recipient").addEventListener("change", soon);
+  document.getElementById("preview-refresh").addEventListener("click", refresh);
+  refresh();
+
+  /* The test message: the action redirects here with ?test_task=<id>; poll until it settles. */
+  const taskId = new URLSearchParams(window.location.search).get("test_task");
+  const status = document.getElementById("test-send-status");
+  if (!taskId || !status) return;
+  status.hidden = false;
+  document.getElementById("test-send-task").textContent = taskId.slice(0, 8);
+  const url = panel.dataset.taskUrlTemplate.replace("TASK_ID", encodeURIComponent(taskId));
+  const state = document.getElementById("test-send-state");
+  const detail = document.getElementById("test-send-detail");
+
+  async function poll(attempt) {
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (response.ok) {
+        const data = await response.json();
+        state.textContent = data.state;
+        state.dataset.state = data.state;
+        detail.textContent = data.detail || "";
+        if (data.done) return;
+      }
+    } catch (error) {
+      detail.textContent = "(lost contact, retrying)";
+    }
+    if (attempt < 300) setTimeout(() => poll(attempt + 1), 1000);
+  }
+  poll(0);
+})();

@@ -1,0 +1,55 @@
+"""Helpers for admin tests: role accounts and the campaign form's POST data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Group
+
+from campaigns.models import Campaign
+from tests.factories import UserFactory
+
+ROLES = ("editor", "approver", "auditor")
+
+
+def user_with_roles(*roles: str, **fields: Any) -> Any:
+    user = UserFactory(**fields)
+    user.groups.set(Group.objects.filter(name__in=roles))
+    return user
+
+
+def campaign_form_data(campaign: Campaign | None = None, **overrides: Any) -> dict[str, Any]:
+    """What the change form posts, from a campaign's values (or a valid new one)."""
+    data: dict[str, Any] = {
+        "name": "Spring news",
+        "subject": "Hello {{ recipient.first_name }}",
+        "from_email": "Team <team@example.com>",
+        "reply_to": "",
+        "text_body": "Hi {{ recipient.first_name }}\n{{ unsubscribe_url }}",
+        "html_body": "<p>Hi {{ recipient.first_name }}</p>",
+        "audiences": [],
+        "rate_limit_per_minute": "",
+        "schedule_kind": "manual",
+        "scheduled_at_0": "",
+        "scheduled_at_1": "",
+        "schedule_time": "",
+        "schedule_weekday": "",
+        "schedule_day": "",
+        "schedule_crontab": "",
+        "schedule_timezone": "UTC",
+        "sends-TOTAL_FORMS": "0",
+        "sends-INITIAL_FORMS": "0",
+        "sends-MIN_NUM_FORMS": "0",
+        "sends-MAX_NUM_FORMS": "1000",
+    }
+    if campaign is not None:
+        for name in ("name", "subject", "from_email", "reply_to", "text_body", "html_body"):
+            data[name] = getattr(campaign, name)
+        data["audiences"] = [a.pk for a in campaign.audiences.all()]
+        data["sends-INITIAL_FORMS"] = str(campaign.sends.count())
+        data["sends-TOTAL_FORMS"] = data["sends-INITIAL_FORMS"]
+        for index, send in enumerate(campaign.sends.order_by("-id")):
+            data[f"sends-{index}-id"] = send.pk
+            data[f"sends-{index}-campaign"] = campaign.pk
+    data.update(overrides)
+    return data
