@@ -202,6 +202,13 @@ OPSDASH_STALL_MINUTES = env_int("OPSDASH_STALL_MINUTES", 10, minimum=1)
 OPSDASH_SMTP_RATE_PER_SECOND = env_float("OPSDASH_SMTP_RATE_PER_SECOND", 0.0)
 OPSDASH_SMTP_RATE_PER_HOUR = env_int("OPSDASH_SMTP_RATE_PER_HOUR", 0, minimum=0)
 OPSDASH_IMPORT_MAX_BYTES = env_int("OPSDASH_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1)
+# Uploads larger than this (or any upload, when the staff member asks) run as a background
+# ImportJob on the imports queue instead of django-import-export's in-request preview.
+OPSDASH_IMPORT_BACKGROUND_BYTES = env_int("OPSDASH_IMPORT_BACKGROUND_BYTES", 1024 * 1024, minimum=1)
+# Rows per COPY chunk of a background import: progress and cancel are checked between chunks.
+OPSDASH_IMPORT_CHUNK_ROWS = env_int("OPSDASH_IMPORT_CHUNK_ROWS", 50_000, minimum=1)
+# A field longer than this refuses the whole file (it is nearly always a quote never closed).
+OPSDASH_IMPORT_MAX_FIELD_CHARS = env_int("OPSDASH_IMPORT_MAX_FIELD_CHARS", 1024 * 1024, minimum=1)
 OPSDASH_TASK_RESULT_RETENTION_DAYS = env_int("OPSDASH_TASK_RESULT_RETENTION_DAYS", 30, minimum=1)
 # Four-eyes rule: when on, the last editor of a campaign cannot schedule or send it.
 OPSDASH_FOUR_EYES = env_bool("OPSDASH_FOUR_EYES", False)
