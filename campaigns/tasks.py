@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import random
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from celery import Task, shared_task
+from django.conf import settings
 
 from campaigns.models import TaskLink
-from campaigns.services import delivery
+from campaigns.services import delivery, results
 from campaigns.services.campaigns import campaign_fire_scheduled
 
-# Backoff for a batch whose SMTP server is unreachable or answering 4xx: 5 s doubling to 5 min,
-# with jitter so that many batches do not retry in lockstep.
+# Backoff for a batch whose SMTP server is unreachable or answering 4xx: 5 s (the setting)
+# doubling to 5 min, with jitter so that many batches do not retry in lockstep. After the last
+# retry the rows stay queued; the stall check flags the send and dispatches them again.
 BATCH_MAX_RETRIES = 12
+# Waiting for a rate-limit budget or for another run of the same batch is not a failure: those
+# retries have a far higher bound (Celery needs one).
+BATCH_WAIT_RETRIES = 10_000
 
 
 def _backoff(retries: int) -> float:
-    return min(300.0, 5.0 * 2**retries) * random.uniform(0.8, 1.2)
+    base = settings.OPSDASH_DELIVERY_RETRY_BASE_SECONDS
+    return min(300.0, base * 2**retries) * random.uniform(0.8, 1.2)
 
 
 def publish_batch(send_id: int, first_id: int, last_id: int, task_id: str) -> None:
@@ -77,8 +84,18 @@ def deliver_batch(self: Task, send_id: int, first_id: int, last_id: int) -> dict
     result = delivery.batch_deliver(
         send_id=send_id, first_id=first_id, last_id=last_id, task_id=str(self.request.id)
     )
+    if result.stopped == "busy":
+        # Another run of this batch (a redelivery) still works on it: look again once its lease
+        # would have lapsed. Not counted as a failure: it ends when that run ends.
+        countdown = settings.OPSDASH_DELIVERY_HEARTBEAT_SECONDS * random.uniform(1.0, 1.3)
+        raise self.retry(countdown=countdown, max_retries=BATCH_WAIT_RETRIES)
     if result.requeued and not result.stopped:
-        # Rows that met a transient error are queued again; this same task picks them up.
+        # Rows that met a transient error (or the rate limit) are queued again; this same task
+        # picks them up after the backoff.
+        if result.deferred == "rate limit":
+            raise self.retry(
+                countdown=min(300.0, result.retry_after), max_retries=BATCH_WAIT_RETRIES
+            )
         raise self.retry(countdown=_backoff(self.request.retries))
     return result.as_dict()
 
@@ -106,21 +123,13 @@ def publish_test_message(*, campaign_id: int, to_email: str, recipient_id: int |
 @shared_task(name="campaigns.tasks.reap_deliveries")
 def reap_deliveries() -> dict[str, int]:
     reaped = delivery.deliveries_reap(publish=publish_batch)
-    flagged = delivery.sends_flag_stalled()
+    flagged = delivery.sends_flag_stalled(publish=publish_batch)
     return {"reaped": reaped, "stalled": flagged}
 
 
-@shared_task(name="campaigns.tasks.run_import")
-def run_import(import_job_id: int) -> dict[str, Any]:
-    # No retries: the import is one transaction, so a failure leaves nothing to resume.
-    from campaigns.services.imports import import_job_run
-
-    job = import_job_run(import_job_id=import_job_id)
-    return {"import_job_id": job.pk, "status": job.status, "message": job.message}
-
-
-def publish_import(import_job_id: int) -> str:
-    task_id = str(uuid.uuid4())
-    TaskLink.objects.create(task_id=task_id, kind=TaskLink.Kind.IMPORT, import_job_id=import_job_id)
-    run_import.apply_async(kwargs={"import_job_id": import_job_id}, task_id=task_id)
-    return task_id
+@shared_task(name="campaigns.tasks.purge_task_results")
+def purge_task_results() -> dict[str, int]:
+    deleted = results.task_results_purge(
+        older_than=timedelta(days=settings.OPSDASH_TASK_RESULT_RETENTION_DAYS)
+    )
+    return {"deleted": deleted}

@@ -201,14 +201,18 @@ OPSDASH_DELIVERY_MAX_ATTEMPTS = env_int("OPSDASH_DELIVERY_MAX_ATTEMPTS", 5, mini
 OPSDASH_STALL_MINUTES = env_int("OPSDASH_STALL_MINUTES", 10, minimum=1)
 OPSDASH_SMTP_RATE_PER_SECOND = env_float("OPSDASH_SMTP_RATE_PER_SECOND", 0.0)
 OPSDASH_SMTP_RATE_PER_HOUR = env_int("OPSDASH_SMTP_RATE_PER_HOUR", 0, minimum=0)
+OPSDASH_SMTP_RATE_PER_DAY = env_int("OPSDASH_SMTP_RATE_PER_DAY", 0, minimum=0)
+# A batch that would wait longer than this for a rate-limit token hands its rows back and
+# retries later instead of holding a worker.
+OPSDASH_RATE_MAX_WAIT_SECONDS = env_float("OPSDASH_RATE_MAX_WAIT_SECONDS", 20.0)
+# A running batch renews a lease this long; a redelivered copy of it waits for the lease to
+# lapse before taking over, and the reaper never touches rows under a live lease.
+OPSDASH_DELIVERY_HEARTBEAT_SECONDS = env_int("OPSDASH_DELIVERY_HEARTBEAT_SECONDS", 60, minimum=2)
+# Transient SMTP failures: first retry after this many seconds, doubling up to five minutes.
+OPSDASH_DELIVERY_RETRY_BASE_SECONDS = env_float("OPSDASH_DELIVERY_RETRY_BASE_SECONDS", 5.0)
+# This many temporary failures in a row pause the batch (the server is struggling, not the rows).
+OPSDASH_DELIVERY_TRANSIENT_STREAK = env_int("OPSDASH_DELIVERY_TRANSIENT_STREAK", 3, minimum=1)
 OPSDASH_IMPORT_MAX_BYTES = env_int("OPSDASH_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1)
-# Uploads larger than this (or any upload, when the staff member asks) run as a background
-# ImportJob on the imports queue instead of django-import-export's in-request preview.
-OPSDASH_IMPORT_BACKGROUND_BYTES = env_int("OPSDASH_IMPORT_BACKGROUND_BYTES", 1024 * 1024, minimum=1)
-# Rows per COPY chunk of a background import: progress and cancel are checked between chunks.
-OPSDASH_IMPORT_CHUNK_ROWS = env_int("OPSDASH_IMPORT_CHUNK_ROWS", 50_000, minimum=1)
-# A field longer than this refuses the whole file (it is nearly always a quote never closed).
-OPSDASH_IMPORT_MAX_FIELD_CHARS = env_int("OPSDASH_IMPORT_MAX_FIELD_CHARS", 1024 * 1024, minimum=1)
 OPSDASH_TASK_RESULT_RETENTION_DAYS = env_int("OPSDASH_TASK_RESULT_RETENTION_DAYS", 30, minimum=1)
 # Four-eyes rule: when on, the last editor of a campaign cannot schedule or send it.
 OPSDASH_FOUR_EYES = env_bool("OPSDASH_FOUR_EYES", False)
@@ -261,14 +265,23 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Installed into the database by the DatabaseScheduler; campaigns add their own PeriodicTasks.
 CELERY_BEAT_SCHEDULE = {
     "reap-deliveries": {"task": "campaigns.tasks.reap_deliveries", "schedule": 60.0},
+    # Batched purge of old TaskResult rows (OPSDASH_TASK_RESULT_RETENTION_DAYS), hourly so
+    # each run has little to do.
+    "purge-task-results": {"task": "campaigns.tasks.purge_task_results", "schedule": 3600.0},
 }
+# Celery's built-in backend_cleanup deletes every expired result in one statement; switched
+# off (no expiry) in favour of purge_task_results above.
+CELERY_RESULT_EXPIRES = None
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 # RabbitMQ redelivers an unacked message after consumer_timeout (30 min by default); a batch is
 # far shorter than that, and long ETAs are never used.
 CELERY_TASK_TIME_LIMIT = env_int("OPSDASH_TASK_TIME_LIMIT", 1800, minimum=60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 30
-CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# A batch cut off from the broker keeps going: its rows are in PostgreSQL, not RabbitMQ, and
+# the redelivered copy of its message waits on the batch lease and then finds nothing left to
+# claim. Cancelling it instead would re-send every message it had sent since its last write.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("OPSDASH_CELERY_EAGER", False)
 
 # --- Logging --------------------------------------------------------------------------------

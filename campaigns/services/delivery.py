@@ -8,10 +8,11 @@ messages it had in flight; the reaper hands rows stuck in ``sending`` back to th
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email import policy
 from typing import Any
 
@@ -24,6 +25,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, Delivery, Recipient, Send, Subscription, TaskLink
 from campaigns.services import ratelimit
 from campaigns.services.audiences import SUPPRESSED_STATUSES, recipient_suppress, unsubscribe_url
+from campaigns.services.mime import WireFrame, wire_frame, wire_message
 from campaigns.services.rendering import (
     CompiledCampaign,
     campaign_compile,
@@ -83,10 +85,16 @@ def send_launch(
         ):
             campaign.status = Campaign.Status.SENDING
             campaign.save(update_fields=["status", "updated_at"])
-        transaction.on_commit(lambda: send_dispatch(send_id=send.pk, publish=publish))
+        transaction.on_commit(lambda: _send_started(send_id=send.pk, publish=publish))
     if send.total == 0:
         send_close_if_done(send_id=send.pk)
     return send
+
+
+def _send_started(*, send_id: int, publish: BatchPublisher) -> None:
+    # The delivery loop reads the status from the cache: a launch is a transition too.
+    cache.set(_control_key(send_id), Send.Status.RUNNING, timeout=3600)
+    send_dispatch(send_id=send_id, publish=publish)
 
 
 def _materialise_deliveries(*, send_id: int, campaign_id: int) -> int:
@@ -112,31 +120,51 @@ def _materialise_deliveries(*, send_id: int, campaign_id: int) -> int:
         return max(cursor.rowcount, 0)
 
 
-def _id_ranges(*, send_id: int, status: str, size: int) -> Iterator[tuple[int, int]]:
-    """Consecutive id ranges that each hold at most ``size`` rows of the send in ``status``."""
-    rows = Delivery.objects.filter(send_id=send_id, status=status).order_by("id")
-    last = 0
-    while True:
-        ids = list(rows.filter(id__gt=last).values_list("id", flat=True)[:size])
-        if not ids:
-            return
-        yield ids[0], ids[-1]
-        last = ids[-1]
+def _id_ranges(*, send_id: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive id ranges that each hold at most ``size`` queued rows, in one query."""
+    table = Delivery._meta.db_table
+    sql = f"""
+        SELECT MIN(id), MAX(id) FROM (
+            SELECT id, (ROW_NUMBER() OVER (ORDER BY id) - 1) / %s AS chunk
+            FROM {table} WHERE send_id = %s AND status = %s
+        ) numbered
+        GROUP BY chunk ORDER BY chunk
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [size, send_id, Delivery.Status.QUEUED])
+        return [(int(first), int(last)) for first, last in cursor.fetchall()]
 
 
-def send_dispatch(*, send_id: int, publish: BatchPublisher) -> int:
-    """Publishes a batch task for every range of queued rows; returns how many."""
+def _ranges_of(ids: Iterable[int], *, size: int) -> list[tuple[int, int]]:
+    ordered = sorted(ids)
+    return [
+        (ordered[i], ordered[min(i + size, len(ordered)) - 1]) for i in range(0, len(ordered), size)
+    ]
+
+
+def send_dispatch(
+    *, send_id: int, publish: BatchPublisher, only_ids: Iterable[int] | None = None
+) -> int:
+    """Publishes a batch task per range of queued rows (or of ``only_ids``); returns how many.
+
+    Publishing a range twice is harmless: each row is claimed by one batch only.
+    """
     size = settings.OPSDASH_DELIVERY_BATCH_SIZE
-    send = Send.objects.only("campaign_id").get(pk=send_id)
-    count = 0
-    for first_id, last_id in _id_ranges(send_id=send_id, status=Delivery.Status.QUEUED, size=size):
-        task_id = str(uuid.uuid4())
-        TaskLink.objects.create(
-            task_id=task_id, kind=TaskLink.Kind.BATCH, campaign_id=send.campaign_id, send_id=send_id
+    campaign_id = Send.objects.values_list("campaign_id", flat=True).get(pk=send_id)
+    if only_ids is None:
+        ranges = _id_ranges(send_id=send_id, size=size)
+    else:
+        ranges = _ranges_of(only_ids, size=size)
+    task_ids = [str(uuid.uuid4()) for _ in ranges]
+    TaskLink.objects.bulk_create(
+        TaskLink(
+            task_id=task_id, kind=TaskLink.Kind.BATCH, campaign_id=campaign_id, send_id=send_id
         )
+        for task_id in task_ids
+    )
+    for (first_id, last_id), task_id in zip(ranges, task_ids, strict=True):
         publish(send_id, first_id, last_id, task_id)
-        count += 1
-    return count
+    return len(ranges)
 
 
 # --- One batch ------------------------------------------------------------------------------
@@ -148,16 +176,27 @@ class BatchResult:
     failed: int = 0
     skipped: int = 0
     requeued: int = 0
+    # "paused" or "cancelled" when the send stopped; "busy" when another run of this same task
+    # still holds the batch; "" otherwise.
     stopped: str = ""
+    # Seconds the caller should wait before trying the requeued rows again, when known (the rate
+    # limit or an unreachable server); 0 means "use the usual backoff".
+    retry_after: float = 0.0
+    deferred: str = ""
 
     def as_dict(self) -> dict[str, int | str]:
-        return {
+        """The small result kept in the batch's TaskResult row."""
+        result: dict[str, int | str] = {
             "sent": self.sent,
             "failed": self.failed,
             "skipped": self.skipped,
             "requeued": self.requeued,
-            "stopped": self.stopped,
         }
+        if self.stopped:
+            result["stopped"] = self.stopped
+        if self.deferred:
+            result["deferred"] = self.deferred
+        return result
 
 
 @dataclass
@@ -168,14 +207,18 @@ class _Pending:
     no_mailbox: list[int] = field(default_factory=list)
 
 
-_compiled_cache: dict[tuple[int, str], CompiledCampaign] = {}
+_compiled_cache: dict[tuple[int, str], tuple[CompiledCampaign, WireFrame]] = {}
 
 
 def _compiled_for(campaign: Campaign) -> CompiledCampaign:
-    """Templates compiled once per campaign version in this process."""
+    return _compiled_with_frame(campaign)[0]
+
+
+def _compiled_with_frame(campaign: Campaign) -> tuple[CompiledCampaign, WireFrame]:
+    """Templates compiled (and fixed headers encoded) once per campaign version per process."""
     key = (campaign.pk, campaign.updated_at.isoformat())
-    compiled = _compiled_cache.get(key)
-    if compiled is None:
+    cached = _compiled_cache.get(key)
+    if cached is None:
         if len(_compiled_cache) > 64:
             _compiled_cache.clear()
         compiled = campaign_compile(
@@ -187,12 +230,56 @@ def _compiled_for(campaign: Campaign) -> CompiledCampaign:
             text_body=campaign.text_body,
             html_body=campaign.html_body,
         )
-        _compiled_cache[key] = compiled
-    return compiled
+        cached = _compiled_cache[key] = (compiled, wire_frame(compiled))
+    return cached
+
+
+class BatchLease:
+    """At most one run of a batch task works on its rows at a time.
+
+    RabbitMQ redelivers a batch whose worker died or lost its connection, possibly while the
+    first run is still sending. The lease (a cache key with a short TTL, renewed while the run
+    works) tells the second run to wait, and tells the reaper that rows in ``sending`` are
+    still in someone's hands however old their claim is.
+    """
+
+    def __init__(self, task_id: str) -> None:
+        self.key = _lease_key(task_id)
+        self.ttl = settings.OPSDASH_DELIVERY_HEARTBEAT_SECONDS
+        self.token = uuid.uuid4().hex
+        self.renewed_at = 0.0
+
+    def acquire(self) -> bool:
+        if not cache.add(self.key, self.token, timeout=self.ttl):
+            return False
+        self.renewed_at = time.monotonic()
+        return True
+
+    def renew(self) -> None:
+        if time.monotonic() - self.renewed_at >= self.ttl / 4:
+            cache.set(self.key, self.token, timeout=self.ttl)
+            self.renewed_at = time.monotonic()
+
+    def release(self) -> None:
+        if cache.get(self.key) == self.token:
+            cache.delete(self.key)
+
+
+def _lease_key(task_id: str) -> str:
+    return f"batch:{task_id}:lease"
+
+
+def batch_lease_held(*, task_id: str) -> bool:
+    return cache.get(_lease_key(task_id)) is not None
 
 
 def _claim(*, send_id: int, first_id: int, last_id: int, task_id: str) -> int:
-    """Marks the range's queued rows as ours. A redelivered task (same id) re-claims its own."""
+    """Marks the range's queued rows as ours, and takes back our own rows a dead run left.
+
+    Only called under the batch lease, so rows in ``sending`` with our task id belong to a run
+    that is gone (killed, or cut off from the broker): they go out again, and those are the
+    only messages that can ever be duplicated.
+    """
     return Delivery.objects.filter(
         Q(status=Delivery.Status.QUEUED) | Q(status=Delivery.Status.SENDING, task_id=task_id),
         send_id=send_id,
@@ -201,23 +288,7 @@ def _claim(*, send_id: int, first_id: int, last_id: int, task_id: str) -> int:
     ).update(status=Delivery.Status.SENDING, claimed_at=timezone.now(), task_id=task_id)
 
 
-def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) -> BatchResult:
-    """Sends one claimed range of a Send.
-
-    1. Stop at once unless the Send is running.
-    2. Claim the range's queued rows (conditional UPDATE: a second run finds nothing to claim).
-    3. For each row: check the Send is still running, take rate tokens, render, send.
-    4. Write outcomes every few messages; transient failures go back to ``queued``.
-    5. Hand back unsent claimed rows when stopped; close the Send when nothing is left.
-    """
-    send = Send.objects.select_related("campaign").get(pk=send_id)
-    result = BatchResult()
-    if send.status != Send.Status.RUNNING:
-        result.stopped = send.status
-        return result
-    if not _claim(send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id):
-        send_close_if_done(send_id=send_id)
-        return result
+def _claimed_rows(*, send_id: int, first_id: int, last_id: int, task_id: str) -> list[Delivery]:
     rows = (
         Delivery.objects.filter(send_id=send_id, task_id=task_id, status=Delivery.Status.SENDING)
         .filter(id__gte=first_id, id__lte=last_id)
@@ -227,6 +298,7 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
             "send_id",
             "recipient_id",
             "attempts",
+            "last_error",
             "recipient__email",
             "recipient__first_name",
             "recipient__last_name",
@@ -234,34 +306,112 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
         )
         .order_by("id")
     )
-    _send_rows(send=send, rows=list(rows), result=result)
+    return list(rows)
+
+
+def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) -> BatchResult:
+    """Sends one range of a Send's rows.
+
+    1. Stop at once unless the Send is running (a cancelled one skips what is left in range).
+    2. Take the batch lease; if another run of this task holds it, report "busy".
+    3. Claim the range's queued rows (conditional UPDATE: a second run finds nothing to claim).
+    4. For each row: check the Send is still running, take rate tokens, render, send.
+    5. Write outcomes every few messages; transient failures go back to ``queued``.
+    6. Hand back unsent claimed rows when stopped; close the Send when nothing is left.
+    """
+    send = Send.objects.select_related("campaign").get(pk=send_id)
+    result = BatchResult()
+    if send.status != Send.Status.RUNNING:
+        result.stopped = send.status
+        if send.status == Send.Status.CANCELLED:
+            _skip_range(send_id=send_id, first_id=first_id, last_id=last_id, result=result)
+        return result
+    lease = BatchLease(task_id)
+    if not lease.acquire():
+        result.stopped = "busy"
+        return result
+    try:
+        if _claim(send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id):
+            rows = _claimed_rows(
+                send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id
+            )
+            _send_rows(send=send, rows=rows, task_id=task_id, lease=lease, result=result)
+    finally:
+        lease.release()
     send_close_if_done(send_id=send_id)
     return result
 
 
-def _send_rows(*, send: Send, rows: list[Delivery], result: BatchResult) -> None:
-    compiled = _compiled_for(send.campaign)
+def _skip_range(*, send_id: int, first_id: int, last_id: int, result: BatchResult) -> None:
+    """Rows a batch requeued just as the send was cancelled end up skipped too."""
+    skipped = Delivery.objects.filter(
+        send_id=send_id, status=Delivery.Status.QUEUED, id__gte=first_id, id__lte=last_id
+    ).update(status=Delivery.Status.SKIPPED, updated_at=timezone.now())
+    if skipped:
+        Send.objects.filter(pk=send_id).update(skipped_count=F("skipped_count") + skipped)
+    result.skipped += skipped
+
+
+@dataclass
+class _Loop:
+    """What the send loop needs for every message of one batch."""
+
+    send: Send
+    task_id: str
+    lease: BatchLease
+    smtp: SmtpSession
+    compiled: CompiledCampaign
+    frame: WireFrame
+    buckets: list[ratelimit.BucketSpec]
+    pending: _Pending = field(default_factory=_Pending)
+    transient_streak: int = 0
+
+
+def _send_rows(
+    *, send: Send, rows: list[Delivery], task_id: str, lease: BatchLease, result: BatchResult
+) -> None:
+    compiled, frame = _compiled_with_frame(send.campaign)
     buckets = ratelimit.buckets_for(
         campaign_id=send.campaign_id, campaign_per_minute=send.campaign.rate_limit_per_minute
     )
-    pending = _Pending()
     flush_every = settings.OPSDASH_DELIVERY_FLUSH_EVERY
+    done = 0
     with SmtpSession() as smtp:
-        for index, row in enumerate(rows):
-            if (stopped := send_control_state(send_id=send.pk)) != Send.Status.RUNNING:
-                result.stopped = stopped
-                _flush(send_id=send.pk, pending=pending, result=result)
-                _release(rows=rows[index:], result=result)
-                return
-            ratelimit.tokens_take(buckets)
-            outcome = _deliver_one(smtp=smtp, compiled=compiled, row=row)
-            _record(row=row, outcome=outcome, pending=pending)
-            if len(pending.rows) >= flush_every:
-                _flush(send_id=send.pk, pending=pending, result=result)
-    _flush(send_id=send.pk, pending=pending, result=result)
+        loop = _Loop(send, task_id, lease, smtp, compiled, frame, buckets)
+        for row in rows:
+            if not _send_one(loop=loop, row=row, result=result):
+                break
+            done += 1
+            if len(loop.pending.rows) >= flush_every:
+                _flush(send_id=send.pk, pending=loop.pending, result=result)
+            if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
+                result.deferred = "the SMTP server keeps answering with temporary errors"
+                break
+    _flush(send_id=send.pk, pending=loop.pending, result=result)
+    _release(send_id=send.pk, task_id=task_id, rows=rows[done:], result=result)
 
 
-def _deliver_one(*, smtp: SmtpSession, compiled: CompiledCampaign, row: Delivery) -> SmtpResult:
+def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
+    """Sends one row and records its outcome; False when the batch must stop before it."""
+    loop.lease.renew()
+    if (state := send_control_state(send_id=loop.send.pk)) != Send.Status.RUNNING:
+        result.stopped = state
+        return False
+    wait = ratelimit.tokens_take(loop.buckets, max_wait=settings.OPSDASH_RATE_MAX_WAIT_SECONDS)
+    if wait > 0:
+        result.deferred, result.retry_after = "rate limit", wait
+        return False
+    outcome = _deliver_one(loop=loop, row=row)
+    if not outcome.attempted:
+        result.deferred = outcome.summary
+        return False
+    _record(row=row, outcome=outcome, pending=loop.pending)
+    transient = outcome.outcome is Outcome.TRANSIENT
+    loop.transient_streak = loop.transient_streak + 1 if transient else 0
+    return True
+
+
+def _deliver_one(*, loop: _Loop, row: Delivery) -> SmtpResult:
     recipient = row.recipient
     url = unsubscribe_url(recipient_id=row.recipient_id, send_id=row.send_id)
     fields = {
@@ -270,18 +420,16 @@ def _deliver_one(*, smtp: SmtpSession, compiled: CompiledCampaign, row: Delivery
         "last_name": recipient.last_name,
         "attributes": recipient.attributes,
     }
-    rendered = message_render(compiled, recipient=fields, unsubscribe_url=url)
-    message = message_build(
-        compiled,
+    rendered = message_render(loop.compiled, recipient=fields, unsubscribe_url=url)
+    data = wire_message(
+        loop.frame,
         rendered,
         to_email=recipient.email,
         to_name=recipient.full_name,
         message_id=row.message_id,
         unsubscribe_url=url,
     )
-    envelope_from = message["From"].addresses[0].addr_spec
-    data = message.as_bytes(policy=policy.SMTP)
-    return smtp.send(from_addr=envelope_from, to_addr=recipient.email, data=data)
+    return loop.smtp.send(from_addr=loop.frame.envelope_from, to_addr=recipient.email, data=data)
 
 
 def _record(*, row: Delivery, outcome: SmtpResult, pending: _Pending) -> None:
@@ -310,40 +458,71 @@ def _attempt_error(row: Delivery, outcome: SmtpResult) -> str:
 
 
 def _flush(*, send_id: int, pending: _Pending, result: BatchResult) -> None:
+    """Writes pending outcomes in one short transaction.
+
+    Sent rows (nearly all of them) share one UPDATE per SMTP reply text; the rest go through
+    ``bulk_update``. The Send's counters move in the same transaction, so they match the rows.
+    """
     if not pending.rows:
         return
-    counts = {status: 0 for status in Delivery.Status.values}
-    for row in pending.rows:
-        counts[row.status] += 1
+    sent = [row for row in pending.rows if row.status == Delivery.Status.SENT]
+    others = [row for row in pending.rows if row.status != Delivery.Status.SENT]
+    failed = sum(row.status == Delivery.Status.FAILED for row in others)
+    now = timezone.now()
     with transaction.atomic():
-        Delivery.objects.bulk_update(
-            pending.rows,
-            ["status", "attempts", "sent_at", "smtp_response", "last_error", "updated_at"],
-        )
+        _write_sent(sent, now=now)
+        if others:
+            fields = ["status", "attempts", "smtp_response", "last_error", "updated_at"]
+            Delivery.objects.bulk_update(others, fields)
         if pending.no_mailbox:
             recipient_suppress(recipient_ids=pending.no_mailbox, status=Recipient.Status.BOUNCED)
         Send.objects.filter(pk=send_id).update(
-            sent_count=F("sent_count") + counts[Delivery.Status.SENT],
-            failed_count=F("failed_count") + counts[Delivery.Status.FAILED],
-            last_progress_at=timezone.now(),
+            sent_count=F("sent_count") + len(sent),
+            failed_count=F("failed_count") + failed,
+            last_progress_at=now,
             stalled_reason="",
         )
-    result.sent += counts[Delivery.Status.SENT]
-    result.failed += counts[Delivery.Status.FAILED]
-    result.requeued += counts[Delivery.Status.QUEUED]
+    result.sent += len(sent)
+    result.failed += failed
+    result.requeued += len(others) - failed
     pending.rows.clear()
     pending.no_mailbox.clear()
 
 
-def _release(*, rows: list[Delivery], result: BatchResult) -> None:
-    """Gives claimed but unsent rows back to the queue (pause) or skips them (cancel)."""
-    ids = [row.pk for row in rows]
-    if not ids:
+def _write_sent(rows: list[Delivery], *, now: datetime) -> None:
+    by_reply: dict[str, list[int]] = {}
+    for row in rows:
+        by_reply.setdefault(row.smtp_response, []).append(row.pk)
+    for reply, ids in by_reply.items():
+        Delivery.objects.filter(pk__in=ids).update(
+            status=Delivery.Status.SENT,
+            attempts=F("attempts") + 1,
+            sent_at=now,
+            smtp_response=reply,
+            updated_at=now,
+        )
+
+
+def _release(*, send_id: int, task_id: str, rows: list[Delivery], result: BatchResult) -> None:
+    """Claimed rows the loop did not reach: back to the queue, or skipped if cancelled.
+
+    A cancel also skips the rows this batch requeued after a temporary error, so a cancelled
+    send never keeps queued rows.
+    """
+    if result.stopped == Send.Status.CANCELLED:
+        skipped = Delivery.objects.filter(
+            send_id=send_id,
+            task_id=task_id,
+            status__in=[Delivery.Status.SENDING, Delivery.Status.QUEUED],
+        ).update(status=Delivery.Status.SKIPPED, updated_at=timezone.now())
+        Send.objects.filter(pk=send_id).update(skipped_count=F("skipped_count") + skipped)
+        result.skipped += skipped
         return
-    Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
-        status=Delivery.Status.QUEUED, claimed_at=None
-    )
-    result.requeued += len(ids)
+    ids = [row.pk for row in rows]
+    if ids:
+        result.requeued += Delivery.objects.filter(
+            pk__in=ids, status=Delivery.Status.SENDING
+        ).update(status=Delivery.Status.QUEUED, claimed_at=None)
 
 
 # --- Send control: pause, resume, cancel, close ---------------------------------------------
@@ -448,32 +627,54 @@ def send_close_if_done(*, send_id: int) -> bool:
 
 
 def deliveries_reap(*, publish: BatchPublisher) -> int:
-    """Returns rows stuck in ``sending`` past their lease to ``queued`` and re-dispatches them."""
+    """Returns rows stuck in ``sending`` past their lease to ``queued`` and re-dispatches them.
+
+    1. Find rows in ``sending`` claimed longer ago than the lease.
+    2. Leave alone the batches whose run still renews its lease (slow, e.g. rate-limited).
+    3. Requeue the rest and publish batches for exactly those rows of running sends.
+    """
     lease = timedelta(seconds=settings.OPSDASH_DELIVERY_LEASE_SECONDS)
     stale = Delivery.objects.filter(
         status=Delivery.Status.SENDING, claimed_at__lt=timezone.now() - lease
     )
-    send_ids = set(stale.values_list("send_id", flat=True).distinct())
-    reaped = stale.update(status=Delivery.Status.QUEUED, claimed_at=None)
-    for send_id in send_ids:
+    task_ids = set(stale.values_list("task_id", flat=True).distinct())
+    dead = [task_id for task_id in task_ids if not batch_lease_held(task_id=task_id)]
+    reaped_rows = list(stale.filter(task_id__in=dead).values_list("id", "send_id"))
+    reaped = Delivery.objects.filter(
+        pk__in=[pk for pk, _ in reaped_rows], status=Delivery.Status.SENDING
+    ).update(status=Delivery.Status.QUEUED, claimed_at=None)
+    by_send: dict[int, list[int]] = {}
+    for pk, send_id in reaped_rows:
+        by_send.setdefault(send_id, []).append(pk)
+    for send_id, ids in by_send.items():
         if Send.objects.filter(pk=send_id, status=Send.Status.RUNNING).exists():
-            send_dispatch(send_id=send_id, publish=publish)
+            send_dispatch(send_id=send_id, publish=publish, only_ids=ids)
+    if reaped:
+        logger.warning("Returned %s deliveries stuck in sending to the queue", reaped)
     return reaped
 
 
-def sends_flag_stalled() -> int:
-    """Flags running sends with queued rows and no progress for OPSDASH_STALL_MINUTES."""
-    limit = timezone.now() - timedelta(minutes=settings.OPSDASH_STALL_MINUTES)
+def sends_flag_stalled(*, publish: BatchPublisher) -> int:
+    """Flags running sends with queued rows and no progress for OPSDASH_STALL_MINUTES.
+
+    A flagged send is also re-dispatched (at most once per stall period): its batch messages
+    may have been lost with a broker's state, and a second message for a range is harmless.
+    """
+    minutes = settings.OPSDASH_STALL_MINUTES
+    limit = timezone.now() - timedelta(minutes=minutes)
     stalled = Send.objects.filter(status=Send.Status.RUNNING, last_progress_at__lt=limit)
     flagged = 0
     for send in stalled:
-        if Delivery.objects.filter(send=send, status=Delivery.Status.QUEUED).exists():
-            reason = (
-                f"No progress since {send.last_progress_at:%Y-%m-%d %H:%M} UTC with deliveries "
-                "still queued: check that a worker consumes the delivery queue and that the SMTP "
-                "server answers."
-            )
-            flagged += Send.objects.filter(pk=send.pk).update(stalled_reason=reason)
+        if not Delivery.objects.filter(send=send, status=Delivery.Status.QUEUED).exists():
+            continue
+        reason = (
+            f"No progress since {send.last_progress_at:%Y-%m-%d %H:%M} UTC with deliveries "
+            "still queued: check that a worker consumes the delivery queue and that the SMTP "
+            "server answers. The queued deliveries were dispatched again."
+        )
+        flagged += Send.objects.filter(pk=send.pk).update(stalled_reason=reason)
+        if cache.add(f"send:{send.pk}:redispatched", 1, timeout=minutes * 60):
+            send_dispatch(send_id=send.pk, publish=publish)
     return flagged
 
 

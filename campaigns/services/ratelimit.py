@@ -7,11 +7,13 @@ in-process, which is exact for the single worker the demo runs.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import redis
 from django.conf import settings
@@ -72,15 +74,17 @@ _local_lock = threading.Lock()
 
 
 @cache
-def _redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL or "")
+def _redis_script() -> Any:
+    """The take script, registered once per process (then run by its SHA, not re-sent)."""
+    client = redis.Redis.from_url(settings.REDIS_URL or "")
+    return client.register_script(_LUA_TAKE)
 
 
 def _try_take(spec: BucketSpec, n: int) -> float:
     """Seconds to wait before ``n`` tokens are available; 0 when they were taken."""
     if settings.REDIS_URL:
         key = f"{settings.REDIS_KEY_PREFIX}:ratelimit:{spec.name}"
-        wait_ms = _redis_client().eval(_LUA_TAKE, 1, key, spec.rate_per_second, spec.capacity, n)
+        wait_ms = _redis_script()(keys=[key], args=[spec.rate_per_second, spec.capacity, n])
         return int(wait_ms) / 1000
     with _local_lock:
         bucket = _local_buckets.setdefault(spec.name, _LocalBucket(spec))
@@ -97,6 +101,9 @@ def buckets_for(*, campaign_id: int, campaign_per_minute: int | None) -> list[Bu
     per_hour = settings.OPSDASH_SMTP_RATE_PER_HOUR
     if per_hour > 0:
         specs.append(BucketSpec(f"{server}:h", per_hour / 3600, float(per_hour)))
+    per_day = settings.OPSDASH_SMTP_RATE_PER_DAY
+    if per_day > 0:
+        specs.append(BucketSpec(f"{server}:d", per_day / 86400, float(per_day)))
     if campaign_per_minute:
         specs.append(
             BucketSpec(
@@ -107,12 +114,22 @@ def buckets_for(*, campaign_id: int, campaign_per_minute: int | None) -> list[Bu
 
 
 def tokens_take(
-    specs: list[BucketSpec], n: int = 1, *, sleep: Callable[[float], None] = time.sleep
+    specs: list[BucketSpec],
+    n: int = 1,
+    *,
+    max_wait: float = math.inf,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> float:
-    """Blocks until every bucket gave ``n`` tokens; returns the seconds spent waiting."""
-    waited = 0.0
+    """Takes ``n`` tokens from every bucket, sleeping for short waits; 0.0 when taken.
+
+    When a bucket would make the caller wait longer than ``max_wait`` (an hourly or daily
+    budget spent), returns that wait instead, so a batch can hand its rows back and retry later
+    rather than hold a worker. Tokens already taken from earlier buckets are not returned: the
+    limits err on the side of sending less.
+    """
     for spec in specs:
         while (wait := _try_take(spec, n)) > 0:
+            if wait > max_wait:
+                return wait
             sleep(wait)
-            waited += wait
-    return waited
+    return 0.0

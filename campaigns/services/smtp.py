@@ -34,6 +34,9 @@ class SmtpResult:
     outcome: Outcome
     code: int
     text: str
+    # False when no session could be opened: the server never saw this message, so the attempt
+    # does not count against the row, and the rest of the batch waits for the server to return.
+    attempted: bool = True
 
     @property
     def summary(self) -> str:
@@ -96,9 +99,13 @@ class SmtpSession:
 
     def send(self, *, from_addr: str, to_addr: str, data: bytes) -> SmtpResult:
         """Sends one message; never raises for what the server or the network did."""
-        try:
-            if self._conn is None:
+        if self._conn is None:
+            try:
                 self._conn = self._open()
+            except (TimeoutError, *_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
+                text = f"cannot connect: {type(exc).__name__}: {exc}"
+                return SmtpResult(Outcome.TRANSIENT, 0, text, attempted=False)
+        try:
             return self._transaction(self._conn, from_addr, to_addr, data)
         except smtplib.SMTPResponseException as exc:
             self._reset_after_error()
