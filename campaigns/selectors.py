@@ -264,46 +264,56 @@ class QueueDepth:
     consumers: int | None
 
 
-def _workers_online() -> list[str] | None:
-    """Names of the workers that answer a ping within a second; None if the broker is down."""
+def _workers_online(conn: Any) -> list[str]:
+    """Names of the workers that answer a ping within PING_TIMEOUT_SECONDS."""
     from opsdash.celery import app
 
-    try:
-        replies = app.control.inspect(timeout=PING_TIMEOUT_SECONDS).ping() or {}
-    except Exception:
-        return None
+    replies = app.control.inspect(connection=conn, timeout=PING_TIMEOUT_SECONDS).ping() or {}
     return sorted(replies)
 
 
-def _queue_depths() -> list[QueueDepth]:
-    """Messages ready and consumers per queue, by a passive declare (creates nothing)."""
-    from opsdash.celery import app
+def _queue_depths(conn: Any) -> list[QueueDepth]:
+    """Messages ready and consumers per queue, by a passive declare (which creates nothing)."""
+    depths = []
+    for name in _queue_names():
+        channel: Any = conn.channel()
+        try:
+            _, messages, consumers = channel.queue_declare(queue=name, passive=True)
+            depths.append(QueueDepth(name, int(messages), int(consumers)))
+        except Exception:
+            depths.append(QueueDepth(name, 0, 0))  # not declared yet: nothing waiting
+        finally:
+            with contextlib.suppress(Exception):  # the broker closes a channel after a 404
+                channel.close()
+    return depths
 
-    names = [
+
+def _queue_names() -> list[str]:
+    return [
         settings.QUEUE_DELIVERY,
         settings.QUEUE_PRIORITY,
         settings.QUEUE_IMPORTS,
         settings.QUEUE_DEFAULT,
     ]
-    if not settings.CELERY_BROKER_URL.startswith("amqp"):
-        return [QueueDepth(name, None, None) for name in names]
-    depths = []
+
+
+def _broker_status() -> dict[str, Any]:
+    """One short-lived connection, one attempt: a broker that is down costs about a second."""
+    from opsdash.celery import app
+
+    unavailable: dict[str, Any] = {
+        "workers": None,
+        "queues": [QueueDepth(name, None, None) for name in _queue_names()],
+    }
     try:
-        with app.connection_for_read() as conn:
-            conn.ensure_connection(max_retries=1, timeout=1)
-            for name in names:
-                channel: Any = conn.channel()
-                try:
-                    _, messages, consumers = channel.queue_declare(queue=name, passive=True)
-                    depths.append(QueueDepth(name, int(messages), int(consumers)))
-                except Exception:
-                    depths.append(QueueDepth(name, 0, 0))  # not declared yet: nothing waiting
-                finally:
-                    with contextlib.suppress(Exception):  # the broker may have closed it
-                        channel.close()
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            workers = _workers_online(conn)
+            if not app.conf.broker_url.startswith("amqp"):
+                return {**unavailable, "workers": workers}
+            return {"workers": workers, "queues": _queue_depths(conn)}
     except Exception:
-        return [QueueDepth(name, None, None) for name in names]
-    return depths
+        return unavailable
 
 
 def system_status() -> dict[str, Any]:
@@ -312,10 +322,6 @@ def system_status() -> dict[str, Any]:
     cached = cache.get(key)
     if cached is not None:
         return dict(cached)
-    status = {
-        "workers": _workers_online(),
-        "queues": _queue_depths(),
-        "checked_at": timezone.now(),
-    }
+    status = {**_broker_status(), "checked_at": timezone.now()}
     cache.set(key, status, SYSTEM_CACHE_SECONDS)
     return status

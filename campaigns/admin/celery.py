@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
@@ -149,6 +151,9 @@ class TaskResultAdmin(BaseTaskResultAdmin, ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: TaskResult | None = None) -> list[str]:
         return [*super().get_readonly_fields(request, obj), "campaign_link"]
+
+    def get_fieldsets(self, request: HttpRequest, obj: TaskResult | None = None) -> Any:
+        return [("Served", {"fields": ("campaign_link",)}), *super().get_fieldsets(request, obj)]
 
     @display(description="Campaign / send")
     def campaign_link(self, obj: TaskResult) -> str:

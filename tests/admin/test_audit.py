@@ -1,0 +1,171 @@
+"""The audit trail and a send's audit page."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from campaigns.models import AuditEntry, Campaign, Delivery, Send, TaskLink
+from tests.admin.helpers import campaign_form_data, user_with_roles
+from tests.factories import CampaignFactory, RecipientFactory, audience_with
+
+pytestmark = pytest.mark.django_db
+
+
+def logged_in(*roles: str) -> tuple[Client, object]:
+    user = user_with_roles(*roles)
+    client = Client()
+    client.force_login(user)
+    return client, user
+
+
+def running_send(campaign: Campaign, *, outcomes: list[str]) -> Send:
+    send = Send.objects.create(
+        campaign=campaign, occurrence_key="once", total=len(outcomes), started_at=timezone.now()
+    )
+    for index, status in enumerate(outcomes):
+        Delivery.objects.create(
+            send=send,
+            recipient=RecipientFactory(email=f"row{index}@example.com"),
+            status=status,
+            last_error="550 mailbox unavailable" if status == Delivery.Status.FAILED else "",
+        )
+    return send
+
+
+def test_creating_and_editing_in_the_admin_records_who_and_what() -> None:
+    client, editor = logged_in("editor")
+    client.post(reverse("admin:campaigns_campaign_add"), campaign_form_data())
+    campaign = Campaign.objects.get()
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    client.post(url, campaign_form_data(campaign, subject="New subject {{ campaign.name }}"))
+
+    entries = list(AuditEntry.objects.filter(campaign=campaign).order_by("id"))
+    assert [e.action for e in entries] == ["created", "edited"]
+    assert {e.actor for e in entries} == {editor}
+    assert entries[1].changes == {"subject": "New subject {{ campaign.name }}"}
+
+
+def test_approving_scheduling_and_unscheduling_are_recorded() -> None:
+    campaign = CampaignFactory(
+        audiences=[audience_with(1)], schedule_kind="daily", schedule_time="09:30"
+    )
+    client, approver = logged_in("approver")
+    for action in ("approve", "schedule_campaign", "unschedule_campaign"):
+        client.get(reverse(f"admin:campaigns_campaign_{action}", args=[campaign.pk]))
+    actions = list(
+        AuditEntry.objects.filter(campaign=campaign, actor=approver)
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions == ["approved", "scheduled", "unscheduled"]
+
+
+def test_pause_resume_and_cancel_from_the_send_page_are_audited() -> None:
+    campaign = CampaignFactory(audiences=[audience_with(1)], status=Campaign.Status.SENDING)
+    send = running_send(campaign, outcomes=[Delivery.Status.QUEUED] * 3)
+    client, approver = logged_in("approver")
+    for action in ("pause", "resume", "cancel"):
+        response = client.get(reverse(f"admin:campaigns_send_{action}", args=[send.pk]))
+        assert response.status_code == 302
+    send.refresh_from_db()
+    assert send.status == Send.Status.CANCELLED
+    entries = AuditEntry.objects.filter(send=send).order_by("id")
+    assert [(e.action, e.actor, e.campaign_id) for e in entries] == [
+        ("paused", approver, campaign.pk),
+        ("resumed", approver, campaign.pk),
+        ("cancelled", approver, campaign.pk),
+    ]
+    assert entries[0].changes == {"status": ["running", "paused"]}
+
+
+def test_an_illegal_send_move_is_refused_with_a_message_and_not_audited() -> None:
+    campaign = CampaignFactory(audiences=[audience_with(1)])
+    send = running_send(campaign, outcomes=[Delivery.Status.SENT])
+    Send.objects.filter(pk=send.pk).update(status=Send.Status.COMPLETED)
+    client, _ = logged_in("approver")
+    response = client.get(reverse("admin:campaigns_send_pause", args=[send.pk]), follow=True)
+    assert "cannot become paused" in response.content.decode()
+    assert not AuditEntry.objects.filter(send=send).exists()
+
+
+def test_an_editor_cannot_pause_a_send() -> None:
+    send = running_send(CampaignFactory(), outcomes=[Delivery.Status.QUEUED])
+    client, _ = logged_in("editor")
+    assert client.get(reverse("admin:campaigns_send_pause", args=[send.pk])).status_code == 403
+    send.refresh_from_db()
+    assert send.status == Send.Status.RUNNING
+
+
+def test_the_send_page_lists_deliveries_by_outcome_and_address() -> None:
+    send = running_send(
+        CampaignFactory(),
+        outcomes=[Delivery.Status.SENT, Delivery.Status.FAILED, Delivery.Status.SENT],
+    )
+    client, _ = logged_in("auditor")
+    url = reverse("admin:campaigns_send_change", args=[send.pk])
+
+    page = client.get(url).content.decode()
+    assert all(f"row{i}@example.com" in page for i in range(3))
+
+    page = client.get(url, {"outcome": "failed"}).content.decode()
+    assert "row1@example.com" in page and "550 mailbox unavailable" in page
+    assert "row0@example.com" not in page and "row2@example.com" not in page
+
+    page = client.get(url, {"email": "ROW2@example.com"}).content.decode()
+    assert "row2@example.com" in page and "row0@example.com" not in page
+
+
+def test_the_send_page_shows_its_task_results_and_each_result_links_back() -> None:
+    campaign = CampaignFactory()
+    send = running_send(campaign, outcomes=[Delivery.Status.SENT])
+    ok, failed, other = (str(uuid.uuid4()) for _ in range(3))
+    for task_id in (ok, failed):
+        TaskLink.objects.create(task_id=task_id, kind="batch", campaign=campaign, send=send)
+    TaskResult.objects.create(
+        task_id=ok, task_name="campaigns.tasks.deliver_batch", status="SUCCESS", worker="w1@host"
+    )
+    TaskResult.objects.create(
+        task_id=failed,
+        task_name="campaigns.tasks.deliver_batch",
+        status="FAILURE",
+        traceback="Traceback: SMTPServerDisconnected",
+    )
+    TaskResult.objects.create(task_id=other, task_name="campaigns.tasks.reap_deliveries")
+
+    client, _ = logged_in("auditor")
+    page = client.get(reverse("admin:campaigns_send_change", args=[send.pk])).content.decode()
+    assert ok[:8] in page and failed[:8] in page and other[:8] not in page
+    assert "SMTPServerDisconnected" in page and "w1@host" in page
+
+    results = reverse("admin:django_celery_results_taskresult_changelist")
+    listing = client.get(results, {"send": send.pk}).content.decode()
+    send_url = reverse("admin:campaigns_send_change", args=[send.pk])
+    assert ok in listing and failed in listing and other not in listing
+    assert send_url in listing
+    detail_pk = TaskResult.objects.get(task_id=ok).pk
+    detail = client.get(
+        reverse("admin:django_celery_results_taskresult_change", args=[detail_pk])
+    ).content.decode()
+    assert send_url in detail
+
+
+def test_the_audit_trail_is_read_only_even_for_a_superuser() -> None:
+    from tests.factories import UserFactory
+
+    campaign = CampaignFactory()
+    entry = AuditEntry.objects.create(action="edited", campaign=campaign, changes={"a": "b"})
+    client = Client()
+    client.force_login(UserFactory(is_superuser=True))
+    url = reverse("admin:campaigns_auditentry_change", args=[entry.pk])
+    assert client.get(url).status_code == 200
+    client.post(url, {"action": "deleted"})
+    delete = reverse("admin:campaigns_auditentry_delete", args=[entry.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    entry.refresh_from_db()
+    assert entry.action == "edited"
