@@ -163,7 +163,9 @@ def dashboard_stats(*, now: datetime | None = None) -> dict[str, Any]:
     attempted = week["sent"] + week["failed"]
     stats: dict[str, Any] = {
         "sent_today": _sent_since(_start_of_today(now)),
-        "sent_week": _sent_since(now - timedelta(days=7)),
+        # The week from the sends' own counters: exact for sends that started in the window,
+        # and a few rows to read instead of an index range over a million deliveries.
+        "sent_week": week["sent"],
         "failure_rate": (100.0 * week["failed"] / attempted) if attempted else None,
         "failed_week": week["failed"],
         "active_campaigns": Campaign.objects.filter(
@@ -204,11 +206,16 @@ def send_deliveries(
     return rows.defer("recipient__attributes").order_by("-id")[:limit]
 
 
+def send_task_ids(send_id: int) -> list[str]:
+    """The ids of a send's tasks, fetched first: as a subquery the planner tends to walk the
+    whole results table by date looking for them; as a list it looks each one up by id."""
+    return list(TaskLink.objects.filter(send_id=send_id).values_list("task_id", flat=True))
+
+
 def send_task_results(*, send_id: int, limit: int = SEND_PAGE_ROWS) -> list[TaskResult]:
     """The TaskResult rows of a send's tasks (launch and batches), newest first."""
-    task_ids = TaskLink.objects.filter(send_id=send_id).values("task_id")
     return list(
-        TaskResult.objects.filter(task_id__in=task_ids)
+        TaskResult.objects.filter(task_id__in=send_task_ids(send_id))
         .defer("task_args", "task_kwargs")
         .order_by("-date_created")[:limit]
     )

@@ -34,6 +34,7 @@ class AuditEntryAdmin(ModelAdmin):
     exclude = ("changes",)
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    list_per_page = 50
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -29,6 +29,7 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import TaskLink
+from campaigns.selectors import send_task_ids
 
 for model in (
     PeriodicTask,
@@ -96,8 +97,7 @@ class SendFilter(admin.SimpleListFilter):
         value = self.value()
         if not value or not value.isdigit():
             return queryset
-        task_ids = TaskLink.objects.filter(send_id=int(value)).values("task_id")
-        return queryset.filter(task_id__in=task_ids)
+        return queryset.filter(task_id__in=send_task_ids(int(value)))
 
 
 class TaskNameFilter(admin.SimpleListFilter):
@@ -116,6 +116,23 @@ class TaskNameFilter(admin.SimpleListFilter):
         return queryset.filter(task_name=value) if value else queryset
 
 
+class TaskStateFilter(admin.SimpleListFilter):
+    """Celery's states as fixed choices (the stock filter runs SELECT DISTINCT status)."""
+
+    title = "state"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: object) -> list[tuple[str, str]]:
+        states = ("PENDING", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
+        return [(state, state.title()) for state in states]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[TaskResult]
+    ) -> QuerySet[TaskResult]:
+        value = self.value()
+        return queryset.filter(status=value) if value else queryset
+
+
 TASK_NAMES = (
     "campaigns.tasks.launch_send",
     "campaigns.tasks.fire_scheduled_send",
@@ -129,7 +146,8 @@ TASK_NAMES = (
 @admin.register(TaskResult)
 class TaskResultAdmin(BaseTaskResultAdmin, ModelAdmin):
     list_display = ("task_id", "task_name", "status", "date_done", "worker", "campaign_link")
-    list_filter = ("status", TaskNameFilter, "date_done", SendFilter)  # type: ignore[assignment]
+    list_filter = (TaskStateFilter, TaskNameFilter, "date_done", SendFilter)  # type: ignore[assignment]
+    list_per_page = 50
     # Exact task id only: the stock search scans the args and kwargs of every row.
     search_fields = ("=task_id",)  # type: ignore[assignment]
     search_help_text = "The exact task id."

@@ -58,7 +58,7 @@ def test_the_dashboard_shows_todays_and_the_weeks_numbers(auditor: Client) -> No
         last_progress_at=now,
     )
     deliveries(send, Delivery.Status.SENT, 3, at=now)
-    deliveries(send, Delivery.Status.SENT, 2, at=now - timedelta(days=3))
+    deliveries(send, Delivery.Status.SENT, 2, at=now - timedelta(days=3))  # counted by the send
     deliveries(send, Delivery.Status.FAILED, 1, at=now)
 
     response = auditor.get(reverse("admin:index"))
