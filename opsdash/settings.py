@@ -213,6 +213,16 @@ OPSDASH_DELIVERY_RETRY_BASE_SECONDS = env_float("OPSDASH_DELIVERY_RETRY_BASE_SEC
 # This many temporary failures in a row pause the batch (the server is struggling, not the rows).
 OPSDASH_DELIVERY_TRANSIENT_STREAK = env_int("OPSDASH_DELIVERY_TRANSIENT_STREAK", 3, minimum=1)
 OPSDASH_IMPORT_MAX_BYTES = env_int("OPSDASH_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1)
+# Uploads larger than this (or any upload, when the staff member asks) run as a background
+# ImportJob on the imports queue instead of django-import-export's in-request preview.
+OPSDASH_IMPORT_BACKGROUND_BYTES = env_int("OPSDASH_IMPORT_BACKGROUND_BYTES", 1024 * 1024, minimum=1)
+# Rows per COPY chunk of a background import: progress and cancel are checked between chunks.
+OPSDASH_IMPORT_CHUNK_ROWS = env_int("OPSDASH_IMPORT_CHUNK_ROWS", 50_000, minimum=1)
+# A field longer than this refuses the whole file (it is nearly always a quote never closed).
+OPSDASH_IMPORT_MAX_FIELD_CHARS = env_int("OPSDASH_IMPORT_MAX_FIELD_CHARS", 1024 * 1024, minimum=1)
+# PostgreSQL session memory of the importing connection: its staging tables and its sorts.
+OPSDASH_IMPORT_TEMP_BUFFERS = env_str("OPSDASH_IMPORT_TEMP_BUFFERS", "256MB")
+OPSDASH_IMPORT_WORK_MEM = env_str("OPSDASH_IMPORT_WORK_MEM", "256MB")
 OPSDASH_TASK_RESULT_RETENTION_DAYS = env_int("OPSDASH_TASK_RESULT_RETENTION_DAYS", 30, minimum=1)
 # Four-eyes rule: when on, the last editor of a campaign cannot schedule or send it.
 OPSDASH_FOUR_EYES = env_bool("OPSDASH_FOUR_EYES", False)

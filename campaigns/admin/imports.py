@@ -1,19 +1,138 @@
-"""Import jobs for large CSV files (run by a worker on the imports queue)."""
+"""Import jobs for large CSV files: upload, map the columns, watch the progress, get the report.
+
+The views only call campaigns.services.imports; a worker on the imports queue does the work.
+"""
 
 from __future__ import annotations
 
-from django.contrib import admin
-from unfold.admin import ModelAdmin
+from typing import Any
 
-from campaigns.models import ImportJob
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin
+from unfold.decorators import display
+from unfold.widgets import UnfoldAdminFileFieldWidget, UnfoldAdminSelectWidget, UnfoldBooleanWidget
+
+from campaigns import tasks
+from campaigns.models import Audience, ImportJob
+from campaigns.services import imports as import_services
+
+TARGET_CHOICES = [
+    (import_services.TARGET_EMAIL, "Email address"),
+    (import_services.TARGET_FIRST_NAME, "First name"),
+    (import_services.TARGET_LAST_NAME, "Last name"),
+    (import_services.TARGET_ATTRIBUTE, "Attribute (kept under the column's name)"),
+    (import_services.TARGET_IGNORE, "Ignore"),
+]
+STATUS_COLOURS = {
+    "pending": "info",
+    "running": "warning",
+    "completed": "success",
+    "failed": "danger",
+    "cancelled": "danger",
+}
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        widget=UnfoldAdminFileFieldWidget,
+        help_text="UTF-8 (with or without BOM), UTF-16 or Windows-1252; comma, semicolon, tab "
+        "or pipe separated. The first line names the columns.",
+    )
+    audience = forms.ModelChoiceField(
+        queryset=Audience.objects.all(),
+        required=False,
+        widget=UnfoldAdminSelectWidget,
+        help_text="Every imported address is subscribed to this audience.",
+    )
+    resubscribe = forms.BooleanField(
+        required=False,
+        widget=UnfoldBooleanWidget,
+        help_text="Re-activate addresses that unsubscribed or bounced. Leave off unless these "
+        "people asked to be subscribed again.",
+    )
+    all_or_nothing = forms.BooleanField(
+        required=False,
+        widget=UnfoldBooleanWidget,
+        help_text="Write nothing if any row is invalid.",
+    )
+
+
+class ImportMappingForm(forms.Form):
+    """One choice per column of the file, pre-filled with the guessed mapping."""
+
+    def __init__(self, *args: Any, job: ImportJob, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers: list[str] = list(job.mapping.get("headers", []))
+        guessed: list[str] = list(job.mapping.get("columns", []))
+        for index, header in enumerate(self.headers):
+            self.fields[f"column_{index}"] = forms.ChoiceField(
+                label=header,
+                choices=TARGET_CHOICES,
+                initial=guessed[index] if index < len(guessed) else "ignore",
+                widget=UnfoldAdminSelectWidget,
+            )
+
+    def columns(self) -> list[str]:
+        return [self.cleaned_data[f"column_{i}"] for i in range(len(self.headers))]
+
+
+def upload_to_job(request: HttpRequest, form: ImportUploadForm) -> ImportJob | None:
+    """Creates the job from a valid upload form, or puts the file's problem on the form."""
+    try:
+        return import_services.import_job_create(
+            upload=form.cleaned_data["file"],
+            audience=form.cleaned_data["audience"],
+            resubscribe=form.cleaned_data["resubscribe"],
+            all_or_nothing=form.cleaned_data["all_or_nothing"],
+            created_by=request.user,
+        )
+    except import_services.ImportFileError as exc:
+        form.add_error("file", str(exc))
+        return None
 
 
 @admin.register(ImportJob)
 class ImportJobAdmin(ModelAdmin):
-    list_display = ("id", "original_name", "audience", "status", "processed_rows", "created_at")
+    list_display = (
+        "id",
+        "original_name",
+        "audience",
+        "status_badge",
+        "progress",
+        "created_count",
+        "updated_count",
+        "invalid_count",
+        "created_by",
+        "created_at",
+    )
     list_filter = ("status",)
-    readonly_fields = (
+    list_select_related = ("audience", "created_by")
+    change_form_template = "admin/campaigns/importjob/change_form.html"
+    fields = (
+        "original_name",
+        "audience",
         "status",
+        "message",
+        "resubscribe",
+        "all_or_nothing",
         "total_rows",
         "processed_rows",
         "created_count",
@@ -21,11 +140,157 @@ class ImportJobAdmin(ModelAdmin):
         "unchanged_count",
         "skipped_count",
         "invalid_count",
-        "error_report",
-        "message",
+        "report_link",
         "task_id",
         "created_by",
         "created_at",
         "started_at",
         "finished_at",
     )
+    readonly_fields = fields
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a job is read-only; its views below change it through services
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:pk>/mapping/", view(self.mapping_view), name="campaigns_importjob_mapping"),
+            path(
+                "<int:pk>/progress/", view(self.progress_view), name="campaigns_importjob_progress"
+            ),
+            path("<int:pk>/cancel/", view(self.cancel_view), name="campaigns_importjob_cancel"),
+            path("<int:pk>/report/", view(self.report_view), name="campaigns_importjob_report"),
+            *super().get_urls(),
+        ]
+
+    @display(description="Status", label=STATUS_COLOURS)
+    def status_badge(self, obj: ImportJob) -> str:
+        return obj.status
+
+    @display(description="Progress")
+    def progress(self, obj: ImportJob) -> str:
+        if not obj.total_rows:
+            return "—"
+        return f"{min(100, 100 * obj.processed_rows // obj.total_rows)} %"
+
+    @display(description="Rejected rows")
+    def report_link(self, obj: ImportJob) -> str:
+        if not obj.error_report:
+            return "—"
+        url = reverse("admin:campaigns_importjob_report", args=[obj.pk])
+        return format_html('<a href="{}">Download the rejected rows (CSV)</a>', url)
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ImportUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            job = upload_to_job(request, form)
+            if job is not None:
+                return HttpResponseRedirect(
+                    reverse("admin:campaigns_importjob_mapping", args=[job.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Import recipients from a large file",
+            "form": form,
+            "max_mb": settings.OPSDASH_IMPORT_MAX_BYTES // (1024 * 1024),
+        }
+        return TemplateResponse(request, "admin/campaigns/importjob/upload.html", context)
+
+    def mapping_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=pk)
+        change_url = reverse("admin:campaigns_importjob_change", args=[job.pk])
+        if job.status != ImportJob.Status.PENDING or job.task_id:
+            return HttpResponseRedirect(change_url)
+        form = ImportMappingForm(request.POST or None, job=job)
+        if request.method == "POST" and form.is_valid():
+            try:
+                with transaction.atomic():
+                    import_services.import_job_start(
+                        job=job,
+                        columns=form.columns(),
+                        by=request.user,
+                        publish=tasks.publish_import,
+                    )
+            except import_services.ImportFileError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, "The import is queued; this page shows its progress.")
+                return HttpResponseRedirect(change_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Map the columns of {job.original_name}",
+            "job": job,
+            "form": form,
+            "columns": self._columns_with_samples(form, job),
+        }
+        return TemplateResponse(request, "admin/campaigns/importjob/mapping.html", context)
+
+    def _columns_with_samples(
+        self, form: ImportMappingForm, job: ImportJob
+    ) -> list[tuple[Any, list[str]]]:
+        """Each column's choice next to its first few values, so the mapping is easy to check."""
+        sample = import_services.file_sample(job=job, rows=5)
+        return [
+            (form[f"column_{i}"], [row[i] for row in sample if i < len(row)])
+            for i in range(len(form.headers))
+        ]
+
+    def progress_view(self, request: HttpRequest, pk: int) -> JsonResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=pk)
+        return JsonResponse(import_services.import_job_progress(job=job))
+
+    def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=pk)
+        try:
+            import_services.import_job_cancel(job=job, by=request.user)
+        except import_services.ImportFileError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, "Cancel requested: the import stops without writing.")
+        return HttpResponseRedirect(reverse("admin:campaigns_importjob_change", args=[pk]))
+
+    def report_view(self, request: HttpRequest, pk: int) -> FileResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = get_object_or_404(ImportJob, pk=pk)
+        if not job.error_report:
+            raise Http404("This import has no rejected rows.")
+        return FileResponse(
+            job.error_report.open("rb"),
+            as_attachment=True,
+            filename=f"import-{job.pk}-rejected-rows.csv",
+            content_type="text/csv",
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        job = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if job is not None:
+            extra["import_job"] = job
+            extra["import_progress"] = import_services.import_job_progress(job=job)
+            extra["can_cancel"] = self.has_add_permission(request) and job.status in (
+                ImportJob.Status.PENDING,
+                ImportJob.Status.RUNNING,
+            )
+        return super().change_view(request, object_id, form_url, extra)

@@ -12,19 +12,21 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import json
+import logging
 import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.files import File
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
@@ -34,6 +36,7 @@ from campaigns.services.audiences import InvalidEmail, normalise_email
 from campaigns.services.audit import audit_record
 
 Actor = AbstractBaseUser | AnonymousUser | None
+logger = logging.getLogger(__name__)
 
 # Where a column of the file goes. "attribute" keeps the value in Recipient.attributes under
 # the column's header.
@@ -383,10 +386,14 @@ def import_job_run(*, import_job_id: int) -> ImportJob:
     job = _job_claim(import_job_id)
     if job is None:
         return ImportJob.objects.get(pk=import_job_id)
-    store = _Staging.for_connection()
+    store = _Staging.for_job(job)
     try:
         store.create()
+        started = time.monotonic()
         counts = _stage_file(job, store)
+        logger.info(
+            "import %s: staged %s rows in %.1fs", job.pk, job.total_rows, time.monotonic() - started
+        )
         if job.all_or_nothing and counts.invalid:
             _job_finish(
                 job,
@@ -399,7 +406,9 @@ def import_job_run(*, import_job_id: int) -> ImportJob:
                 ),
             )
         else:
+            started = time.monotonic()
             _job_merge(job, store, counts)
+            logger.info("import %s: merged in %.1fs", job.pk, time.monotonic() - started)
     except ImportCancelled:
         message = "Cancelled; nothing was written."
         _job_finish(
@@ -509,24 +518,42 @@ def _job_progress(job: ImportJob, processed: int) -> None:
 # --- Staging --------------------------------------------------------------------------------
 
 
-class _Staging:
-    """Temporary tables on the current connection: rows to load, and rejected rows.
+def _sql_text(value: str) -> str:
+    """A header name (the file's own text) as an SQL string literal in a statement with params."""
+    return "'" + value.replace("\x00", "").replace("'", "''").replace("%", "%%") + "'"
 
-    PostgreSQL loads them with COPY; SQLite (the embedded profile) with executemany.
+
+class _Staging:
+    """Temporary tables on the current connection: the file's valid rows and its rejected rows.
+
+    import_stage holds each address once (the parser drops later duplicates) with the
+    attribute columns as they are; the merge turns those into JSON. PostgreSQL loads it with
+    COPY, SQLite (the embedded profile) with executemany.
     """
 
-    vendor = "sqlite"
+    empty_json = "'{}'"
+
+    def __init__(self, attribute_keys: list[str]) -> None:
+        self.keys = attribute_keys
+        self.columns = [f"a{i}" for i in range(len(attribute_keys))]
 
     @staticmethod
-    def for_connection() -> _Staging:
-        return _PostgresStaging() if connection.vendor == "postgresql" else _Staging()
+    def for_job(job: ImportJob) -> _Staging:
+        mapping = job.mapping
+        keys = [
+            h
+            for h, c in zip(mapping.get("headers", []), mapping.get("columns", []), strict=False)
+            if c == TARGET_ATTRIBUTE
+        ]
+        return (_PostgresStaging if connection.vendor == "postgresql" else _Staging)(keys)
 
     def create(self) -> None:
         self.drop()
+        extra = "".join(f", {c} text" for c in self.columns)
         with connection.cursor() as cursor:
             cursor.execute(
                 "CREATE TEMPORARY TABLE import_stage (line integer, email text, "
-                "first_name text, last_name text, attributes text)"
+                f"first_name text, last_name text{extra})"
             )
             cursor.execute(
                 "CREATE TEMPORARY TABLE import_rejects (line integer, email text, "
@@ -535,12 +562,13 @@ class _Staging:
 
     def drop(self) -> None:
         with connection.cursor() as cursor:
-            for table in ("import_unique", "import_stage", "import_rejects"):
+            for table in ("import_stage", "import_rejects"):
                 cursor.execute(f"DROP TABLE IF EXISTS {table}")
 
     def load(self, rows: Iterator[tuple[Any, ...]]) -> None:
+        marks = ", ".join(["%s"] * (4 + len(self.columns)))
         with connection.cursor() as cursor:
-            cursor.executemany("INSERT INTO import_stage VALUES (%s, %s, %s, %s, %s)", list(rows))
+            cursor.executemany(f"INSERT INTO import_stage VALUES ({marks})", list(rows))
 
     def reject(self, rows: list[tuple[int, str, str, str]]) -> None:
         if rows:
@@ -551,56 +579,78 @@ class _Staging:
         with connection.cursor() as cursor:
             try:
                 cursor.execute("SELECT count(*) FROM import_rejects")
-            except Exception:  # the table is gone after a failed transaction
+            except DatabaseError:  # the table is gone after a failed transaction
                 return 0
             return int(cursor.fetchone()[0])
 
-    def unique_create(self, cursor: CursorWrapper) -> None:
-        # SQLite: with min(), the bare columns come from the row holding the minimum.
-        cursor.execute(
-            "CREATE TEMPORARY TABLE import_unique AS SELECT min(line) AS line, email, "
-            "first_name, last_name, attributes FROM import_stage GROUP BY email"
-        )
-        cursor.execute("CREATE UNIQUE INDEX import_unique_email ON import_unique (email)")
+    def prepare(self, cursor: CursorWrapper) -> None:
+        """Settings and indexes for the merge statements."""
+        cursor.execute("CREATE INDEX import_stage_email ON import_stage (email)")
+
+    def attributes(self) -> str:
+        """SQL for a staged row's attributes as JSON, blank cells left out."""
+        expr = self.empty_json
+        for group in self._pairs():
+            expr = f"json_patch({expr}, json_object({group}))"  # json_patch drops the nulls
+        return expr
+
+    def _pairs(self) -> Iterator[str]:
+        # Both databases cap a function's arguments (SQLite 127, PostgreSQL 100).
+        pairs = [
+            f"{_sql_text(k)}, NULLIF(trim(u.{c}), '')"
+            for k, c in zip(self.keys, self.columns, strict=True)
+        ]
+        for start in range(0, len(pairs), 40):
+            yield ", ".join(pairs[start : start + 40])
 
     # Expressions that differ between the two databases.
-    attributes_in = "json(u.attributes)"
-    attributes_merged = "json_patch(r.attributes, u.attributes)"
-    attributes_changed = "json_patch(r.attributes, u.attributes) <> json(r.attributes)"
-    excluded_attributes_merged = "json_patch(campaigns_recipient.attributes, excluded.attributes)"
-    excluded_attributes_changed = (
-        "json_patch(campaigns_recipient.attributes, excluded.attributes) "
-        "<> json(campaigns_recipient.attributes)"
-    )
+    def attributes_changed(self, table: str, new: str) -> str:
+        return f"json_patch({table}.attributes, {new}) <> json({table}.attributes)"
+
+    def attributes_merged(self, table: str, new: str) -> str:
+        return f"json_patch({table}.attributes, {new})"
 
 
 class _PostgresStaging(_Staging):
-    vendor = "postgresql"
+    empty_json = "'{}'::jsonb"
+
+    def create(self) -> None:
+        # The staging tables hold the whole file: keep them in memory rather than in temp
+        # files. Only possible before the session first touches a temporary table.
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(f"SET temp_buffers = '{settings.OPSDASH_IMPORT_TEMP_BUFFERS}'")
+        except DatabaseError:
+            pass  # this connection ran an import before and keeps its earlier setting
+        super().create()
 
     def load(self, rows: Iterator[tuple[Any, ...]]) -> None:
         # COPY streams while the rows are parsed, so PostgreSQL works on the other core.
-        with connection.cursor() as cursor:
-            sql = "COPY import_stage (line, email, first_name, last_name, attributes) FROM STDIN"
-            with cursor.cursor.copy(sql) as copy:
-                for row in rows:
-                    copy.write_row(row)
+        names = ", ".join(["line", "email", "first_name", "last_name", *self.columns])
+        sql = f"COPY import_stage ({names}) FROM STDIN"
+        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
 
-    def unique_create(self, cursor: CursorWrapper) -> None:
-        cursor.execute(
-            "CREATE TEMPORARY TABLE import_unique AS SELECT DISTINCT ON (email) line, email, "
-            "first_name, last_name, attributes::jsonb AS attributes FROM import_stage "
-            "ORDER BY email, line"
-        )
-        cursor.execute("CREATE UNIQUE INDEX import_unique_email ON import_unique (email)")
-        cursor.execute("ANALYZE import_unique")
+    def prepare(self, cursor: CursorWrapper) -> None:
+        # Sorting and hashing a million rows fits in memory with this, not in 4 MB.
+        cursor.execute(f"SET LOCAL work_mem = '{settings.OPSDASH_IMPORT_WORK_MEM}'")
+        # Foreign keys are DEFERRABLE INITIALLY DEFERRED: queueing a million checks until the
+        # commit costs more than running each one when its statement ends.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute("ANALYZE import_stage")  # temporary tables have no statistics otherwise
 
-    attributes_in = "u.attributes"
-    attributes_merged = "r.attributes || u.attributes"
-    attributes_changed = "(r.attributes || u.attributes) <> r.attributes"
-    excluded_attributes_merged = "campaigns_recipient.attributes || excluded.attributes"
-    excluded_attributes_changed = (
-        "(campaigns_recipient.attributes || excluded.attributes) <> campaigns_recipient.attributes"
-    )
+    def attributes(self) -> str:
+        groups = [f"jsonb_build_object({group})" for group in self._pairs()]
+        if not groups:
+            return self.empty_json
+        return f"jsonb_strip_nulls({' || '.join(groups)})"
+
+    def attributes_changed(self, table: str, new: str) -> str:
+        return f"({table}.attributes || {new}) <> {table}.attributes"
+
+    def attributes_merged(self, table: str, new: str) -> str:
+        return f"{table}.attributes || {new}"
 
 
 @dataclass
@@ -609,7 +659,7 @@ class _Columns:
     email: int
     first_name: int | None
     last_name: int | None
-    attributes: list[tuple[str, int]]
+    attributes: list[int]
 
     @staticmethod
     def from_mapping(mapping: dict[str, Any]) -> _Columns:
@@ -625,9 +675,8 @@ class _Columns:
             email=columns.index(TARGET_EMAIL),
             first_name=index(TARGET_FIRST_NAME),
             last_name=index(TARGET_LAST_NAME),
-            attributes=[(h, i) for i, (h, c) in enumerate(zip(headers, columns, strict=True))
-                        if c == TARGET_ATTRIBUTE],
-        )  # fmt: skip
+            attributes=[i for i, c in enumerate(columns) if c == TARGET_ATTRIBUTE],
+        )
 
 
 def _stage_file(job: ImportJob, store: _Staging) -> ImportCounts:
@@ -647,7 +696,7 @@ def _stage_file(job: ImportJob, store: _Staging) -> ImportCounts:
         total_rows=parser.records, processed_rows=parser.records, message="Writing to the database."
     )
     job.total_rows = job.processed_rows = parser.records
-    return ImportCounts(invalid=parser.invalid)
+    return ImportCounts(invalid=parser.invalid, skipped=parser.duplicates)
 
 
 class _Parser:
@@ -661,6 +710,7 @@ class _Parser:
         self.max_field: int = max(settings.OPSDASH_IMPORT_MAX_FIELD_CHARS, CSV_DEFAULT_FIELD_LIMIT)
         self.records = 0
         self.invalid = 0
+        self.duplicates = 0
         self.done = False
         self.rejects: list[tuple[int, str, str, str]] = []
 
@@ -668,19 +718,22 @@ class _Parser:
         self.rejects.append((line, email[:EMAIL_MAX_LENGTH], reason, "invalid"))
         self.invalid += 1
 
-    def rows(self) -> Iterator[tuple[int, str, str, str, str]]:
-        """Yields (line, email, first name, last name, attributes JSON) for every valid row.
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        """Yields (line, email, first name, last name, *attribute cells) per valid, new address.
 
-        Invalid rows go to ``rejects`` with the line they start on. This loop runs once per
-        row of a million-row file, so it stays flat and allocation-light.
+        Invalid rows go to ``rejects`` with the line they start on; a repeated address goes
+        there as a duplicate. This loop runs once per row of a million-row file, so it stays
+        flat: attribute cells are passed through untouched and become JSON in the database.
         """
         # Fields past the csv default are read so the row can be rejected with a clear reason;
         # past max_field the file itself is refused (usually a quote that never closes).
         csv.field_size_limit(self.max_field)
         cols = self.columns
         width, email_i, first_i, last_i = cols.width, cols.email, cols.first_name, cols.last_name
-        attribute_cols = cols.attributes
-        dumps = json.dumps
+        pick = _picker(cols.attributes)
+        # The addresses seen so far: about 150 bytes each, so a million fit in ~150 MB.
+        seen: set[str] = set()
+        limit = CSV_DEFAULT_FIELD_LIMIT
         line = 1
         with _open_text(self.path, self.encoding) as text:
             reader = csv.reader(text, delimiter=self.delimiter, strict=True)
@@ -696,42 +749,45 @@ class _Parser:
                             continue  # a blank line is no record
                         self.records += 1
                         email_raw = row[email_i] if len(row) > email_i else ""
-                        self.reject(
-                            start,
-                            email_raw,
-                            f"the row has {len(row)} fields; the header has {width}",
-                        )
+                        reason = f"the row has {len(row)} fields; the header has {width}"
+                        self.reject(start, email_raw, reason)
                         continue
                     self.records += 1
-                    email_raw = row[email_i]
                     try:
-                        email = email_normalise(email_raw)
+                        email = email_normalise(row[email_i])
                     except InvalidEmail as exc:
-                        self.reject(start, email_raw, str(exc))
+                        self.reject(start, row[email_i], str(exc))
                         continue
                     first = row[first_i].strip() if first_i is not None else ""
                     last = row[last_i].strip() if last_i is not None else ""
                     if len(first) > NAME_MAX_LENGTH or len(last) > NAME_MAX_LENGTH:
-                        self.reject(
-                            start, email, f"a name is longer than {NAME_MAX_LENGTH} characters"
-                        )
-                        continue
-                    if not attribute_cols:
-                        yield start, email, first, last, "{}"
-                        continue
-                    attrs = {k: v for k, i in attribute_cols if (v := row[i].strip())}
-                    if any(len(v) > CSV_DEFAULT_FIELD_LIMIT for v in attrs.values()):
-                        reason = f"a field is longer than {CSV_DEFAULT_FIELD_LIMIT:,} characters"
+                        reason = f"a name is longer than {NAME_MAX_LENGTH} characters"
                         self.reject(start, email, reason)
                         continue
-                    yield start, email, first, last, dumps(attrs, ensure_ascii=False)
+                    if max(map(len, row)) > limit:
+                        self.reject(start, email, f"a field is longer than {limit:,} characters")
+                        continue
+                    if email in seen:
+                        self.rejects.append((start, email, "duplicate", "duplicate"))
+                        self.duplicates += 1
+                        continue
+                    seen.add(email)
+                    yield (start, email, first, last, *pick(row))
             except csv.Error as exc:
                 raise ImportFileError(_csv_error_message(exc, line, self.max_field)) from exc
             except UnicodeDecodeError as exc:
-                raise ImportFileError(
-                    f"Line {line}: the text is not valid {self.encoding}."
-                ) from exc
+                message = f"Line {line}: the text is not valid {self.encoding}."
+                raise ImportFileError(message) from exc
         self.done = True
+
+
+def _picker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    if not indexes:
+        return lambda row: ()
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda row: (row[only],)
+    return itemgetter(*indexes)
 
 
 def _csv_error_message(exc: csv.Error, line: int, max_field: int) -> str:
@@ -757,16 +813,16 @@ def _in(values: tuple[str, ...]) -> str:
 
 
 def _job_merge(job: ImportJob, store: _Staging, counts: ImportCounts) -> None:
-    """Dedupe, classify, upsert and subscribe in one transaction, then finish the job in it."""
+    """Classify, upsert and subscribe in one transaction, then finish the job in it."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with transaction.atomic(), connection.cursor() as cursor:
-        store.unique_create(cursor)
+        store.prepare(cursor)
+        # The parser noted later duplicates by address only; name the line they repeat.
         cursor.execute(
-            "INSERT INTO import_rejects (line, email, reason, kind) "
-            "SELECT s.line, s.email, 'duplicate of line ' || u.line, 'skipped' "
-            "FROM import_stage s JOIN import_unique u ON u.email = s.email WHERE s.line <> u.line"
+            "UPDATE import_rejects SET reason = 'duplicate of line ' || s.line, kind = 'skipped' "
+            "FROM import_stage s WHERE import_rejects.kind = 'duplicate' "
+            "AND s.email = import_rejects.email"
         )
-        duplicates = cursor.rowcount
         suppressed = _rejects_suppressed(cursor, job)
         _check_cancel(job)
         created, updated, existing = _classify(cursor, job, store)
@@ -776,7 +832,7 @@ def _job_merge(job: ImportJob, store: _Staging, counts: ImportCounts) -> None:
             _subscriptions_upsert(cursor, job, now)
         counts.created, counts.updated = created, updated
         counts.unchanged = existing - updated
-        counts.skipped = duplicates + suppressed
+        counts.skipped += suppressed
         message = (
             f"Done: {created:,} created, {updated:,} updated, {counts.unchanged:,} unchanged, "
             f"{counts.skipped:,} skipped, {counts.invalid:,} invalid."
@@ -803,7 +859,7 @@ def _rejects_suppressed(cursor: CursorWrapper, job: ImportJob) -> int:
         "INSERT INTO import_rejects (line, email, reason, kind) "
         "SELECT u.line, u.email, 'the address is ' || r.status || "
         f"'{'' if job.resubscribe else ' and resubscribe was not chosen'}', 'skipped' "
-        "FROM import_unique u JOIN campaigns_recipient r ON r.email = u.email "
+        "FROM import_stage u JOIN campaigns_recipient r ON r.email = u.email "
         f"WHERE r.status IN {_in(statuses)}"
     )
     return int(cursor.rowcount)
@@ -814,7 +870,8 @@ def _classify(cursor: CursorWrapper, job: ImportJob, store: _Staging) -> tuple[i
     changed = (
         f"(u.first_name <> '' AND u.first_name <> r.first_name) "
         f"OR (u.last_name <> '' AND u.last_name <> r.last_name) "
-        f"OR {store.attributes_changed} OR r.status <> '{Recipient.Status.ACTIVE}'"
+        f"OR {store.attributes_changed('r', store.attributes())} "
+        f"OR r.status <> '{Recipient.Status.ACTIVE}'"
     )
     join_subscription = ""
     params: list[Any] = []
@@ -833,7 +890,7 @@ def _classify(cursor: CursorWrapper, job: ImportJob, store: _Staging) -> tuple[i
         f"coalesce(sum(CASE WHEN r.id IS NOT NULL AND {eligible} AND ({changed}) "
         "THEN 1 ELSE 0 END), 0), "
         f"coalesce(sum(CASE WHEN r.id IS NOT NULL AND {eligible} THEN 1 ELSE 0 END), 0) "
-        "FROM import_unique u LEFT JOIN campaigns_recipient r ON r.email = u.email "
+        "FROM import_stage u LEFT JOIN campaigns_recipient r ON r.email = u.email "
         f"{join_subscription}",
         params,
     )
@@ -852,19 +909,19 @@ def _recipients_upsert(cursor: CursorWrapper, job: ImportJob, store: _Staging, n
     cursor.execute(
         f"INSERT INTO {t} (email, first_name, last_name, attributes, status, created_at, "
         "updated_at) "
-        f"SELECT u.email, u.first_name, u.last_name, {store.attributes_in}, '{active}', %s, %s "
-        "FROM import_unique u WHERE 1 = 1 "
+        f"SELECT u.email, u.first_name, u.last_name, {store.attributes()}, '{active}', %s, %s "
+        "FROM import_stage u WHERE 1 = 1 "
         "ON CONFLICT (email) DO UPDATE SET "
         f"first_name = CASE WHEN excluded.first_name <> '' THEN excluded.first_name "
         f"ELSE {t}.first_name END, "
         f"last_name = CASE WHEN excluded.last_name <> '' THEN excluded.last_name "
         f"ELSE {t}.last_name END, "
-        f"attributes = {store.excluded_attributes_merged}, "
+        f"attributes = {store.attributes_merged(t, 'excluded.attributes')}, "
         f"status = '{active}', updated_at = excluded.updated_at "
         f"WHERE {_eligible(t, job.resubscribe)} AND ("
         f"(excluded.first_name <> '' AND excluded.first_name <> {t}.first_name) "
         f"OR (excluded.last_name <> '' AND excluded.last_name <> {t}.last_name) "
-        f"OR {store.excluded_attributes_changed} OR {t}.status <> '{active}')",
+        f"OR {store.attributes_changed(t, 'excluded.attributes')} OR {t}.status <> '{active}')",
         [now, now],
     )
 
@@ -882,8 +939,8 @@ def _subscriptions_upsert(cursor: CursorWrapper, job: ImportJob, now: Any) -> No
         "INSERT INTO campaigns_subscription (recipient_id, audience_id, status, "
         "source_import_id, created_at, updated_at) "
         f"SELECT r.id, %s, '{subscribed}', %s, %s, %s "
-        "FROM import_unique u JOIN campaigns_recipient r ON r.email = u.email "
-        f"WHERE r.status = '{Recipient.Status.ACTIVE}' "
+        "FROM import_stage u JOIN campaigns_recipient r ON r.email = u.email "
+        f"WHERE r.status = '{Recipient.Status.ACTIVE}' ORDER BY r.id "
         f"ON CONFLICT (audience_id, recipient_id) {on_conflict}",
         [job.audience_id, job.pk, now, now],
     )
@@ -917,3 +974,43 @@ def _report_write(job: ImportJob, store: _Staging) -> None:
         text.detach()
         tmp.seek(0)
         job.error_report.save(f"import-{job.pk}-rejected-rows.csv", File(tmp), save=False)
+
+
+# --- Reading a job for the admin ------------------------------------------------------------
+
+
+def file_sample(*, job: ImportJob, rows: int) -> list[list[str]]:
+    """The first rows after the header, to show next to the column mapping."""
+    sample: list[list[str]] = []
+    with _open_text(Path(job.file.path), job.mapping["encoding"]) as text:
+        reader = csv.reader(text, delimiter=job.mapping["delimiter"])
+        try:
+            next(reader, None)
+            for row in islice(reader, rows):
+                sample.append([cell[:80] for cell in row])
+        except csv.Error:
+            pass  # the mapping page still works; the run reports the problem with its line
+    return sample
+
+
+def import_job_progress(*, job: ImportJob) -> dict[str, Any]:
+    job.refresh_from_db()
+    total = max(job.total_rows, job.processed_rows)
+    return {
+        "status": job.status,
+        "status_display": job.get_status_display(),
+        "finished": job.status in _FINISHED,
+        "processed_rows": job.processed_rows,
+        "total_rows": total,
+        "percent": 100
+        if job.status in _FINISHED
+        else (100 * job.processed_rows // total if total else 0),
+        "message": job.message,
+        "counts": {
+            "created": job.created_count,
+            "updated": job.updated_count,
+            "unchanged": job.unchanged_count,
+            "skipped": job.skipped_count,
+            "invalid": job.invalid_count,
+        },
+    }
