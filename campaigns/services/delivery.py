@@ -7,6 +7,7 @@ messages it had in flight; the reaper hands rows stuck in ``sending`` back to th
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from email import policy
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
@@ -45,6 +47,47 @@ LaunchPublisher = Callable[[int, str, str, int | None], None]
 
 class IllegalTransition(ValueError):
     pass
+
+
+# --- Shared state ---------------------------------------------------------------------------
+# Small values every worker reads on every message (a send's status, batch leases). Straight
+# to Redis when configured: Django's RedisCache builds a client object per call, which costs
+# more than the rest of the per-message bookkeeping. Otherwise the Django cache (local memory in
+# the embedded profile, whose single worker process shares it between its threads).
+
+
+@functools.cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL or "", decode_responses=True)
+
+
+def _state_key(key: str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:delivery:{key}"
+
+
+def _state_get(key: str) -> str | None:
+    if settings.REDIS_URL:
+        value = _redis().get(_state_key(key))
+        return None if value is None else str(value)
+    cached = cache.get(key)
+    return None if cached is None else str(cached)
+
+
+def _state_set(key: str, value: str, *, ttl: int, only_new: bool = False) -> bool:
+    """Sets ``key``; with ``only_new``, only if it does not exist (returns whether it was set)."""
+    if settings.REDIS_URL:
+        return bool(_redis().set(_state_key(key), value, ex=ttl, nx=only_new))
+    if only_new:
+        return bool(cache.add(key, value, timeout=ttl))
+    cache.set(key, value, timeout=ttl)
+    return True
+
+
+def _state_delete(key: str) -> None:
+    if settings.REDIS_URL:
+        _redis().delete(_state_key(key))
+    else:
+        cache.delete(key)
 
 
 # --- Launch ---------------------------------------------------------------------------------
@@ -93,7 +136,7 @@ def send_launch(
 
 def _send_started(*, send_id: int, publish: BatchPublisher) -> None:
     # The delivery loop reads the status from the cache: a launch is a transition too.
-    cache.set(_control_key(send_id), Send.Status.RUNNING, timeout=3600)
+    _state_set(_control_key(send_id), Send.Status.RUNNING, ttl=_CONTROL_TTL)
     send_dispatch(send_id=send_id, publish=publish)
 
 
@@ -250,19 +293,19 @@ class BatchLease:
         self.renewed_at = 0.0
 
     def acquire(self) -> bool:
-        if not cache.add(self.key, self.token, timeout=self.ttl):
+        if not _state_set(self.key, self.token, ttl=self.ttl, only_new=True):
             return False
         self.renewed_at = time.monotonic()
         return True
 
     def renew(self) -> None:
         if time.monotonic() - self.renewed_at >= self.ttl / 4:
-            cache.set(self.key, self.token, timeout=self.ttl)
+            _state_set(self.key, self.token, ttl=self.ttl)
             self.renewed_at = time.monotonic()
 
     def release(self) -> None:
-        if cache.get(self.key) == self.token:
-            cache.delete(self.key)
+        if _state_get(self.key) == self.token:
+            _state_delete(self.key)
 
 
 def _lease_key(task_id: str) -> str:
@@ -270,7 +313,7 @@ def _lease_key(task_id: str) -> str:
 
 
 def batch_lease_held(*, task_id: str) -> bool:
-    return cache.get(_lease_key(task_id)) is not None
+    return _state_get(_lease_key(task_id)) is not None
 
 
 def _claim(*, send_id: int, first_id: int, last_id: int, task_id: str) -> int:
@@ -360,6 +403,7 @@ class _Loop:
     task_id: str
     lease: BatchLease
     smtp: SmtpSession
+    control: _ControlProbe
     compiled: CompiledCampaign
     frame: WireFrame
     buckets: list[ratelimit.BucketSpec]
@@ -376,8 +420,8 @@ def _send_rows(
     )
     flush_every = settings.OPSDASH_DELIVERY_FLUSH_EVERY
     done = 0
-    with SmtpSession() as smtp:
-        loop = _Loop(send, task_id, lease, smtp, compiled, frame, buckets)
+    with SmtpSession() as smtp, _ControlProbe(send.pk) as control:
+        loop = _Loop(send, task_id, lease, smtp, control, compiled, frame, buckets)
         for row in rows:
             if not _send_one(loop=loop, row=row, result=result):
                 break
@@ -392,16 +436,24 @@ def _send_rows(
 
 
 def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
-    """Sends one row and records its outcome; False when the batch must stop before it."""
+    """Sends one row and records its outcome; False when the batch must stop before it.
+
+    The Send's status is checked for every message, right before it goes out; the question
+    to Redis is asked first and the message rendered while the answer travels.
+    """
     loop.lease.renew()
-    if (state := send_control_state(send_id=loop.send.pk)) != Send.Status.RUNNING:
+    loop.control.ask()
+    data = _compose(loop=loop, row=row)
+    if (state := loop.control.answer()) != Send.Status.RUNNING:
         result.stopped = state
         return False
     wait = ratelimit.tokens_take(loop.buckets, max_wait=settings.OPSDASH_RATE_MAX_WAIT_SECONDS)
     if wait > 0:
         result.deferred, result.retry_after = "rate limit", wait
         return False
-    outcome = _deliver_one(loop=loop, row=row)
+    outcome = loop.smtp.send(
+        from_addr=loop.frame.envelope_from, to_addr=row.recipient.email, data=data
+    )
     if not outcome.attempted:
         result.deferred = outcome.summary
         return False
@@ -411,7 +463,7 @@ def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
     return True
 
 
-def _deliver_one(*, loop: _Loop, row: Delivery) -> SmtpResult:
+def _compose(*, loop: _Loop, row: Delivery) -> bytes:
     recipient = row.recipient
     url = unsubscribe_url(recipient_id=row.recipient_id, send_id=row.send_id)
     fields = {
@@ -421,7 +473,7 @@ def _deliver_one(*, loop: _Loop, row: Delivery) -> SmtpResult:
         "attributes": recipient.attributes,
     }
     rendered = message_render(loop.compiled, recipient=fields, unsubscribe_url=url)
-    data = wire_message(
+    return wire_message(
         loop.frame,
         rendered,
         to_email=recipient.email,
@@ -429,7 +481,54 @@ def _deliver_one(*, loop: _Loop, row: Delivery) -> SmtpResult:
         message_id=row.message_id,
         unsubscribe_url=url,
     )
-    return loop.smtp.send(from_addr=loop.frame.envelope_from, to_addr=recipient.email, data=data)
+
+
+class _ControlProbe:
+    """Reads a Send's status once per message on a connection of its own.
+
+    ``ask`` sends the GET without waiting, ``answer`` reads the reply (or falls back to
+    ``send_control_state`` without Redis or after any Redis error).
+    """
+
+    def __init__(self, send_id: int) -> None:
+        self.send_id = send_id
+        self.key = _state_key(_control_key(send_id))
+        self.conn: Any = None
+        self.asked = False
+
+    def __enter__(self) -> _ControlProbe:
+        if settings.REDIS_URL:
+            self.conn = _redis().connection_pool.get_connection()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            _redis().connection_pool.release(self.conn)
+            self.conn = None
+
+    def ask(self) -> None:
+        if self.conn is None:
+            return
+        try:
+            self.conn.send_command("GET", self.key)
+            self.asked = True
+        except redis.RedisError:
+            self._drop()
+
+    def answer(self) -> str:
+        value = None
+        if self.conn is not None and self.asked:
+            self.asked = False
+            try:
+                value = self.conn.read_response()
+            except redis.RedisError:
+                self._drop()
+        return str(value) if value is not None else send_control_state(send_id=self.send_id)
+
+    def _drop(self) -> None:
+        self.conn.disconnect()
+        _redis().connection_pool.release(self.conn)
+        self.conn = None
 
 
 def _record(*, row: Delivery, outcome: SmtpResult, pending: _Pending) -> None:
@@ -469,6 +568,10 @@ def _flush(*, send_id: int, pending: _Pending, result: BatchResult) -> None:
     others = [row for row in pending.rows if row.status != Delivery.Status.SENT]
     failed = sum(row.status == Delivery.Status.FAILED for row in others)
     now = timezone.now()
+    if not others and _write_all_sent(send_id=send_id, rows=sent, now=now):
+        result.sent += len(sent)
+        pending.rows.clear()
+        return
     with transaction.atomic():
         _write_sent(sent, now=now)
         if others:
@@ -487,6 +590,36 @@ def _flush(*, send_id: int, pending: _Pending, result: BatchResult) -> None:
     result.requeued += len(others) - failed
     pending.rows.clear()
     pending.no_mailbox.clear()
+
+
+def _write_all_sent(*, send_id: int, rows: list[Delivery], now: datetime) -> bool:
+    """The common case (every message accepted, one reply text) in a single statement.
+
+    One round trip instead of four (BEGIN, two UPDATEs, COMMIT): a statement is atomic on its
+    own, and the Send's counter moves by exactly the rows it marked sent. PostgreSQL only;
+    returns False when the rows need the general path.
+    """
+    replies = {row.smtp_response for row in rows}
+    if connection.vendor != "postgresql" or len(replies) != 1:
+        return False
+    sql = f"""
+        WITH done AS (
+            UPDATE {Delivery._meta.db_table}
+            SET status = %s, attempts = attempts + 1, sent_at = %s, smtp_response = %s,
+                updated_at = %s
+            WHERE id = ANY(%s) AND status = %s
+            RETURNING 1
+        )
+        UPDATE {Send._meta.db_table}
+        SET sent_count = sent_count + (SELECT COUNT(*) FROM done), last_progress_at = %s,
+            stalled_reason = ''
+        WHERE id = %s
+    """
+    params: list[Any] = [Delivery.Status.SENT, now, replies.pop(), now, [r.pk for r in rows]]
+    params += [Delivery.Status.SENDING, now, send_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    return True
 
 
 def _write_sent(rows: list[Delivery], *, now: datetime) -> None:
@@ -528,6 +661,9 @@ def _release(*, send_id: int, task_id: str, rows: list[Delivery], result: BatchR
 # --- Send control: pause, resume, cancel, close ---------------------------------------------
 
 
+_CONTROL_TTL = 86_400
+
+
 def _control_key(send_id: int) -> str:
     return f"send:{send_id}:status"
 
@@ -535,18 +671,26 @@ def _control_key(send_id: int) -> str:
 def send_control_state(*, send_id: int) -> str:
     """The Send's status as the delivery loop sees it, checked before every message.
 
-    With Redis the status is read from the shared cache (written by every transition); without
-    it, from the database, which the embedded profile's single worker can afford.
+    With Redis the status is read from the shared store (written after every transition
+    commits); without it, from the database, which the embedded profile's single worker can
+    afford. A miss is filled with "set if absent", so it can never overwrite a transition.
     """
     if settings.REDIS_URL:
-        value = cache.get(_control_key(send_id))
+        value = _state_get(_control_key(send_id))
         if value is not None:
-            return str(value)
-    value = Send.objects.filter(pk=send_id).values_list("status", flat=True).first()
-    status = value or Send.Status.CANCELLED
+            return value
+    found = Send.objects.filter(pk=send_id).values_list("status", flat=True).first()
+    status = str(found or Send.Status.CANCELLED)
     if settings.REDIS_URL:
-        cache.set(_control_key(send_id), status, timeout=3600)
+        _state_set(_control_key(send_id), status, ttl=_CONTROL_TTL, only_new=True)
     return status
+
+
+def _control_publish(send_id: int, status: str) -> None:
+    """Tells every delivery loop about a transition, once it is committed."""
+    transaction.on_commit(
+        lambda: _state_set(_control_key(send_id), status, ttl=_CONTROL_TTL), robust=True
+    )
 
 
 _ALLOWED = {
@@ -567,7 +711,7 @@ def _send_transition(*, send_id: int, to: str, **extra: object) -> Send:
     send = Send.objects.select_related("campaign").get(pk=send_id)
     if not updated and send.status != to:
         raise IllegalTransition(f"A {send.get_status_display().lower()} send cannot become {to}.")
-    cache.set(_control_key(send_id), send.status, timeout=3600)
+    _control_publish(send_id, send.status)
     return send
 
 
@@ -617,7 +761,7 @@ def send_close_if_done(*, send_id: int) -> bool:
         status=Send.Status.COMPLETED, finished_at=timezone.now()
     )
     if closed:
-        cache.set(_control_key(send_id), Send.Status.COMPLETED, timeout=3600)
+        _control_publish(send_id, Send.Status.COMPLETED)
         send = Send.objects.select_related("campaign").get(pk=send_id)
         _campaign_mirror(send.campaign, Campaign.Status.SENT)
     return bool(closed)
@@ -673,7 +817,7 @@ def sends_flag_stalled(*, publish: BatchPublisher) -> int:
             "server answers. The queued deliveries were dispatched again."
         )
         flagged += Send.objects.filter(pk=send.pk).update(stalled_reason=reason)
-        if cache.add(f"send:{send.pk}:redispatched", 1, timeout=minutes * 60):
+        if _state_set(f"send:{send.pk}:redispatched", "1", ttl=minutes * 60, only_new=True):
             send_dispatch(send_id=send.pk, publish=publish)
     return flagged
 

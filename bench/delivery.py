@@ -1,0 +1,407 @@
+"""Delivery benchmark: the full pipeline against the raw SMTP limit of this machine.
+
+    .venv/bin/python bench/delivery.py --recipients 100000 --json
+
+On the services profile (its own database, created if missing, and its own queue prefix):
+
+1. Seeds N subscribed recipients in one audience (kept between runs; only missing ones added).
+2. Raw limit: one process per core, each sending its share of the campaign's messages over one
+   reused SMTP connection to the local sink, with no broker and no database. Each process
+   renders and encodes its messages with the same code the workers use (compiled templates,
+   the batch MIME path, signed unsubscribe URLs), from recipients loaded before the clock
+   starts: the only parts missing are RabbitMQ and PostgreSQL. (``raw_prebuilt_msgs_per_s`` on
+   stderr is the same with messages encoded before the clock starts: SMTP alone.)
+3. Full pipeline: ``send_launch`` (INSERT ... SELECT of the Delivery rows, batches published
+   to RabbitMQ) -> Celery workers (prefork, ``--workers`` processes) -> the same sink, Delivery
+   and TaskResult rows written. Timed from the launch call to the Send completing.
+4. Counts at the sink, by Message-ID: ``lost`` (a delivery never received) and ``duplicates``
+   (messages received more than once).
+
+The sink (bench/fastsink.py) is a minimal asyncio SMTP server, one process per core on one
+port, that only records Message-IDs, so that it costs far less than either sender.
+
+Prints one JSON line:
+    {"recipients", "pipeline_msgs_per_s", "raw_msgs_per_s", "ratio", "lost", "duplicates",
+     "launch_s"}
+``--launch-only`` times the launch alone (no sending): for launch_s at 1,000,000 recipients
+when a full run would take too long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/opsdash_bench_delivery"
+PREFIX = "bench-dlv-"
+CAMPAIGN_NAME = "Delivery benchmark"
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def environment(var_dir: str) -> dict[str, str]:
+    env = {
+        "OPSDASH_PROFILE": "services",
+        "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB),
+        "OPSDASH_QUEUE_PREFIX": PREFIX,
+        "OPSDASH_REDIS_PREFIX": "bench-dlv",
+        "OPSDASH_VAR_DIR": var_dir,
+        "OPSDASH_LOG_LEVEL": "WARNING",
+        "DJANGO_DEBUG": "false",  # DEBUG keeps every query in memory
+    }
+    os.environ.update(env)
+    return {**os.environ, **env}
+
+
+def database_ensure(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def django_setup() -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsdash.settings")
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+# --- Data -----------------------------------------------------------------------------------
+
+
+def recipients_seed(n: int) -> Any:
+    """Recipients bench-1 ... bench-N, all subscribed to one audience; returns the campaign."""
+    from django.db import connection
+
+    from campaigns.models import Audience, Campaign, Delivery, Recipient, Send, Subscription
+
+    audience, _ = Audience.objects.get_or_create(name="Delivery benchmark")
+    r, s = Recipient._meta.db_table, Subscription._meta.db_table
+    with connection.cursor() as cursor:
+        # Earlier runs' sends go first: each run measures a fresh launch.
+        cursor.execute(f"TRUNCATE {Delivery._meta.db_table}, {Send._meta.db_table} CASCADE")
+        cursor.execute(
+            f"""INSERT INTO {r} (email, first_name, last_name, attributes, status, created_at,
+                                 updated_at)
+                SELECT 'bench-' || g || '@example.com', 'First' || g, 'Tester',
+                       '{{"city": "Oslo"}}'::jsonb, 'active', now(), now()
+                FROM generate_series(1, %s) g
+                ON CONFLICT (email) DO UPDATE SET status = 'active'
+                WHERE {r}.status <> 'active'""",
+            [n],
+        )
+        cursor.execute(
+            f"""INSERT INTO {s} (recipient_id, audience_id, status, created_at, updated_at)
+                SELECT id, %s, 'subscribed', now(), now() FROM {r}
+                WHERE email LIKE 'bench-%%'
+                  AND split_part(split_part(email, '@', 1), '-', 2)::int <= %s
+                ON CONFLICT (audience_id, recipient_id) DO NOTHING""",
+            [audience.pk, n],
+        )
+        cursor.execute(
+            f"""DELETE FROM {s} WHERE audience_id = %s AND recipient_id IN (
+                  SELECT id FROM {r} WHERE email LIKE 'bench-%%'
+                    AND split_part(split_part(email, '@', 1), '-', 2)::int > %s)""",
+            [audience.pk, n],
+        )
+        cursor.execute("ANALYZE")
+    campaign, _ = Campaign.objects.get_or_create(
+        name=CAMPAIGN_NAME,
+        defaults={
+            "subject": "Hello {{ recipient.first_name }}, what's new this month",
+            "from_email": "Team <team@example.com>",
+            "text_body": (
+                "Hi {{ recipient.first_name }} from {{ recipient.attributes.city }},\n\n"
+                + "Here is what changed this month. " * 12
+                + "\n\nUnsubscribe: {{ unsubscribe_url }}\n"
+            ),
+            "html_body": (
+                "<p>Hi {{ recipient.first_name }} from {{ recipient.attributes.city }},</p>"
+                + "<p>Here is what changed this month.</p>" * 12
+                + '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>'
+            ),
+        },
+    )
+    campaign.audiences.set([audience])
+    return campaign
+
+
+# --- Raw limit ------------------------------------------------------------------------------
+
+
+def _raw_worker(
+    rows: list[tuple[int, str, str, str]], campaign_id: int, prebuilt: bool, start: Any, out: Any
+) -> None:
+    from django.db import connections
+
+    from campaigns.models import Campaign
+    from campaigns.services.audiences import unsubscribe_url
+    from campaigns.services.delivery import _compiled_for
+    from campaigns.services.mime import wire_frame, wire_message
+    from campaigns.services.rendering import message_render
+    from campaigns.services.smtp import Outcome, SmtpSession
+
+    compiled = _compiled_for(Campaign.objects.get(pk=campaign_id))
+    frame = wire_frame(compiled)
+    connections.close_all()  # no database from here on
+
+    def build(rid: int, email: str, first: str, last: str) -> bytes:
+        url = unsubscribe_url(recipient_id=rid, send_id=0)
+        fields = {"email": email, "first_name": first, "last_name": last}
+        fields["attributes"] = {"city": "Oslo"}  # type: ignore[assignment]
+        rendered = message_render(compiled, recipient=fields, unsubscribe_url=url)
+        message_id = f"<raw.rcpt-{rid}@bench>"
+        return wire_message(
+            frame,
+            rendered,
+            to_email=email,
+            to_name=f"{first} {last}",
+            message_id=message_id,
+            unsubscribe_url=url,
+        )
+
+    ready = [build(*row) for row in rows] if prebuilt else None
+    start.wait()
+    sent = 0
+    with SmtpSession() as smtp:
+        for index, row in enumerate(rows):
+            data = ready[index] if ready is not None else build(*row)
+            result = smtp.send(from_addr=frame.envelope_from, to_addr=row[1], data=data)
+            sent += result.outcome is Outcome.SENT
+    out.put(sent)
+
+
+def raw_measure(campaign: Any, n: int, *, processes: int, prebuilt: bool) -> float:
+    from django.conf import settings
+    from django.db import connections
+
+    from bench.fastsink import FastSink
+    from campaigns.models import Recipient
+
+    rows = list(
+        Recipient.objects.filter(email__startswith="bench-")
+        .order_by("id")
+        .values_list("id", "email", "first_name", "last_name")[:n]
+    )
+    connections.close_all()
+    sink = FastSink(processes=processes).start()
+    settings.EMAIL_PORT = sink.port
+    ctx = mp.get_context("fork")
+    start, out = ctx.Barrier(processes + 1), ctx.Queue()
+    shares = [rows[i::processes] for i in range(processes)]
+    procs = [
+        ctx.Process(target=_raw_worker, args=(share, campaign.pk, prebuilt, start, out))
+        for share in shares
+    ]
+    for proc in procs:
+        proc.start()
+    start.wait()
+    began = time.perf_counter()
+    sent = sum(out.get() for _ in procs)
+    elapsed = time.perf_counter() - began
+    for proc in procs:
+        proc.join()
+    received = sink.stop()
+    if sent != n or len(received) != n:
+        log(f"raw: sent {sent}, sink received {len(received)} of {n}")
+    return n / elapsed
+
+
+# --- Full pipeline --------------------------------------------------------------------------
+
+
+def workers_start(env: dict[str, str], *, count: int, sink_port: int) -> subprocess.Popen[bytes]:
+    from django.conf import settings
+
+    queues = ",".join([settings.QUEUE_DELIVERY, settings.QUEUE_PRIORITY, settings.QUEUE_DEFAULT])
+    log_path = Path(tempfile.mkstemp(prefix="bench-delivery-worker-", suffix=".log")[1])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "opsdash",
+            "worker",
+            "-l",
+            os.environ.get("BENCH_WORKER_LOG_LEVEL", "warning"),
+            "-Q",
+            queues,
+            "-c",
+            str(count),
+            "-n",
+            f"bench-delivery-{os.getpid()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env={**env, "EMAIL_PORT": str(sink_port)},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    log(f"workers: {count} processes, log {log_path}")
+    return proc
+
+
+def queues_purge() -> None:
+    from django.conf import settings
+
+    from opsdash.celery import app
+
+    with app.connection_for_write() as conn:
+        for queue in (settings.QUEUE_DELIVERY, settings.QUEUE_PRIORITY, settings.QUEUE_DEFAULT):
+            try:
+                conn.default_channel.queue_purge(queue)
+            except Exception:
+                continue
+
+
+def launch(campaign: Any) -> tuple[Any, float]:
+    from campaigns.models import Send
+    from campaigns.services.delivery import send_launch
+    from campaigns.tasks import publish_batch
+
+    began = time.perf_counter()
+    send = send_launch(
+        campaign_id=campaign.pk,
+        occurrence_key=f"bench-{time.time_ns()}",
+        trigger=Send.Trigger.MANUAL,
+        publish=publish_batch,
+    )
+    return send, time.perf_counter() - began
+
+
+def pipeline_wait(send_id: int, n: int, *, timeout: float) -> None:
+    from campaigns.models import Send
+
+    deadline = time.monotonic() + timeout
+    last_log = 0.0
+    while True:
+        send = Send.objects.get(pk=send_id)
+        if send.status != Send.Status.RUNNING:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the send did not complete in {timeout}s: {send.done_count}/{n}")
+        if time.monotonic() - last_log > 10:
+            log(f"pipeline: {send.done_count}/{n}")
+            last_log = time.monotonic()
+        time.sleep(0.05)
+
+
+def pipeline_measure(
+    campaign: Any, n: int, env: dict[str, str], *, workers: int, sink_processes: int
+) -> tuple[float, float, int, int]:
+    from bench.fastsink import FastSink
+    from campaigns.models import Delivery, TaskLink
+
+    sink = FastSink(processes=sink_processes).start()
+    queues_purge()
+    proc = workers_start(env, count=workers, sink_port=sink.port)
+    try:
+        time.sleep(4)  # let the pool processes start before the clock does
+        began = time.perf_counter()
+        send, launch_s = launch(campaign)
+        log(f"launch: {send.total} deliveries in {launch_s:.2f}s")
+        pipeline_wait(send.pk, n, timeout=max(600.0, n / 50))
+        elapsed = time.perf_counter() - began
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(60)
+    received = sink.stop()
+    expected = {
+        f"<send-{send.pk}.rcpt-{rid}@{_domain()}>"
+        for rid in Delivery.objects.filter(send=send).values_list("recipient_id", flat=True)
+    }
+    counts = Counter(received)
+    lost = len(expected - set(counts))
+    duplicates = sum(count - 1 for count in counts.values() if count > 1)
+    statuses = Counter(Delivery.objects.filter(send=send).values_list("status", flat=True))
+    batches = TaskLink.objects.filter(send=send).count()
+    log(f"pipeline: rows by status {dict(statuses)}, {batches} batches, {elapsed:.1f}s")
+    return n / elapsed, launch_s, lost, duplicates
+
+
+def _domain() -> str:
+    from django.conf import settings
+
+    return str(settings.OPSDASH_MESSAGE_ID_DOMAIN)
+
+
+def launch_only(campaign: Any) -> float:
+    """Times a launch with no worker running, then cancels the send and empties the queue."""
+    from campaigns.services.delivery import send_cancel
+
+    queues_purge()
+    send, launch_s = launch(campaign)
+    log(f"launch: {send.total} deliveries in {launch_s:.2f}s")
+    send_cancel(send_id=send.pk)
+    queues_purge()
+    return launch_s
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true", help="print only the JSON line on stdout")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--sink-processes", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--launch-only", action="store_true")
+    parser.add_argument("--raw-msgs-per-s", type=float, help="reuse a raw figure, skip measuring")
+    args = parser.parse_args()
+
+    env = environment(tempfile.mkdtemp(prefix="bench-delivery-"))
+    database_ensure(env["DATABASE_URL"])
+    django_setup()
+    n = args.recipients
+    campaign = recipients_seed(n)
+    log(f"seeded {n} recipients")
+    if args.launch_only:
+        print(json.dumps({"recipients": n, "launch_s": round(launch_only(campaign), 2)}))
+        return 0
+
+    cores = os.cpu_count() or 2
+    raw = args.raw_msgs_per_s
+    if not raw:
+        prebuilt = raw_measure(campaign, min(n, 50_000), processes=cores, prebuilt=True)
+        log(f"raw_prebuilt_msgs_per_s {prebuilt:.0f} (messages encoded before the clock)")
+        raw = raw_measure(campaign, n, processes=cores, prebuilt=False)
+        log(f"raw_msgs_per_s {raw:.0f}")
+    pipeline, launch_s, lost, duplicates = pipeline_measure(
+        campaign, n, env, workers=args.workers, sink_processes=args.sink_processes
+    )
+    line = {
+        "recipients": n,
+        "pipeline_msgs_per_s": round(pipeline, 1),
+        "raw_msgs_per_s": round(raw, 1),
+        "ratio": round(pipeline / raw, 3),
+        "lost": lost,
+        "duplicates": duplicates,
+        "launch_s": round(launch_s, 2),
+    }
+    print(json.dumps(line))
+    return 0 if lost == 0 and duplicates == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""A minimal SMTP sink for benchmarks: accepts everything, keeps only the Message-IDs.
+
+aiosmtpd (opsdash/smtp_sink.py, used by the tests) parses every command and message and tops
+out near the rate one sender reaches, so measuring with it would mostly measure it. This sink
+speaks just enough SMTP for smtplib (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), runs one
+asyncio server per process on a shared port (SO_REUSEPORT, the kernel spreads connections),
+and appends each message's Message-ID to a per-process file, flushed when the process stops.
+
+    sink = FastSink(processes=2).start(); ...; ids = sink.stop()  # list of Message-IDs
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import signal
+import socket
+import tempfile
+from pathlib import Path
+
+_END = b"\r\n.\r\n"
+
+
+class _Session(asyncio.Protocol):
+    def __init__(self, ids: list[bytes]) -> None:
+        self.ids = ids
+        self.buffer = b""
+        self.in_data = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(b"220 fastsink ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.in_data:
+                end = self.buffer.find(_END)
+                if end < 0:
+                    return
+                self._message(self.buffer[: end + 2])
+                self.buffer = self.buffer[end + len(_END) :]
+                self.in_data = False
+                self._reply(b"250 2.0.0 Ok: queued\r\n")
+                continue
+            line_end = self.buffer.find(b"\r\n")
+            if line_end < 0:
+                return
+            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2 :]
+            self._command(line)
+
+    def _reply(self, text: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(text)
+
+    def _command(self, line: bytes) -> None:
+        verb = line[:4].upper()
+        if verb == b"EHLO":
+            self._reply(b"250-fastsink\r\n250-8BITMIME\r\n250 SIZE 52428800\r\n")
+        elif verb == b"DATA":
+            self.in_data = True
+            self._reply(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        elif verb == b"QUIT":
+            self._reply(b"221 Bye\r\n")
+            assert self.transport is not None
+            self.transport.close()
+        else:  # HELO, MAIL, RCPT, RSET, NOOP
+            self._reply(b"250 Ok\r\n")
+
+    def _message(self, raw: bytes) -> None:
+        header_end = raw.find(b"\r\n\r\n")
+        head = b"\r\n" + raw[: header_end if header_end >= 0 else len(raw)]
+        start = head.find(b"\r\nMessage-ID:")
+        if start < 0:
+            self.ids.append(b"<none>")
+            return
+        start += len(b"\r\nMessage-ID:")
+        end = head.find(b"\r\n", start)
+        self.ids.append(head[start : end if end >= 0 else len(head)].strip())
+
+
+def _serve(port: int, out: str, ready: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+    ids: list[bytes] = []
+
+    async def main() -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: _Session(ids), sock=sock, backlog=512)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        ready.set()
+        async with server:
+            await stop.wait()
+
+    asyncio.run(main())
+    Path(out).write_bytes(b"\n".join(ids) + (b"\n" if ids else b""))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FastSink:
+    def __init__(self, *, processes: int = 2, port: int = 0) -> None:
+        self.port = port or free_port()
+        self.processes = processes
+        self.dir = Path(tempfile.mkdtemp(prefix="fastsink-"))
+        self.procs: list[mp.Process] = []
+
+    def start(self) -> FastSink:
+        ctx = mp.get_context("spawn")
+        for index in range(self.processes):
+            ready = ctx.Event()
+            proc = ctx.Process(
+                target=_serve, args=(self.port, str(self.dir / f"{index}.ids"), ready), daemon=True
+            )
+            proc.start()
+            if not ready.wait(30):
+                raise RuntimeError("the sink did not start")
+            self.procs.append(proc)
+        return self
+
+    def stop(self) -> list[str]:
+        """Stops every process and returns every Message-ID received, duplicates included."""
+        for proc in self.procs:
+            if proc.pid:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            proc.join(60)
+        ids: list[str] = []
+        for path in sorted(self.dir.glob("*.ids")):
+            ids += [line for line in path.read_text().splitlines() if line]
+        return ids
