@@ -2,7 +2,9 @@
 
 Messages are stored in memory (for tests and benchmarks) and, when a Maildir path is given,
 on disk where the admin's mailbox page reads them. ``rule`` lets a test make the server answer
-4xx or 5xx for chosen recipients, the way a real server sometimes does.
+4xx or 5xx for chosen recipients, the way a real server sometimes does, or drop the connection
+(``DROP``). ``stop()`` and ``start()`` take the server down and bring it back on the same port,
+keeping what it received.
 """
 
 from __future__ import annotations
@@ -17,21 +19,35 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-# Given a recipient address, a reply like "451 4.3.0 Try again later" to refuse it, or None.
+# Given a recipient address, a reply like "451 4.3.0 Try again later" to refuse it, DROP to
+# close the connection without a reply, or None to accept it.
 Rule = Callable[[str], str | None]
+DROP = "DROP"
 
 
 class SinkHandler:
     def __init__(self, maildir: Path | None = None, rule: Rule | None = None) -> None:
         self.messages: list[EmailMessage] = []
+        self.sessions = 0  # SMTP sessions opened (EHLO/HELO seen)
         self.rule = rule
         self.lock = threading.Lock()
         self.maildir = mailbox.Maildir(maildir, create=True) if maildir else None
+
+    async def handle_EHLO(  # noqa: N802 (aiosmtpd's hook name)
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.lock:
+            self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         refusal = self.rule(address) if self.rule else None
+        if refusal == DROP:
+            server.transport.close()
+            return "421 4.4.2 Connection dropped"
         if refusal:
             return refusal
         envelope.rcpt_tos.append(address)
@@ -68,24 +84,34 @@ class SmtpSink:
         rule: Rule | None = None,
     ) -> None:
         self.handler = SinkHandler(maildir=maildir, rule=rule)
-        self.controller = Controller(
-            self.handler, hostname=host, port=port or _free_port(host), data_size_limit=50_000_000
-        )
-
-    @property
-    def port(self) -> int:
-        return int(self.controller.port)
+        self.host = host
+        self.port = port or _free_port(host)
+        self.controller: Controller | None = None
 
     @property
     def messages(self) -> list[EmailMessage]:
         return self.handler.snapshot()
 
+    @property
+    def rule(self) -> Rule | None:
+        return self.handler.rule
+
+    @rule.setter
+    def rule(self, rule: Rule | None) -> None:
+        self.handler.rule = rule
+
     def start(self) -> SmtpSink:
+        """Starts (or starts again, on the same port) with the messages kept so far."""
+        self.controller = Controller(
+            self.handler, hostname=self.host, port=self.port, data_size_limit=50_000_000
+        )
         self.controller.start()
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
 
     def __enter__(self) -> SmtpSink:
         return self.start()

@@ -817,7 +817,8 @@ def sends_flag_stalled(*, publish: BatchPublisher) -> int:
             "server answers. The queued deliveries were dispatched again."
         )
         flagged += Send.objects.filter(pk=send.pk).update(stalled_reason=reason)
-        if _state_set(f"send:{send.pk}:redispatched", "1", ttl=minutes * 60, only_new=True):
+        key = f"send:{send.pk}:{send.created_at.timestamp()}:redispatched"
+        if _state_set(key, "1", ttl=minutes * 60, only_new=True):
             send_dispatch(send_id=send.pk, publish=publish)
     return flagged
 

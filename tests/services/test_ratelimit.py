@@ -1,0 +1,77 @@
+"""Token buckets: shared through Redis by every worker, in-process without Redis."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import uuid
+
+import pytest
+
+from campaigns.services import ratelimit
+from campaigns.services.ratelimit import BucketSpec, tokens_take
+
+
+def spec(rate: float, capacity: float) -> BucketSpec:
+    return BucketSpec(f"test:{uuid.uuid4().hex}", rate, capacity)
+
+
+def _take_all(name: str, attempts: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    bucket = BucketSpec(name, 0.001, 10.0)
+    out.put(sum(tokens_take([bucket], max_wait=0.0) == 0.0 for _ in range(attempts)))
+
+
+@pytest.mark.parametrize("redis_url", ["redis://127.0.0.1:6379/0", None])
+def test_a_bucket_gives_its_capacity_then_asks_to_wait(settings, redis_url) -> None:  # type: ignore[no-untyped-def]
+    settings.REDIS_URL = redis_url
+    bucket = spec(rate=1.0, capacity=3.0)
+
+    taken = [tokens_take([bucket], max_wait=0.0) for _ in range(3)]
+    wait = tokens_take([bucket], max_wait=0.0)
+
+    assert taken == [0.0, 0.0, 0.0]
+    assert 0.5 < wait <= 1.0
+
+
+def test_short_waits_are_slept_through(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.REDIS_URL = None
+    bucket = spec(rate=20.0, capacity=1.0)
+    slept: list[float] = []
+
+    results = [tokens_take([bucket], sleep=slept.append) for _ in range(3)]
+
+    assert results == [0.0, 0.0, 0.0] and slept  # the second and third waited for a refill
+
+
+@pytest.mark.services
+def test_workers_in_different_processes_share_one_budget(settings) -> None:  # type: ignore[no-untyped-def]
+    name = f"test:{uuid.uuid4().hex}"
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_take_all, args=(name, 8, out)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    granted = sum(out.get(timeout=30) for _ in procs)
+    for proc in procs:
+        proc.join()
+
+    assert granted == 10  # 24 attempts against one bucket of 10
+
+
+def test_every_configured_limit_becomes_a_bucket(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.OPSDASH_SMTP_RATE_PER_SECOND = 50
+    settings.OPSDASH_SMTP_RATE_PER_HOUR = 36_000
+    settings.OPSDASH_SMTP_RATE_PER_DAY = 86_400
+
+    specs = ratelimit.buckets_for(campaign_id=3, campaign_per_minute=120)
+
+    rates = {s.name.rsplit(":", 1)[-1]: s.rate_per_second for s in specs}
+    assert rates == {"s": 50, "h": 10, "d": 1, "3": 2}
+
+
+def test_no_limit_configured_means_no_bucket(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.OPSDASH_SMTP_RATE_PER_SECOND = 0
+    settings.OPSDASH_SMTP_RATE_PER_HOUR = 0
+    settings.OPSDASH_SMTP_RATE_PER_DAY = 0
+
+    assert ratelimit.buckets_for(campaign_id=1, campaign_per_minute=None) == []
+    assert tokens_take([]) == 0.0
