@@ -133,3 +133,19 @@ def purge_task_results() -> dict[str, int]:
         older_than=timedelta(days=settings.OPSDASH_TASK_RESULT_RETENTION_DAYS)
     )
     return {"deleted": deleted}
+
+
+@shared_task(name="campaigns.tasks.run_import")
+def run_import(import_job_id: int) -> dict[str, Any]:
+    # No retries: the import is one transaction, so a failure leaves nothing to resume.
+    from campaigns.services.imports import import_job_run
+
+    job = import_job_run(import_job_id=import_job_id)
+    return {"import_job_id": job.pk, "status": job.status, "message": job.message}
+
+
+def publish_import(import_job_id: int) -> str:
+    task_id = str(uuid.uuid4())
+    TaskLink.objects.create(task_id=task_id, kind=TaskLink.Kind.IMPORT, import_job_id=import_job_id)
+    run_import.apply_async(kwargs={"import_job_id": import_job_id}, task_id=task_id)
+    return task_id
