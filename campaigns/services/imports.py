@@ -910,7 +910,7 @@ def _recipients_upsert(cursor: CursorWrapper, job: ImportJob, store: _Staging, n
         f"INSERT INTO {t} (email, first_name, last_name, attributes, status, created_at, "
         "updated_at) "
         f"SELECT u.email, u.first_name, u.last_name, {store.attributes()}, '{active}', %s, %s "
-        "FROM import_stage u WHERE 1 = 1 "
+        "FROM import_stage u WHERE 1 = 1 ORDER BY u.email "
         "ON CONFLICT (email) DO UPDATE SET "
         f"first_name = CASE WHEN excluded.first_name <> '' THEN excluded.first_name "
         f"ELSE {t}.first_name END, "

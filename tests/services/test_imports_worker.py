@@ -1,0 +1,48 @@
+"""A background import run by a real Celery worker on the imports queue."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from django.core.files import File
+
+from campaigns import tasks
+from campaigns.models import AuditEntry, ImportJob, Recipient, Subscription, TaskLink
+from campaigns.services.imports import import_job_create, import_job_start
+from tests.factories import AudienceFactory, UserFactory
+from tests.processes import CeleryProcess
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "imports"
+
+
+def test_a_worker_runs_the_import_and_the_job_reports_it(
+    worker: CeleryProcess, settings: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    staff = UserFactory()
+    audience = AudienceFactory()
+    with (FIXTURES / "valid.csv").open("rb") as handle:
+        job = import_job_create(
+            upload=File(handle, name="valid.csv"), audience=audience, created_by=staff
+        )
+    import_job_start(
+        job=job, columns=job.mapping["columns"], by=staff, publish=tasks.publish_import
+    )
+
+    deadline = time.monotonic() + 60
+    while job.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING):
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        time.sleep(0.2)
+        job.refresh_from_db()
+
+    assert job.status == ImportJob.Status.COMPLETED, job.message
+    assert (job.created_count, job.skipped_count, job.invalid_count) == (4, 1, 1)
+    assert Recipient.objects.count() == 4
+    assert Subscription.objects.filter(audience=audience, source_import=job).count() == 4
+    assert TaskLink.objects.get(import_job=job).task_id == job.task_id
+    assert list(
+        AuditEntry.objects.filter(import_job=job).order_by("id").values_list("action", "actor")
+    ) == [("import_started", staff.pk), ("import_finished", staff.pk)]
