@@ -1,0 +1,338 @@
+"""Faults injected mid-send, with real parts: a Celery worker process, RabbitMQ, PostgreSQL,
+Redis and a real SMTP sink. Each test asserts at the sink that no recipient is lost, and that
+duplicates happen only for messages in flight at a kill; the counts go to the fault report
+printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from campaigns.models import Campaign, Delivery, Recipient, Send
+from campaigns.services import delivery
+from campaigns.tasks import publish_batch, publish_launch
+from opsdash.smtp_sink import SmtpSink
+from tests.factories import CampaignFactory, audience_with
+from tests.faults.conftest import FLUSH_EVERY, WORKER_CONCURRENCY, fault_worker
+from tests.processes import CeleryProcess
+
+pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+RECIPIENTS = 240  # four seconds at the tests' 60 messages per second
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class SinkCount:
+    expected: set[str]
+    received: Counter[str]
+
+    @property
+    def lost(self) -> set[str]:
+        return self.expected - set(self.received)
+
+    @property
+    def duplicated(self) -> set[str]:
+        return {email for email, count in self.received.items() if count > 1}
+
+    @property
+    def duplicates(self) -> int:
+        return sum(count - 1 for count in self.received.values() if count > 1)
+
+
+def at_sink(sink: SmtpSink, send: Send) -> SinkCount:
+    """What the sink got, against every delivery the database says was sent."""
+    sent = Delivery.objects.filter(send=send, status=Delivery.Status.SENT)
+    received = Counter(m["To"].addresses[0].addr_spec for m in sink.messages)
+    return SinkCount(set(sent.values_list("recipient__email", flat=True)), received)
+
+
+def start_send(campaign: Campaign, key: str = "once") -> Send:
+    publish_launch(campaign.pk, key, Send.Trigger.MANUAL, None)
+    wait_for(lambda: Send.objects.filter(campaign=campaign).exists(), timeout=30, what="launch")
+    return Send.objects.get(campaign=campaign)
+
+
+def wait_done(send: Send, workers: list[CeleryProcess], *, timeout: float = 120) -> Send:
+    def done() -> bool:
+        send.refresh_from_db()
+        return send.status != Send.Status.RUNNING
+
+    try:
+        wait_for(done, timeout=timeout, what=f"send {send.pk} to finish")
+    except AssertionError:
+        logs = "\n".join(process.log()[-3000:] for process in workers)
+        raise AssertionError(f"{send.done_count}/{send.total} done; worker logs:\n{logs}") from None
+    time.sleep(0.5)  # anything sent twice would arrive now
+    return send
+
+
+def statuses(send: Send) -> Counter[str]:
+    return Counter(Delivery.objects.filter(send=send).values_list("status", flat=True))
+
+
+@pytest.fixture
+def campaign() -> Campaign:
+    return CampaignFactory(audiences=[audience_with(RECIPIENTS)])
+
+
+# --- Worker and broker faults ---------------------------------------------------------------
+
+
+def test_sigkill_of_the_worker_mid_send_loses_nothing_and_resends_only_what_was_in_flight(
+    smtp_sink: SmtpSink,
+    worker_factory: list[CeleryProcess],
+    campaign: Campaign,
+    report: list[str],
+) -> None:
+    first = fault_worker(smtp_sink).start()
+    worker_factory.append(first)
+    send = start_send(campaign)
+    wait_for(lambda: len(smtp_sink.messages) >= 60, timeout=60, what="60 messages")
+
+    first.kill()  # SIGKILL to the worker and its pool processes
+    in_flight = set(
+        Delivery.objects.filter(send=send, status=Delivery.Status.SENDING).values_list(
+            "recipient__email", flat=True
+        )
+    )
+    unrecorded = (
+        len(smtp_sink.messages)
+        - Delivery.objects.filter(send=send, status=Delivery.Status.SENT).count()
+    )
+    worker_factory.append(fault_worker(smtp_sink).start())
+    wait_done(send, worker_factory)
+
+    count = at_sink(smtp_sink, send)
+    report.append(
+        f"lost {len(count.lost)}, duplicates {count.duplicates} "
+        f"(sent but not yet recorded at the kill: {unrecorded})"
+    )
+    assert send.status == Send.Status.COMPLETED and statuses(send) == {"sent": RECIPIENTS}
+    assert count.lost == set()
+    assert count.duplicated <= in_flight  # only messages the killed batches had in hand
+    assert count.duplicates == unrecorded  # each of those exactly once more, nothing else
+    assert count.duplicates <= WORKER_CONCURRENCY * FLUSH_EVERY
+
+
+def _rabbitmqctl() -> str:
+    path = shutil.which("rabbitmqctl")
+    if path is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI must run the broker-restart fault test: rabbitmqctl is not installed")
+        pytest.skip("rabbitmqctl is not available: cannot stop and start RabbitMQ")
+    return path
+
+
+def test_a_rabbitmq_restart_mid_send_loses_and_duplicates_nothing(
+    smtp_sink: SmtpSink,
+    worker_factory: list[CeleryProcess],
+    campaign: Campaign,
+    report: list[str],
+) -> None:
+    ctl = _rabbitmqctl()
+    worker_factory.append(fault_worker(smtp_sink).start())
+    send = start_send(campaign)
+    wait_for(lambda: len(smtp_sink.messages) >= 40, timeout=60, what="40 messages")
+
+    subprocess.run([ctl, "stop_app"], check=True, capture_output=True, timeout=60)
+    try:
+        time.sleep(3)
+    finally:
+        subprocess.run([ctl, "start_app"], check=True, capture_output=True, timeout=120)
+    wait_done(send, worker_factory, timeout=180)
+
+    count = at_sink(smtp_sink, send)
+    report.append(f"lost {len(count.lost)}, duplicates {count.duplicates}")
+    assert statuses(send) == {"sent": RECIPIENTS}
+    assert count.lost == set() and count.duplicates == 0
+
+
+def test_two_launches_of_one_occurrence_at_once_send_once(
+    smtp_sink: SmtpSink,
+    worker_factory: list[CeleryProcess],
+    campaign: Campaign,
+    report: list[str],
+) -> None:
+    worker_factory.append(fault_worker(smtp_sink).start())
+
+    for _ in range(2):  # two workers' pool processes take one each, concurrently
+        publish_launch(campaign.pk, "2026-11-21T09:00", Send.Trigger.SCHEDULE, None)
+    wait_for(lambda: Send.objects.filter(campaign=campaign).exists(), timeout=30, what="launch")
+    send = wait_done(Send.objects.get(campaign=campaign), worker_factory)
+
+    count = at_sink(smtp_sink, send)
+    report.append(
+        f"sends {Send.objects.count()}, lost {len(count.lost)}, duplicates {count.duplicates}"
+    )
+    assert Send.objects.count() == 1
+    assert len(count.expected) == RECIPIENTS
+    assert count.lost == set() and count.duplicates == 0
+
+
+# --- SMTP faults ----------------------------------------------------------------------------
+
+
+def test_the_sink_down_for_a_while_then_back_loses_nothing(
+    smtp_sink: SmtpSink,
+    worker_factory: list[CeleryProcess],
+    campaign: Campaign,
+    report: list[str],
+) -> None:
+    worker_factory.append(fault_worker(smtp_sink).start())
+    send = start_send(campaign)
+    wait_for(lambda: len(smtp_sink.messages) >= 40, timeout=60, what="40 messages")
+
+    smtp_sink.stop()
+    time.sleep(4)
+    smtp_sink.start()
+    wait_done(send, worker_factory)
+
+    count = at_sink(smtp_sink, send)
+    report.append(f"lost {len(count.lost)}, duplicates {count.duplicates}")
+    assert statuses(send) == {"sent": RECIPIENTS}
+    assert count.lost == set()
+    # A message whose 250 reply was cut off by the shutdown is the only possible repeat.
+    assert count.duplicates <= WORKER_CONCURRENCY
+
+
+def test_a_sink_answering_4xx_for_a_while_delays_but_loses_nothing(
+    smtp_sink: SmtpSink,
+    worker_factory: list[CeleryProcess],
+    campaign: Campaign,
+    report: list[str],
+) -> None:
+    worker_factory.append(fault_worker(smtp_sink).start())
+    send = start_send(campaign)
+    wait_for(lambda: len(smtp_sink.messages) >= 40, timeout=60, what="40 messages")
+
+    smtp_sink.rule = lambda address: "451 4.3.0 Try again later"
+    time.sleep(3)
+    smtp_sink.rule = None
+    wait_done(send, worker_factory)
+
+    count = at_sink(smtp_sink, send)
+    retried = Delivery.objects.filter(send=send, last_error__contains="451 4.3.0")
+    report.append(
+        f"lost {len(count.lost)}, duplicates {count.duplicates}, rows retried {retried.count()}"
+    )
+    assert statuses(send) == {"sent": RECIPIENTS}
+    assert retried.exists() and all(row.attempts >= 2 for row in retried)
+    assert count.lost == set() and count.duplicates == 0
+
+
+def test_a_sink_refusing_some_addresses_with_5xx_fails_exactly_those(
+    smtp_sink: SmtpSink,
+    worker_factory: list[CeleryProcess],
+    campaign: Campaign,
+    report: list[str],
+) -> None:
+    emails = sorted(Recipient.objects.values_list("email", flat=True))
+    unknown, rejected = set(emails[10:15]), set(emails[100:103])
+    replies = {email: "550 5.1.1 No such user" for email in unknown}
+    replies |= {email: "554 5.7.1 Message rejected" for email in rejected}
+    smtp_sink.rule = replies.get
+    worker_factory.append(fault_worker(smtp_sink).start())
+
+    send = wait_done(start_send(campaign), worker_factory)
+
+    count = at_sink(smtp_sink, send)
+    failed = set(
+        Delivery.objects.filter(send=send, status=Delivery.Status.FAILED).values_list(
+            "recipient__email", flat=True
+        )
+    )
+    bounced = set(
+        Recipient.objects.filter(status=Recipient.Status.BOUNCED).values_list("email", flat=True)
+    )
+    report.append(f"failed {len(failed)}, lost {len(count.lost)}, duplicates {count.duplicates}")
+    assert failed == unknown | rejected and bounced == unknown
+    assert set(count.received) == set(emails) - failed
+    assert count.lost == set() and count.duplicates == 0
+    assert (send.status, send.sent_count, send.failed_count) == ("completed", RECIPIENTS - 8, 8)
+
+
+# --- Pause, resume, cancel ------------------------------------------------------------------
+
+
+def test_pause_then_resume_mid_send_sends_nothing_while_paused_and_nothing_twice(
+    smtp_sink: SmtpSink,
+    worker_factory: list[CeleryProcess],
+    campaign: Campaign,
+    report: list[str],
+) -> None:
+    worker_factory.append(fault_worker(smtp_sink).start())
+    send = start_send(campaign)
+    wait_for(lambda: len(smtp_sink.messages) >= 40, timeout=60, what="40 messages")
+
+    delivery.send_pause(send_id=send.pk)
+    at_pause = len(smtp_sink.messages)
+    wait_for(
+        lambda: not Delivery.objects.filter(send=send, status=Delivery.Status.SENDING).exists(),
+        timeout=30,
+        what="the batches to hand their rows back",
+    )
+    after_pause = len(smtp_sink.messages)
+    time.sleep(2)
+    assert len(smtp_sink.messages) == after_pause
+    assert after_pause - at_pause <= WORKER_CONCURRENCY  # already handed to SMTP at the pause
+
+    delivery.send_resume(send_id=send.pk, publish=publish_batch)
+    wait_done(send, worker_factory)
+
+    count = at_sink(smtp_sink, send)
+    report.append(
+        f"in flight at pause {after_pause - at_pause}, lost {len(count.lost)}, "
+        f"duplicates {count.duplicates}"
+    )
+    assert statuses(send) == {"sent": RECIPIENTS}
+    assert count.lost == set() and count.duplicates == 0
+
+
+def test_cancel_mid_send_skips_the_rest_and_sends_nothing_more(
+    smtp_sink: SmtpSink,
+    worker_factory: list[CeleryProcess],
+    campaign: Campaign,
+    report: list[str],
+) -> None:
+    worker_factory.append(fault_worker(smtp_sink).start())
+    send = start_send(campaign)
+    wait_for(lambda: len(smtp_sink.messages) >= 40, timeout=60, what="40 messages")
+
+    delivery.send_cancel(send_id=send.pk)
+    at_cancel = len(smtp_sink.messages)
+    wait_for(
+        lambda: statuses(send).keys() <= {"sent", "skipped"},
+        timeout=30,
+        what="every row to be sent or skipped",
+    )
+    time.sleep(2)
+
+    count = at_sink(smtp_sink, send)
+    rows = statuses(send)
+    send.refresh_from_db()
+    report.append(
+        f"sent {rows['sent']}, skipped {rows['skipped']}, in flight at cancel "
+        f"{len(smtp_sink.messages) - at_cancel}, duplicates {count.duplicates}"
+    )
+    assert send.status == Send.Status.CANCELLED
+    assert rows["sent"] + rows["skipped"] == RECIPIENTS and rows["skipped"] > 0
+    assert set(count.received) == count.expected  # the sink has exactly the rows marked sent
+    assert count.duplicates == 0
+    assert len(smtp_sink.messages) - at_cancel <= WORKER_CONCURRENCY
+    assert (send.sent_count, send.skipped_count) == (rows["sent"], rows["skipped"])
