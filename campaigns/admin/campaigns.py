@@ -444,15 +444,18 @@ class SendAdmin(SendControlMixin, ModelAdmin):
 
     @display(description="Progress")
     def progress(self, obj: Send) -> str:
+        # A bar that refreshes itself every few seconds while the send runs.
+        from django.template.loader import render_to_string
+
         percent = 100 * obj.done_count // obj.total if obj.total else 100
-        return format_html(
-            '<span title="sent {} · failed {} · skipped {}">{} / {} ({}%)</span>',
-            obj.sent_count,
-            obj.failed_count,
-            obj.skipped_count,
-            obj.done_count,
-            obj.total,
-            percent,
+        return render_to_string(
+            "admin/campaigns/send_progress.html",
+            {
+                "send": obj,
+                "done": obj.done_count,
+                "percent": percent,
+                "running": obj.status == Send.Status.RUNNING,
+            },
         )
 
     @display(description="Audit")
