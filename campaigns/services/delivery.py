@@ -12,6 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email import policy
@@ -20,7 +21,7 @@ from typing import Any
 import redis
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -185,6 +186,17 @@ def _ranges_of(ids: Iterable[int], *, size: int) -> list[tuple[int, int]]:
     ]
 
 
+_PUBLISH_THREADS = 8
+
+
+def _publish_on_thread(publish: BatchPublisher, batch: tuple[int, int, int, str]) -> None:
+    try:
+        publish(*batch)
+    finally:
+        # A publisher that runs the task in-process (eager mode) opened this thread's connection.
+        connections.close_all()
+
+
 def send_dispatch(
     *, send_id: int, publish: BatchPublisher, only_ids: Iterable[int] | None = None
 ) -> int:
@@ -205,9 +217,19 @@ def send_dispatch(
         )
         for task_id in task_ids
     )
-    for (first_id, last_id), task_id in zip(ranges, task_ids, strict=True):
-        publish(send_id, first_id, last_id, task_id)
-    return len(ranges)
+    batches = [
+        (send_id, first, last, task_id)
+        for (first, last), task_id in zip(ranges, task_ids, strict=True)
+    ]
+    if len(batches) <= _PUBLISH_THREADS:
+        for batch in batches:
+            publish(*batch)
+    else:
+        # Each publish waits for RabbitMQ's confirm: a large send publishes from a few threads
+        # at once, so its launch does not wait thousands of round trips one after another.
+        with ThreadPoolExecutor(_PUBLISH_THREADS) as pool:
+            list(pool.map(lambda batch: _publish_on_thread(publish, batch), batches))
+    return len(batches)
 
 
 # --- One batch ------------------------------------------------------------------------------
