@@ -19,8 +19,10 @@ class Recipient(models.Model):
         BOUNCED = "bounced", "Bounced"
         COMPLAINED = "complained", "Complained"
 
-    # Normalised (lower-cased, IDNA domain) by services.audiences.normalise_email.
-    email = models.EmailField(max_length=254, unique=True)
+    # Normalised (lower-cased, IDNA domain) by services.audiences.normalise_email. Unique through
+    # Meta.constraints rather than unique=True, which on PostgreSQL adds a second, LIKE-only
+    # index that nothing queries and every bulk import has to maintain.
+    email = models.EmailField(max_length=254)
     first_name = models.CharField(max_length=150, blank=True)
     last_name = models.CharField(max_length=150, blank=True)
     attributes = models.JSONField(default=dict, blank=True)
@@ -31,6 +33,7 @@ class Recipient(models.Model):
     class Meta:
         ordering = ["id"]
         indexes = [models.Index(fields=["status"], name="recipient_status_idx")]
+        constraints = [models.UniqueConstraint(fields=["email"], name="recipient_email_unique")]
 
     def __str__(self) -> str:
         return self.email
