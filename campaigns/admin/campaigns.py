@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.decorators import action, display
-from unfold.widgets import UnfoldAdminSelectWidget
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget
 
 from campaigns import selectors, tasks
 from campaigns.admin.base import EstimatedCountPaginator, admin_url, run_service
@@ -63,6 +63,8 @@ class CampaignForm(forms.ModelForm):
             "schedule_timezone",
         )
         widgets = {
+            # A handful of lists: ticking them reads better than a two-pane chooser.
+            "audiences": UnfoldAdminCheckboxSelectMultipleWidget,
             "schedule_weekday": UnfoldAdminSelectWidget(
                 choices=[("", "—"), *enumerate(WEEKDAYS)],
             ),
@@ -110,7 +112,6 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
     list_display = ("name", "status_badge", "schedule", "owner", "updated_at")
     list_filter = ("status", "schedule_kind")
     search_fields = ("name", "subject")
-    filter_horizontal = ("audiences",)
     inlines = (SendInline,)
     readonly_fields = (
         "status",
@@ -180,6 +181,16 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
     change_form_outer_after_template = "admin/campaigns/campaign_tools.html"
     show_full_result_count = False
     list_select_related = ("owner",)
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "audiences":
+            # Unwrapped (no "add another" wrapper), so the schedule control's Alpine state sees
+            # a plain checkbox group and keeps the ticked audiences as a list.
+            return db_field.formfield(widget=UnfoldAdminCheckboxSelectMultipleWidget)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def get_inlines(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        return self.inlines if obj is not None else ()  # a new campaign has no sends
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view

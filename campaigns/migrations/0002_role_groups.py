@@ -67,9 +67,12 @@ def create_role_groups(apps, schema_editor):
         # Migration app configs are stubs without models_module, which create_permissions
         # takes as "this app has no models"; mark them as having models while it runs.
         app_config = apps.get_app_config(app_label)
-        app_config.models_module = True
+        stub = getattr(app_config, "models_module", None) is None
+        if stub:
+            app_config.models_module = True
         create_permissions(app_config, verbosity=0, apps=apps)
-        app_config.models_module = None
+        if stub:
+            app_config.models_module = None
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     for name, grants in ROLES.items():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
+from django.apps import apps as django_apps
 from django.contrib.auth.models import Group
 
 from campaigns.models import Campaign
@@ -12,7 +14,15 @@ from tests.factories import UserFactory
 ROLES = ("editor", "approver", "auditor")
 
 
+def ensure_role_groups() -> None:
+    """The groups come from a data migration; a transactional test's flush removes them."""
+    if Group.objects.filter(name__in=ROLES).count() < len(ROLES):
+        migration = importlib.import_module("campaigns.migrations.0002_role_groups")
+        migration.create_role_groups(django_apps, None)
+
+
 def user_with_roles(*roles: str, **fields: Any) -> Any:
+    ensure_role_groups()
     user = UserFactory(**fields)
     user.groups.set(Group.objects.filter(name__in=roles))
     return user

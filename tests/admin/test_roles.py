@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from campaigns.models import AuditEntry, Campaign, Send
 from campaigns.services.campaigns import campaign_save
-from tests.admin.helpers import campaign_form_data, user_with_roles
+from tests.admin.helpers import campaign_form_data, ensure_role_groups, user_with_roles
 from tests.factories import CampaignFactory, UserFactory, audience_with
 
 pytestmark = pytest.mark.django_db
@@ -40,6 +40,7 @@ def action_url(name: str, campaign: Campaign) -> str:
 
 
 def test_the_migration_makes_the_three_role_groups() -> None:
+    ensure_role_groups()  # after a transactional test flushed them, as the migration would
     groups = {g.name: {p.codename for p in g.permissions.all()} for g in Group.objects.all()}
     assert {"editor", "approver", "auditor"} <= set(groups)
     assert {"add_campaign", "change_campaign", "send_test_campaign", "add_importjob"} <= groups[
