@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
@@ -54,6 +55,8 @@ class Command(BaseCommand):
                 f"\n  opsdash is running ({settings.PROFILE} profile)\n"
                 f"  Admin:    http://127.0.0.1:{port}/admin/\n"
                 f"  Login:    demo / {password}   (demo account, password reset at each start)\n"
+                "            demo-editor, demo-approver, demo-auditor: one role each, same "
+                "password\n"
                 f"  Mailbox:  http://127.0.0.1:{port}/admin/mailbox/  (what the SMTP catcher got)\n"
                 "  Open “November newsletter” under Campaigns and press “Send now”.\n"
                 "  Ctrl-C stops everything.\n"
@@ -94,7 +97,25 @@ def _reset_demo_user() -> str:
     user.is_superuser = True
     user.set_password(password)
     user.save()
+    _reset_role_users(password)
     return password
+
+
+DEMO_ROLES = ("editor", "approver", "auditor")
+
+
+def _reset_role_users(password: str) -> None:
+    """One account per role (demo-editor, demo-approver, demo-auditor), same password as demo."""
+    user_model = get_user_model()
+    for role in DEMO_ROLES:
+        user, _ = user_model.objects.get_or_create(
+            username=f"demo-{role}", defaults={"email": f"demo-{role}@example.com"}
+        )
+        user.is_staff = True
+        user.is_superuser = False
+        user.set_password(password)
+        user.save()
+        user.groups.set(Group.objects.filter(name=role))
 
 
 def _start_all(
