@@ -318,6 +318,8 @@ UNFOLD = {
     "ENVIRONMENT": "opsdash.admin_site.environment_callback",
     "DASHBOARD_CALLBACK": "campaigns.dashboard.dashboard_callback",
     "STYLES": [lambda request: static("campaigns/admin.css")],
+    # Posts the state-changing action links (send, schedule, pause…) with the CSRF token.
+    "SCRIPTS": [lambda request: static("campaigns/post_actions.js")],
     "SIDEBAR": {
         "show_search": True,
         "show_all_applications": False,

@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -29,10 +29,22 @@ def link(obj: Any, text: str | None = None) -> str:
     return format_html('<a href="{}">{}</a>', admin_url(obj), text or str(obj))
 
 
+# Unfold renders detail actions as links. Links marked with this attribute are submitted as a
+# POST with the CSRF token by campaigns/static/campaigns/post_actions.js, and the actions refuse
+# GET: a link elsewhere on the web can then never send a campaign for a logged-in approver.
+POST_ACTION = {"data-opsdash-post": "1"}
+
+
+def post_required(request: HttpRequest) -> HttpResponse | None:
+    return None if request.method == "POST" else HttpResponseNotAllowed(["POST"])
+
+
 def run_service(
     request: HttpRequest, call: Callable[[], Any], *, success: str, redirect_to: str
 ) -> HttpResponse:
-    """Runs one service call, turning its refusals into clear admin messages."""
+    """Runs one service call (POST only), turning its refusals into clear admin messages."""
+    if refused := post_required(request):
+        return refused
     try:
         call()
     except ValidationError as exc:

@@ -17,7 +17,13 @@ from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget
 
 from campaigns import selectors, tasks
-from campaigns.admin.base import EstimatedCountPaginator, admin_url, run_service
+from campaigns.admin.base import (
+    POST_ACTION,
+    EstimatedCountPaginator,
+    admin_url,
+    post_required,
+    run_service,
+)
 from campaigns.models import Campaign, Delivery, Send
 from campaigns.services import campaigns as campaign_services
 from campaigns.services import sends as send_services
@@ -286,7 +292,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
     def _back(self, object_id: Any) -> str:
         return reverse("admin:campaigns_campaign_change", args=[object_id])
 
-    @action(description="Send now", permissions=["send"], icon="send")
+    @action(description="Send now", permissions=["send"], icon="send", attrs=POST_ACTION)
     def send_now(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         campaign = self._campaign(object_id)
         return run_service(
@@ -298,7 +304,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
             redirect_to=self._back(object_id),
         )
 
-    @action(description="Schedule", permissions=["send"], icon="schedule")
+    @action(description="Schedule", permissions=["send"], icon="schedule", attrs=POST_ACTION)
     def schedule_campaign(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         campaign = self._campaign(object_id)
         return run_service(
@@ -308,7 +314,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
             redirect_to=self._back(object_id),
         )
 
-    @action(description="Unschedule", permissions=["send"], icon="event_busy")
+    @action(description="Unschedule", permissions=["send"], icon="event_busy", attrs=POST_ACTION)
     def unschedule_campaign(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         campaign = self._campaign(object_id)
         return run_service(
@@ -318,7 +324,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
             redirect_to=self._back(object_id),
         )
 
-    @action(description="Approve", permissions=["approve"], icon="verified")
+    @action(description="Approve", permissions=["approve"], icon="verified", attrs=POST_ACTION)
     def approve(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         campaign = self._campaign(object_id)
         return run_service(
@@ -328,8 +334,15 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
             redirect_to=self._back(object_id),
         )
 
-    @action(description="Send a test to me", permissions=["send_test"], icon="outgoing_mail")
+    @action(
+        description="Send a test to me",
+        permissions=["send_test"],
+        icon="outgoing_mail",
+        attrs=POST_ACTION,
+    )
     def send_test_to_me(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        if refused := post_required(request):
+            return refused
         email = getattr(request.user, "email", "")
         if not email:
             messages.error(request, "Your account has no email address: add one to get tests.")
@@ -347,7 +360,7 @@ class SendControlMixin(CampaignPermissions):
     def _back(self, object_id: Any) -> str:
         return reverse("admin:campaigns_send_change", args=[object_id])
 
-    @action(description="Pause", permissions=["send"], icon="pause")
+    @action(description="Pause", permissions=["send"], icon="pause", attrs=POST_ACTION)
     def pause(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         return run_service(
             request,
@@ -356,7 +369,7 @@ class SendControlMixin(CampaignPermissions):
             redirect_to=self._back(object_id),
         )
 
-    @action(description="Resume", permissions=["send"], icon="play_arrow")
+    @action(description="Resume", permissions=["send"], icon="play_arrow", attrs=POST_ACTION)
     def resume(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         return run_service(
             request,
@@ -367,7 +380,7 @@ class SendControlMixin(CampaignPermissions):
             redirect_to=self._back(object_id),
         )
 
-    @action(description="Cancel", permissions=["send"], icon="cancel")
+    @action(description="Cancel", permissions=["send"], icon="cancel", attrs=POST_ACTION)
     def cancel(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         return run_service(
             request,

@@ -57,7 +57,7 @@ def test_approving_scheduling_and_unscheduling_are_recorded() -> None:
     )
     client, approver = logged_in("approver")
     for action in ("approve", "schedule_campaign", "unschedule_campaign"):
-        client.get(reverse(f"admin:campaigns_campaign_{action}", args=[campaign.pk]))
+        client.post(reverse(f"admin:campaigns_campaign_{action}", args=[campaign.pk]))
     actions = list(
         AuditEntry.objects.filter(campaign=campaign, actor=approver)
         .order_by("id")
@@ -71,7 +71,7 @@ def test_pause_resume_and_cancel_from_the_send_page_are_audited() -> None:
     send = running_send(campaign, outcomes=[Delivery.Status.QUEUED] * 3)
     client, approver = logged_in("approver")
     for action in ("pause", "resume", "cancel"):
-        response = client.get(reverse(f"admin:campaigns_send_{action}", args=[send.pk]))
+        response = client.post(reverse(f"admin:campaigns_send_{action}", args=[send.pk]))
         assert response.status_code == 302
     send.refresh_from_db()
     assert send.status == Send.Status.CANCELLED
@@ -89,7 +89,7 @@ def test_an_illegal_send_move_is_refused_with_a_message_and_not_audited() -> Non
     send = running_send(campaign, outcomes=[Delivery.Status.SENT])
     Send.objects.filter(pk=send.pk).update(status=Send.Status.COMPLETED)
     client, _ = logged_in("approver")
-    response = client.get(reverse("admin:campaigns_send_pause", args=[send.pk]), follow=True)
+    response = client.post(reverse("admin:campaigns_send_pause", args=[send.pk]), follow=True)
     assert "cannot become paused" in response.content.decode()
     assert not AuditEntry.objects.filter(send=send).exists()
 
@@ -97,7 +97,7 @@ def test_an_illegal_send_move_is_refused_with_a_message_and_not_audited() -> Non
 def test_an_editor_cannot_pause_a_send() -> None:
     send = running_send(CampaignFactory(), outcomes=[Delivery.Status.QUEUED])
     client, _ = logged_in("editor")
-    assert client.get(reverse("admin:campaigns_send_pause", args=[send.pk])).status_code == 403
+    assert client.post(reverse("admin:campaigns_send_pause", args=[send.pk])).status_code == 403
     send.refresh_from_db()
     assert send.status == Send.Status.RUNNING
 

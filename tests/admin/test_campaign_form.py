@@ -116,7 +116,7 @@ def test_a_weekly_schedule_in_plain_words_becomes_one_periodic_task() -> None:
     campaign = Campaign.objects.get()
 
     approver = logged_in("approver")
-    response = approver.get(
+    response = approver.post(
         reverse("admin:campaigns_campaign_schedule_campaign", args=[campaign.pk]), follow=True
     )
     assert "is scheduled: Every Wednesday at 09:30 (Europe/Oslo)" in response.content.decode()
@@ -179,7 +179,7 @@ def test_a_test_message_returns_at_once_and_its_state_can_be_followed(
 ) -> None:
     campaign = CampaignFactory(subject="Hello {{ recipient.first_name }}")
     client = logged_in("editor", email="editor@example.com")
-    response = client.get(reverse("admin:campaigns_campaign_send_test_to_me", args=[campaign.pk]))
+    response = client.post(reverse("admin:campaigns_campaign_send_test_to_me", args=[campaign.pk]))
     assert response.status_code == 302
     task_id = parse_qs(urlparse(response["Location"]).query)["test_task"][0]
     state_url = reverse("admin:campaigns_campaign_task_state", args=[task_id])

@@ -71,7 +71,7 @@ def test_an_editor_composes_but_cannot_approve_schedule_or_send() -> None:
     assert action_url("send_test_to_me", campaign).encode() in page
     for action in ("approve", "send_now", "schedule_campaign"):
         assert action_url(action, campaign).encode() not in page
-        assert client.get(action_url(action, campaign)).status_code == 403
+        assert client.post(action_url(action, campaign)).status_code == 403
     campaign.refresh_from_db()
     assert campaign.approved_by is None and campaign.status == Campaign.Status.DRAFT
     assert not Send.objects.exists()
@@ -85,18 +85,18 @@ def test_an_approver_approves_and_sends_but_cannot_edit_content() -> None:
     assert response.status_code == 403
     assert client.get(reverse("admin:campaigns_campaign_add")).status_code == 403
 
-    client.get(action_url("approve", campaign))
+    client.post(action_url("approve", campaign))
     campaign.refresh_from_db()
     assert campaign.approved_by == approver
     assert campaign.subject != "Changed"
 
-    response = client.get(action_url("send_now", campaign))
+    response = client.post(action_url("send_now", campaign))
     assert response.status_code == 302
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENDING
     assert AuditEntry.objects.filter(action="sent", actor=approver, campaign=campaign).exists()
     # The approver cannot send tests: that belongs to editors.
-    assert client.get(action_url("send_test_to_me", campaign)).status_code == 403
+    assert client.post(action_url("send_test_to_me", campaign)).status_code == 403
 
 
 def test_an_auditor_reads_everything_and_changes_nothing() -> None:
@@ -109,7 +109,7 @@ def test_an_auditor_reads_everything_and_changes_nothing() -> None:
     delete = reverse("admin:campaigns_campaign_delete", args=[campaign.pk])
     assert client.post(delete, {"post": "yes"}).status_code == 403
     for action in ("approve", "send_now", "schedule_campaign", "send_test_to_me"):
-        assert client.get(action_url(action, campaign)).status_code == 403
+        assert client.post(action_url(action, campaign)).status_code == 403
     campaign.refresh_from_db()
     assert campaign.name != "Renamed" and campaign.status == Campaign.Status.DRAFT
     assert not AuditEntry.objects.filter(campaign=campaign).exists()
@@ -141,15 +141,15 @@ def test_four_eyes_stops_the_last_editor_from_sending(settings: object) -> None:
     campaign = CampaignFactory(audiences=[audience_with(1)])
     campaign_save(campaign=campaign, by=both, changed=["subject"])
 
-    response = client.get(action_url("send_now", campaign), follow=True)
+    response = client.post(action_url("send_now", campaign), follow=True)
     assert "Four-eyes rule" in response.content.decode()
-    response = client.get(action_url("schedule_campaign", campaign), follow=True)
+    response = client.post(action_url("schedule_campaign", campaign), follow=True)
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.DRAFT
     assert not AuditEntry.objects.filter(action="sent").exists()
 
     other, _ = client_for("approver")
-    other.get(action_url("send_now", campaign))
+    other.post(action_url("send_now", campaign))
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENDING
 
@@ -159,7 +159,7 @@ def test_without_four_eyes_the_last_editor_may_send(settings: object) -> None:
     client, both = client_for("editor", "approver")
     campaign = CampaignFactory(audiences=[audience_with(1)])
     campaign_save(campaign=campaign, by=both, changed=["subject"])
-    client.get(action_url("send_now", campaign))
+    client.post(action_url("send_now", campaign))
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENDING
 
@@ -172,3 +172,14 @@ def test_a_superuser_still_sees_every_action() -> None:
     page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content
     for action in ("approve", "send_now", "schedule_campaign", "send_test_to_me"):
         assert action_url(action, campaign).encode() in page
+
+
+def test_state_changing_actions_refuse_a_plain_link() -> None:
+    """A GET (a link on another site, a prefetch) must never send or approve anything."""
+    campaign = CampaignFactory(audiences=[audience_with(1)])
+    client, _ = client_for("editor", "approver")
+    for action in ("send_now", "approve", "schedule_campaign", "send_test_to_me"):
+        assert client.get(action_url(action, campaign)).status_code == 405
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DRAFT and campaign.approved_by is None
+    assert not AuditEntry.objects.filter(campaign=campaign).exists()
