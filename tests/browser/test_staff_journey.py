@@ -62,7 +62,8 @@ def shots(tmp_path: Path) -> Callable[[Any, str], None]:
     folder.mkdir(parents=True, exist_ok=True)
 
     def shot(page: Any, name: str) -> None:
-        page.wait_for_load_state("networkidle")
+        # "load", not "networkidle": pages that poll (test state, dashboard panel) never idle.
+        page.wait_for_load_state("load")
         page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
     return shot
