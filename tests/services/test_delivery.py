@@ -245,8 +245,9 @@ def test_a_dropped_connection_is_reopened_for_the_rest_of_the_batch(smtp_sink: S
 
     (result,) = run(published)
 
-    assert (result.sent, result.requeued) == (3, 1)
-    assert smtp_sink.handler.sessions == 2
+    rows = list(Delivery.objects.filter(send=send).values_list("status", "last_error"))
+    assert (result.sent, result.requeued) == (3, 1), (result, rows)
+    assert smtp_sink.handler.sessions == 2, rows
     assert Delivery.objects.get(send=send, recipient__email=emails[1]).attempts == 1
 
 
