@@ -127,6 +127,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
         "approved_by",
         "approved_at",
         "periodic_task_link",
+        "audit_link",
     )
     fieldsets = (
         (
@@ -164,6 +165,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
                     "last_edited_by",
                     "approved_by",
                     "approved_at",
+                    "audit_link",
                 ),
             },
         ),
@@ -269,6 +271,13 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
     @display(description="Schedule")
     def schedule(self, obj: Campaign) -> str:
         return schedule_describe(obj)
+
+    @display(description="Audit trail")
+    def audit_link(self, obj: Campaign) -> str:
+        if obj.pk is None:
+            return "—"
+        url = reverse("admin:campaigns_auditentry_changelist") + f"?campaign__id__exact={obj.pk}"
+        return format_html('<a href="{}">Who did what to this campaign</a>', url)
 
     @display(description="Beat task")
     def periodic_task_link(self, obj: Campaign) -> str:
@@ -486,8 +495,13 @@ class SendAdmin(SendControlMixin, ModelAdmin):
     def audit_links(self, obj: Send) -> str:
         deliveries = reverse("admin:campaigns_delivery_changelist") + f"?send__id__exact={obj.pk}"
         results = reverse("admin:django_celery_results_taskresult_changelist") + f"?send={obj.pk}"
+        audit = reverse("admin:campaigns_auditentry_changelist") + f"?send__id__exact={obj.pk}"
         return format_html(
-            '<a href="{}">Deliveries</a> · <a href="{}">Task results</a>', deliveries, results
+            '<a href="{}">Deliveries</a> · <a href="{}">Task results</a> · '
+            '<a href="{}">Audit trail</a>',
+            deliveries,
+            results,
+            audit,
         )
 
 

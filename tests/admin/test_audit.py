@@ -169,3 +169,18 @@ def test_the_audit_trail_is_read_only_even_for_a_superuser() -> None:
     assert client.post(delete, {"post": "yes"}).status_code == 403
     entry.refresh_from_db()
     assert entry.action == "edited"
+
+
+def test_a_campaign_and_a_send_link_to_their_own_audit_entries() -> None:
+    campaign = CampaignFactory()
+    send = running_send(campaign, outcomes=[Delivery.Status.SENT])
+    AuditEntry.objects.create(action="paused", campaign=campaign, send=send)
+    AuditEntry.objects.create(action="edited", campaign=CampaignFactory(name="Another one"))
+    client, _ = logged_in("auditor")
+    page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    url = reverse("admin:campaigns_auditentry_changelist") + f"?campaign__id__exact={campaign.pk}"
+    assert url in page.content.decode()
+    listing = client.get(url).content.decode()
+    assert "paused" in listing and "Another one" not in listing
+    page = client.get(reverse("admin:campaigns_send_change", args=[send.pk]))
+    assert f"?send__id__exact={send.pk}" in page.content.decode()
