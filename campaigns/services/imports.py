@@ -632,6 +632,13 @@ class _PostgresStaging(_Staging):
             for row in rows:
                 copy.write_row(row)
 
+    def reject(self, rows: list[tuple[int, str, str, str]]) -> None:
+        if rows:
+            sql = "COPY import_rejects (line, email, reason, kind) FROM STDIN"
+            with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+
     def prepare(self, cursor: CursorWrapper) -> None:
         # Sorting and hashing a million rows fits in memory with this, not in 4 MB.
         cursor.execute(f"SET LOCAL work_mem = '{settings.OPSDASH_IMPORT_WORK_MEM}'")

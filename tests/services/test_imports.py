@@ -180,35 +180,6 @@ def test_a_cancel_before_the_worker_starts_stops_the_job_and_writes_nothing() ->
     assert AuditEntry.objects.filter(import_job=job, action="import_cancelled").count() == 1
 
 
-def test_a_cancel_while_running_rolls_back_at_the_next_checkpoint(
-    settings: pytest.FixtureRequest,
-) -> None:
-    """The worker meets the cancel between chunks: the flag is set as the first chunk loads."""
-    staff = UserFactory()
-    job = create("oversized.csv", by=staff)
-    import_job_start(job=job, columns=job.mapping["columns"], by=staff, publish=lambda _pk: "t")
-    ImportJob.objects.filter(pk=job.pk).update(status=ImportJob.Status.RUNNING)
-    import_job_cancel(job=ImportJob.objects.get(pk=job.pk), by=staff)
-    ImportJob.objects.filter(pk=job.pk).update(cancel_requested=False)
-
-    from campaigns.services import imports
-
-    real_progress = imports._job_progress
-
-    def cancel_then_report(job: ImportJob, processed: int) -> None:
-        ImportJob.objects.filter(pk=job.pk).update(cancel_requested=True)
-        real_progress(job, processed)
-
-    imports._job_progress = cancel_then_report  # type: ignore[assignment]
-    try:
-        job = import_job_run(import_job_id=job.pk)
-    finally:
-        imports._job_progress = real_progress  # type: ignore[assignment]
-
-    assert job.status == ImportJob.Status.CANCELLED
-    assert Recipient.objects.count() == 0
-
-
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

@@ -10,7 +10,7 @@ from django.core.files import File
 
 from campaigns import tasks
 from campaigns.models import AuditEntry, ImportJob, Recipient, Subscription, TaskLink
-from campaigns.services.imports import import_job_create, import_job_start
+from campaigns.services.imports import import_job_cancel, import_job_create, import_job_start
 from tests.factories import AudienceFactory, UserFactory
 from tests.processes import CeleryProcess
 
@@ -46,3 +46,35 @@ def test_a_worker_runs_the_import_and_the_job_reports_it(
     assert list(
         AuditEntry.objects.filter(import_job=job).order_by("id").values_list("action", "actor")
     ) == [("import_started", staff.pk), ("import_finished", staff.pk)]
+
+
+def test_a_cancel_while_the_worker_imports_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    with path.open("w") as handle:
+        handle.write("email,first_name\n")
+        handle.writelines(f"person{i}@example.com,P{i}\n" for i in range(300_000))
+    staff = UserFactory()
+    with path.open("rb") as handle:
+        job = import_job_create(
+            upload=File(handle, name="big.csv"), audience=None, created_by=staff
+        )
+    # Small chunks, so the worker looks for a cancel often.
+    with CeleryProcess.worker(
+        smtp_port=1, extra_env={"OPSDASH_IMPORT_CHUNK_ROWS": "2000"}
+    ) as worker:
+        import_job_start(
+            job=job, columns=job.mapping["columns"], by=staff, publish=tasks.publish_import
+        )
+        deadline = time.monotonic() + 60
+        while not ImportJob.objects.filter(pk=job.pk, processed_rows__gt=0).exists():
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            time.sleep(0.02)
+        import_job_cancel(job=job, by=staff)
+        while job.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING):
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            time.sleep(0.1)
+            job.refresh_from_db()
+
+    assert job.status == ImportJob.Status.CANCELLED, job.message
+    assert Recipient.objects.count() == 0
+    assert AuditEntry.objects.filter(import_job=job, action="import_cancelled").count() == 1
