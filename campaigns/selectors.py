@@ -311,14 +311,15 @@ def _broker_status() -> dict[str, Any]:
     unavailable: dict[str, Any] = {
         "workers": None,
         "queues": [QueueDepth(name, None, None) for name in _queue_names()],
+        "reason": "the broker did not answer",
     }
+    if str(app.conf.broker_url).split("://", 1)[0] not in {"amqp", "amqps", "pyamqp"}:
+        # The embedded profile's file-based broker has no broadcast and no queue statistics.
+        return {**unavailable, "reason": "the embedded broker cannot report them"}
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
-            workers = _workers_online(conn)
-            if not app.conf.broker_url.startswith("amqp"):
-                return {**unavailable, "workers": workers}
-            return {"workers": workers, "queues": _queue_depths(conn)}
+            return {"workers": _workers_online(conn), "queues": _queue_depths(conn), "reason": ""}
     except Exception:
         return unavailable
 
