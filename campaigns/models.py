@@ -244,7 +244,9 @@ class Delivery(models.Model):
     send = models.ForeignKey(
         Send, on_delete=models.CASCADE, related_name="deliveries", db_index=False
     )
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="deliveries")
+    recipient = models.ForeignKey(
+        Recipient, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
@@ -258,7 +260,9 @@ class Delivery(models.Model):
         ordering = ["id"]
         verbose_name_plural = "deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["send", "recipient"], name="delivery_unique_recipient")
+            # Recipient first: the same index serves "this recipient's deliveries", so the
+            # recipient foreign key needs no index of its own.
+            models.UniqueConstraint(fields=["recipient", "send"], name="delivery_unique_recipient")
         ]
         indexes = [
             models.Index(fields=["send", "status"], name="delivery_send_status_idx"),
