@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -133,8 +133,10 @@ class RecipientAdmin(ModelAdmin, ImportExportModelAdmin):
             return None
         job = upload_to_job(request, upload_form)
         if job is None:
-            form.add_error("import_file", upload_form.errors.get("file"))
-            return None
+            # Never fall back to the in-request path with a file that was refused here.
+            for text in upload_form.errors.get("file", []):
+                messages.error(request, text)
+            return HttpResponseRedirect(reverse("admin:campaigns_recipient_import"))
         return HttpResponseRedirect(reverse("admin:campaigns_importjob_mapping", args=[job.pk]))
 
     @action(description="Export the delivery log (CSV)", permissions=["view_delivery"])

@@ -199,6 +199,8 @@ def file_inspect(*, path: Path) -> FileShape:
 
 
 def _megabytes(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size / 1024:,.0f} KB"
     return f"{size / (1024 * 1024):,.1f} MB"
 
 
@@ -1009,9 +1011,10 @@ def import_job_progress(*, job: ImportJob) -> dict[str, Any]:
         "finished": job.status in _FINISHED,
         "processed_rows": job.processed_rows,
         "total_rows": total,
+        # Full only when finished: the last stretch after reading is the database merge.
         "percent": 100
         if job.status in _FINISHED
-        else (100 * job.processed_rows // total if total else 0),
+        else min(99, 100 * job.processed_rows // total if total else 0),
         "message": job.message,
         "counts": {
             "created": job.created_count,

@@ -243,3 +243,16 @@ def test_the_delivery_log_exports_with_formulas_escaped(admin_client: Client) ->
     assert rows[0]["last_error"] == '\'=HYPERLINK("http://evil")'
     assert rows[0]["smtp_response"] == "'-550 no"
     assert rows[0]["recipient"] == "x@example.com"
+
+
+def test_an_oversized_upload_is_refused_with_the_limit(admin_client: Client, settings: Any) -> None:
+    settings.OPSDASH_IMPORT_MAX_BYTES = 4 * 1024
+    response = admin_client.post(
+        reverse("admin:campaigns_importjob_add"), {"file": fixture_upload("oversized.csv")}
+    )
+    assert "the largest file an import accepts is 4 KB" in response.content.decode()
+    response = import_post(admin_client, "oversized.csv", background="on")
+    assert response["Location"] == reverse("admin:campaigns_recipient_import")
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "the largest file an import accepts is 4 KB" in page
+    assert ImportJob.objects.count() == 0
