@@ -135,7 +135,7 @@ class RecipientAdmin(ModelAdmin, ImportExportModelAdmin):
         if job is None:
             # Never fall back to the in-request path with a file that was refused here.
             for text in upload_form.errors.get("file", []):
-                messages.error(request, text)
+                messages.error(request, str(text))
             return HttpResponseRedirect(reverse("admin:campaigns_recipient_import"))
         return HttpResponseRedirect(reverse("admin:campaigns_importjob_mapping", args=[job.pk]))
 
