@@ -10,9 +10,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_GET, require_POST
-from unfold.admin import ModelAdmin, TabularInline
+from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget
 
@@ -45,6 +45,7 @@ STATUS_COLOURS = {
 }
 
 
+RECENT_SENDS = 10
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
@@ -86,19 +87,6 @@ class CampaignForm(forms.ModelForm):
             self.add_error(None, exc)
 
 
-class SendInline(TabularInline):
-    model = Send
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = ("occurrence_key", "status", "total", "sent_count", "failed_count", "started_at")
-    readonly_fields = fields
-    ordering = ("-id",)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 class CampaignPermissions:
     """The role permissions behind the action buttons (granted through the role groups)."""
 
@@ -118,7 +106,6 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
     list_display = ("name", "status_badge", "schedule", "owner", "updated_at")
     list_filter = ("status", "schedule_kind")
     search_fields = ("name", "subject")
-    inlines = (SendInline,)
     readonly_fields = (
         "status",
         "schedule",
@@ -127,6 +114,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
         "approved_by",
         "approved_at",
         "periodic_task_link",
+        "recent_sends",
         "audit_link",
     )
     fieldsets = (
@@ -165,6 +153,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
                     "last_edited_by",
                     "approved_by",
                     "approved_at",
+                    "recent_sends",
                     "audit_link",
                 ),
             },
@@ -196,9 +185,6 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
             # a plain checkbox group and keeps the ticked audiences as a list.
             return db_field.formfield(widget=UnfoldAdminCheckboxSelectMultipleWidget)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
-
-    def get_inlines(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
-        return self.inlines if obj is not None else ()  # a new campaign has no sends
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
@@ -271,6 +257,38 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
     @display(description="Schedule")
     def schedule(self, obj: Campaign) -> str:
         return schedule_describe(obj)
+
+    @display(description="Latest sends")
+    def recent_sends(self, obj: Campaign) -> str:
+        """The last few sends only: a recurring campaign collects hundreds over the years."""
+        if obj.pk is None:
+            return "—"
+        sends = list(obj.sends.order_by("-id")[:RECENT_SENDS])
+        if not sends:
+            return "No send yet."
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{} / {}</td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:campaigns_send_change", args=[send.pk]),
+                    send.occurrence_key,
+                    send.get_status_display(),
+                    send.done_count,
+                    send.total,
+                    f"{send.started_at:%Y-%m-%d %H:%M}" if send.started_at else "—",
+                )
+                for send in sends
+            ),
+        )
+        every = reverse("admin:campaigns_send_changelist") + f"?campaign__id__exact={obj.pk}"
+        return format_html(
+            '<table class="opsdash-table"><thead><tr><th>Occurrence</th><th>Status</th>'
+            "<th>Done</th><th>Started</th></tr></thead><tbody>{}</tbody></table>"
+            '<a class="text-primary-600" href="{}">All sends of this campaign →</a>',
+            rows,
+            every,
+        )
 
     @display(description="Audit trail")
     def audit_link(self, obj: Campaign) -> str:

@@ -180,6 +180,9 @@ def test_a_campaign_and_a_send_link_to_their_own_audit_entries() -> None:
     page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
     url = reverse("admin:campaigns_auditentry_changelist") + f"?campaign__id__exact={campaign.pk}"
     assert url in page.content.decode()
+    sends = reverse("admin:campaigns_send_changelist") + f"?campaign__id__exact={campaign.pk}"
+    assert sends in page.content.decode()  # the latest sends, and a link to all of them
+    assert client.get(sends).status_code == 200
     listing = client.get(url).content.decode()
     assert "paused" in listing and "Another one" not in listing
     page = client.get(reverse("admin:campaigns_send_change", args=[send.pk]))
