@@ -223,6 +223,8 @@ OPSDASH_IMPORT_MAX_FIELD_CHARS = env_int("OPSDASH_IMPORT_MAX_FIELD_CHARS", 1024 
 # PostgreSQL session memory of the importing connection: its staging tables and its sorts.
 OPSDASH_IMPORT_TEMP_BUFFERS = env_str("OPSDASH_IMPORT_TEMP_BUFFERS", "256MB")
 OPSDASH_IMPORT_WORK_MEM = env_str("OPSDASH_IMPORT_WORK_MEM", "256MB")
+# Addresses an import dedupes in worker memory (~110 bytes each); beyond, the database does it.
+OPSDASH_IMPORT_DEDUPE_IN_MEMORY = env_int("OPSDASH_IMPORT_DEDUPE_IN_MEMORY", 2_000_000, minimum=0)
 OPSDASH_TASK_RESULT_RETENTION_DAYS = env_int("OPSDASH_TASK_RESULT_RETENTION_DAYS", 30, minimum=1)
 # Four-eyes rule: when on, the last editor of a campaign cannot schedule or send it.
 OPSDASH_FOUR_EYES = env_bool("OPSDASH_FOUR_EYES", False)

@@ -17,7 +17,7 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from operator import itemgetter
 from pathlib import Path
@@ -89,7 +89,8 @@ class ImportCounts:
     unchanged: int = 0
     skipped: int = 0
     invalid: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    # Set when the file had more addresses than the parser dedupes in memory.
+    needs_dedupe: bool = False
 
 
 # --- Reading the file -----------------------------------------------------------------------
@@ -705,7 +706,9 @@ def _stage_file(job: ImportJob, store: _Staging) -> ImportCounts:
         total_rows=parser.records, processed_rows=parser.records, message="Writing to the database."
     )
     job.total_rows = job.processed_rows = parser.records
-    return ImportCounts(invalid=parser.invalid, skipped=parser.duplicates)
+    return ImportCounts(
+        invalid=parser.invalid, skipped=parser.duplicates, needs_dedupe=parser.overflow
+    )
 
 
 class _Parser:
@@ -720,6 +723,7 @@ class _Parser:
         self.records = 0
         self.invalid = 0
         self.duplicates = 0
+        self.overflow = False
         self.done = False
         self.rejects: list[tuple[int, str, str, str]] = []
 
@@ -740,8 +744,10 @@ class _Parser:
         cols = self.columns
         width, email_i, first_i, last_i = cols.width, cols.email, cols.first_name, cols.last_name
         pick = _picker(cols.attributes)
-        # The addresses seen so far: about 150 bytes each, so a million fit in ~150 MB.
+        # The addresses seen so far, ~110 bytes each; past the limit the database dedupes the
+        # rest at merge time (slower, but memory stays bounded for any file size).
         seen: set[str] = set()
+        seen_limit = settings.OPSDASH_IMPORT_DEDUPE_IN_MEMORY
         limit = CSV_DEFAULT_FIELD_LIMIT
         line = 1
         with _open_text(self.path, self.encoding) as text:
@@ -780,7 +786,10 @@ class _Parser:
                         self.rejects.append((start, email, "duplicate", "duplicate"))
                         self.duplicates += 1
                         continue
-                    seen.add(email)
+                    if len(seen) < seen_limit:
+                        seen.add(email)
+                    else:
+                        self.overflow = True
                     yield (start, email, first, last, *pick(row))
             except csv.Error as exc:
                 raise ImportFileError(_csv_error_message(exc, line, self.max_field)) from exc
@@ -826,6 +835,8 @@ def _job_merge(job: ImportJob, store: _Staging, counts: ImportCounts) -> None:
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     with transaction.atomic(), connection.cursor() as cursor:
         store.prepare(cursor)
+        if counts.needs_dedupe:
+            counts.skipped += _stage_dedupe(cursor)
         # The parser noted later duplicates by address only; name the line they repeat.
         cursor.execute(
             "UPDATE import_rejects SET reason = 'duplicate of line ' || s.line, kind = 'skipped' "
@@ -848,6 +859,22 @@ def _job_merge(job: ImportJob, store: _Staging, counts: ImportCounts) -> None:
         )
         _check_cancel(job)
         _job_finish(job, store, counts, status=ImportJob.Status.COMPLETED, message=message)
+
+
+def _stage_dedupe(cursor: CursorWrapper) -> int:
+    """Rows repeating an earlier line's address become duplicates, for files too big to dedupe
+    in memory. Returns how many."""
+    cursor.execute(
+        "INSERT INTO import_rejects (line, email, reason, kind) "
+        "SELECT s.line, s.email, 'duplicate', 'duplicate' FROM import_stage s WHERE EXISTS "
+        "(SELECT 1 FROM import_stage t WHERE t.email = s.email AND t.line < s.line)"
+    )
+    found = int(cursor.rowcount)
+    cursor.execute(
+        "DELETE FROM import_stage WHERE line IN "
+        "(SELECT line FROM import_rejects WHERE kind = 'duplicate')"
+    )
+    return found
 
 
 def _check_cancel(job: ImportJob) -> None:

@@ -87,6 +87,18 @@ def test_it_imports_valid_rows_and_reports_each_rejected_row_with_its_line() -> 
     assert rows[1]["reason"] == "duplicate of line 2"
 
 
+def test_past_the_in_memory_limit_the_database_finds_the_duplicates(
+    settings: pytest.FixtureRequest,
+) -> None:
+    settings.OPSDASH_IMPORT_DEDUPE_IN_MEMORY = 0  # type: ignore[attr-defined]
+    job = run("valid.csv", audience=AudienceFactory())
+
+    assert (job.created_count, job.skipped_count, job.invalid_count) == (4, 1, 1)
+    assert Recipient.objects.get(email="ada@example.com").last_name == "Lovelace"
+    skipped = [r for r in report_rows(job) if r["outcome"] == "skipped"]
+    assert [(r["line"], r["reason"]) for r in skipped] == [("5", "duplicate of line 2")]
+
+
 def test_it_counts_created_updated_and_unchanged_against_the_database() -> None:
     audience = AudienceFactory()
     RecipientFactory(email="ada@example.com", first_name="Ada", last_name="Lovelace",
