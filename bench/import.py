@@ -146,7 +146,10 @@ def background_run(path: Path, rows: int, env: dict[str, str]) -> tuple[float, f
     with job.error_report.open("rb") as handle:
         for row in csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8")):
             invalid += row["outcome"] == "invalid"
-    return seconds, peak_mb, invalid, job.message
+    assert job.started_at and job.finished_at
+    in_worker = (job.finished_at - job.started_at).total_seconds()
+    message = f"{job.message} ({in_worker:.1f}s inside the worker)"
+    return seconds, peak_mb, invalid, message
 
 
 def baseline_run(path: Path, rows: int) -> float:
@@ -187,6 +190,7 @@ def main() -> int:
     expected_invalid = csv_generate(big, options.rows, "bench.example.com")
     seconds, peak_mb, invalid, message = background_run(big, options.rows, env)
     sys.stderr.write(f"background: {options.rows} rows in {seconds:.1f}s; {message}\n")
+    sys.stderr.write(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
 
     small = work / "baseline.csv"
     baseline_rows = min(options.rows, options.baseline_rows)
