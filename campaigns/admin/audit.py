@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
@@ -17,7 +18,15 @@ from campaigns.models import AuditEntry
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ModelAdmin):
-    list_display = ("created_at", "actor", "action", "campaign", "send_id", "import_job", "summary")
+    list_display = (
+        "created_at",
+        "actor",
+        "action",
+        "campaign",
+        "send_link",
+        "import_job",
+        "summary",
+    )
     list_filter = ("action", "created_at")
     list_select_related = ("actor", "campaign", "import_job")
     search_fields = ("campaign__name", "=actor__username")
@@ -44,6 +53,13 @@ class AuditEntryAdmin(ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @display(description="Send")
+    def send_link(self, obj: AuditEntry) -> str:
+        if obj.send_id is None:
+            return "—"
+        url = reverse("admin:campaigns_send_change", args=[obj.send_id])
+        return format_html('<a href="{}">Send #{}</a>', url, obj.send_id)
 
     @display(description="Changes")
     def summary(self, obj: AuditEntry) -> str:

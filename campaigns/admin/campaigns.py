@@ -69,6 +69,11 @@ class CampaignForm(forms.ModelForm):
             "schedule_crontab",
             "schedule_timezone",
         )
+        # Admin help text is rendered as HTML: the model's "<team@example.com>" would vanish.
+        help_texts = {
+            "from_email": "A bare address, or a display name and address: "
+            "Team &lt;team@example.com&gt;.",
+        }
         widgets = {
             # A handful of lists: ticking them reads better than a two-pane chooser.
             "audiences": UnfoldAdminCheckboxSelectMultipleWidget,
