@@ -392,62 +392,38 @@ def import_job_run(*, import_job_id: int) -> ImportJob:
     store = _Staging.for_job(job)
     try:
         store.create()
-        started = time.monotonic()
-        counts = _stage_file(job, store)
-        logger.info(
-            "import %s: staged %s rows in %.1fs", job.pk, job.total_rows, time.monotonic() - started
-        )
-        if job.all_or_nothing and counts.invalid:
-            _job_finish(
-                job,
-                store,
-                counts,
-                status=ImportJob.Status.FAILED,
-                message=(
-                    f"{counts.invalid} invalid rows and all-or-nothing was chosen: nothing was "
-                    "written. The report lists every rejected row."
-                ),
-            )
-        else:
-            started = time.monotonic()
-            _job_merge(job, store, counts)
-            logger.info("import %s: merged in %.1fs", job.pk, time.monotonic() - started)
+        _job_execute(job, store)
     except ImportCancelled:
-        message = "Cancelled; nothing was written."
-        _job_finish(
-            job,
-            store,
-            ImportCounts(),
-            status=ImportJob.Status.CANCELLED,
-            message=message,
-            report=False,
-        )
+        _job_stop(job, store, ImportJob.Status.CANCELLED, "Cancelled; nothing was written.")
     except ImportFileError as exc:
-        _job_finish(
-            job,
-            store,
-            ImportCounts(),
-            status=ImportJob.Status.FAILED,
-            message=f"{exc} Nothing was written.",
-            report=False,
-        )
+        _job_stop(job, store, ImportJob.Status.FAILED, f"{exc} Nothing was written.")
     except Exception as exc:
-        _job_finish(
-            job,
-            store,
-            ImportCounts(),
-            status=ImportJob.Status.FAILED,
-            message=(
-                f"The import stopped on an unexpected error ({type(exc).__name__}); nothing was "
-                "written."
-            ),
-            report=False,
-        )
+        message = f"The import stopped on an unexpected error ({type(exc).__name__}); nothing "
+        _job_stop(job, store, ImportJob.Status.FAILED, message + "was written.")
         raise
     finally:
         store.drop()
     job.refresh_from_db()
     return job
+
+
+def _job_execute(job: ImportJob, store: _Staging) -> None:
+    started = time.monotonic()
+    counts = _stage_file(job, store)
+    if job.all_or_nothing and counts.invalid:
+        message = (
+            f"{counts.invalid} invalid rows and all-or-nothing was chosen: nothing was written. "
+            "The report lists every rejected row."
+        )
+        _job_finish(job, store, counts, status=ImportJob.Status.FAILED, message=message)
+    else:
+        _job_merge(job, store, counts)
+    logger.info("import %s: %s rows in %.1fs", job.pk, job.total_rows, time.monotonic() - started)
+
+
+def _job_stop(job: ImportJob, store: _Staging, status: str, message: str) -> None:
+    """Ends a job that wrote nothing (cancelled, or failed on the file or an error)."""
+    _job_finish(job, store, ImportCounts(), status=status, message=message, report=False)
 
 
 def _job_claim(import_job_id: int) -> ImportJob | None:
