@@ -92,23 +92,22 @@ def data_reset() -> None:
 def worker_start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
     log = Path(tempfile.mkstemp(prefix="bench-import-worker-", suffix=".log")[1])
     args = [sys.executable, "-m", "celery", "-A", "opsdash", "worker", "-Q", f"{PREFIX}imports"]
-    args += ["-P", "solo", "-l", "warning", "--without-gossip", "--without-mingle"]
+    args += ["-P", "solo", "-l", "info", "--without-gossip", "--without-mingle"]
     args += ["--without-heartbeat", "-n", f"bench-import-{os.getpid()}@%h"]
     with log.open("wb") as out:
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc, log
 
 
-def worker_wait_ready(proc: subprocess.Popen[bytes]) -> None:
-    from opsdash.celery import app
-
+def worker_wait_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the worker logs "ready." (a ping can answer before it consumes its queue)."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while "ready." not in log.read_text(errors="replace"):
         if proc.poll() is not None:
-            raise RuntimeError("the worker exited early")
-        if app.control.ping(timeout=0.5):
-            return
-    raise RuntimeError("the worker did not start")
+            raise RuntimeError(f"the worker exited early:\n{log.read_text()[-2000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker did not start")
+        time.sleep(0.1)
 
 
 def background_run(path: Path, rows: int, env: dict[str, str]) -> tuple[float, float, int, str]:
@@ -125,7 +124,7 @@ def background_run(path: Path, rows: int, env: dict[str, str]) -> tuple[float, f
                                 created_by=None)  # fmt: skip
     proc, log = worker_start(env)
     try:
-        worker_wait_ready(proc)
+        worker_wait_ready(proc, log)
         started = time.monotonic()
         import_job_start(job=job, columns=job.mapping["columns"], by=None,
                          publish=tasks.publish_import)  # fmt: skip
