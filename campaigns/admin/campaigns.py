@@ -210,7 +210,8 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
     def _preview(self, request: HttpRequest) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
-        stored = Campaign.objects.filter(pk=request.POST.get("campaign_id") or 0).first()
+        campaign_id = request.POST.get("campaign_id", "")
+        stored = Campaign.objects.filter(pk=campaign_id).first() if campaign_id.isdigit() else None
 
         def field(name: str) -> str:
             if name in request.POST:

@@ -91,6 +91,11 @@ def test_the_preview_explains_what_is_wrong(fields: dict[str, str], message: str
     assert message in data["error"]
 
 
+def test_the_preview_ignores_a_malformed_campaign_id() -> None:
+    posted = {"campaign_id": "1 OR 1=1", "subject": "s", "text_body": "t"}
+    assert logged_in("editor").post(reverse(PREVIEW), posted).json()["subject"] == "s"
+
+
 def test_the_preview_needs_a_post_and_staff() -> None:
     assert logged_in("editor").get(reverse(PREVIEW)).status_code == 405
     assert Client().post(reverse(PREVIEW), {"subject": "x"}).status_code == 302
