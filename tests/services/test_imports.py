@@ -346,3 +346,18 @@ def test_the_fast_normaliser_rejects_what_the_reference_rejects(raw: str) -> Non
 
     with pytest.raises(InvalidEmail):
         email_normalise(raw)
+
+
+def test_the_report_escapes_cells_a_spreadsheet_would_run(tmp_path: Path) -> None:
+    path = tmp_path / "formula.csv"
+    path.write_text('email,first_name\n"=HYPERLINK(""http://x"")",Eve\nok@example.com,Ok\n')
+    by = UserFactory()
+    with path.open("rb") as handle:
+        job = import_job_create(
+            upload=File(handle, name="formula.csv"), audience=None, created_by=by
+        )
+    import_job_start(job=job, columns=job.mapping["columns"], by=by, publish=lambda _pk: "t")
+    job = import_job_run(import_job_id=job.pk)
+
+    [row] = report_rows(job)
+    assert row["email"] == '\'=HYPERLINK("http://x")'
