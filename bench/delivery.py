@@ -85,6 +85,45 @@ def django_setup() -> None:
     call_command("migrate", verbosity=0)
 
 
+# --- CPU accounting -------------------------------------------------------------------------
+# The machine is shared, so rates move with everyone else's load; CPU time per message does not.
+
+
+def _tree(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [pid] + [p for child in children for p in _tree(int(child))]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of live processes, from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_backends() -> list[int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        return [int(row[0]) for row in cursor.fetchall()]
+
+
+def children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 # --- Data -----------------------------------------------------------------------------------
 
 
@@ -203,6 +242,7 @@ def raw_measure(campaign: Any, n: int, *, processes: int, prebuilt: bool) -> flo
         .values_list("id", "email", "first_name", "last_name")[:n]
     )
     connections.close_all()
+    cpu_before = children_cpu()
     sink = FastSink(processes=processes).start()
     settings.EMAIL_PORT = sink.port
     ctx = mp.get_context("fork")
@@ -223,6 +263,8 @@ def raw_measure(campaign: Any, n: int, *, processes: int, prebuilt: bool) -> flo
     received = sink.stop()
     if sent != n or len(received) != n:
         log(f"raw: sent {sent}, sink received {len(received)} of {n}")
+    cpu = children_cpu() - cpu_before
+    log(f"raw{' (prebuilt)' if prebuilt else ''}: {cpu / n * 1e6:.0f} us CPU per message")
     return n / elapsed
 
 
@@ -262,6 +304,20 @@ def workers_start(env: dict[str, str], *, count: int, sink_port: int) -> subproc
     )
     log(f"workers: {count} processes, log {log_path}")
     return proc
+
+
+def workers_settle(pid: int, *, count: int) -> None:
+    """Waits until the pool processes exist and the worker has stopped booting (CPU idle)."""
+    deadline = time.monotonic() + 120
+    last = -1.0
+    while time.monotonic() < deadline:
+        tree = _tree(pid)
+        used = cpu_seconds(tree)
+        if len(tree) > count and used - last < 0.05:
+            return
+        last = used
+        time.sleep(1)
+    raise SystemExit("the workers did not start")
 
 
 def queues_purge() -> None:
@@ -306,7 +362,7 @@ def pipeline_wait(send_id: int, n: int, *, timeout: float) -> None:
         if time.monotonic() - last_log > 10:
             log(f"pipeline: {send.done_count}/{n}")
             last_log = time.monotonic()
-        time.sleep(0.05)
+        time.sleep(0.5)
 
 
 def pipeline_measure(
@@ -319,12 +375,32 @@ def pipeline_measure(
     queues_purge()
     proc = workers_start(env, count=workers, sink_port=sink.port)
     try:
-        time.sleep(4)  # let the pool processes start before the clock does
+        workers_settle(proc.pid, count=workers)
+        sink_pids = [p.pid for p in sink.procs if p.pid]
+        per_process = {pid: cpu_seconds([pid]) for pid in _tree(proc.pid)}
+        before = {
+            "workers": cpu_seconds(_tree(proc.pid)),
+            "sink": cpu_seconds(sink_pids),
+            "bench": cpu_seconds([os.getpid()]),
+        }
         began = time.perf_counter()
         send, launch_s = launch(campaign)
         log(f"launch: {send.total} deliveries in {launch_s:.2f}s")
         pipeline_wait(send.pk, n, timeout=max(600.0, n / 50))
         elapsed = time.perf_counter() - began
+        after = {
+            "workers": cpu_seconds(_tree(proc.pid)),
+            "sink": cpu_seconds(sink_pids),
+            "bench": cpu_seconds([os.getpid()]),
+            # Backends start with the run (the bench's own and the workers'); all of theirs counts.
+            "postgres": cpu_seconds(postgres_backends()),
+        }
+        parts = {key: (after[key] - before.get(key, 0.0)) / n * 1e6 for key in after}
+        detail = ", ".join(f"{key} {value:.0f}" for key, value in parts.items())
+        log(f"pipeline: {sum(parts.values()):.0f} us CPU per message ({detail})")
+        for pid in _tree(proc.pid):
+            used = cpu_seconds([pid]) - per_process.get(pid, 0.0)
+            log(f"  worker process {pid}: {used / n * 1e6:.0f} us CPU per message")
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(60)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from campaigns.models import TaskLink
@@ -81,9 +82,13 @@ def fire_scheduled_send(self: Task, campaign_id: int) -> dict[str, Any]:
 
 @shared_task(bind=True, name="campaigns.tasks.deliver_batch", max_retries=BATCH_MAX_RETRIES)
 def deliver_batch(self: Task, send_id: int, first_id: int, last_id: int) -> dict[str, Any]:
-    result = delivery.batch_deliver(
-        send_id=send_id, first_id=first_id, last_id=last_id, task_id=str(self.request.id)
-    )
+    try:
+        result = delivery.batch_deliver(
+            send_id=send_id, first_id=first_id, last_id=last_id, task_id=str(self.request.id)
+        )
+    except SoftTimeLimitExceeded:
+        # The batch recorded what it sent and handed the rest back: carry on in a fresh run.
+        raise self.retry(countdown=1, max_retries=BATCH_WAIT_RETRIES) from None
     if result.stopped == "busy":
         # Another run of this batch (a redelivery) still works on it: look again once its lease
         # would have lapsed. Not counted as a failure: it ends when that run ends.

@@ -429,7 +429,7 @@ class _Loop:
     compiled: CompiledCampaign
     frame: WireFrame
     buckets: list[ratelimit.BucketSpec]
-    pending: _Pending = field(default_factory=_Pending)
+    pending: _Pending
     transient_streak: int = 0
 
 
@@ -441,20 +441,25 @@ def _send_rows(
         campaign_id=send.campaign_id, campaign_per_minute=send.campaign.rate_limit_per_minute
     )
     flush_every = settings.OPSDASH_DELIVERY_FLUSH_EVERY
+    pending = _Pending()
     done = 0
-    with SmtpSession() as smtp, _ControlProbe(send.pk) as control:
-        loop = _Loop(send, task_id, lease, smtp, control, compiled, frame, buckets)
-        for row in rows:
-            if not _send_one(loop=loop, row=row, result=result):
-                break
-            done += 1
-            if len(loop.pending.rows) >= flush_every:
-                _flush(send_id=send.pk, pending=loop.pending, result=result)
-            if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
-                result.deferred = "the SMTP server keeps answering with temporary errors"
-                break
-    _flush(send_id=send.pk, pending=loop.pending, result=result)
-    _release(send_id=send.pk, task_id=task_id, rows=rows[done:], result=result)
+    try:
+        with SmtpSession() as smtp, _ControlProbe(send.pk) as control:
+            loop = _Loop(send, task_id, lease, smtp, control, compiled, frame, buckets, pending)
+            for row in rows:
+                if not _send_one(loop=loop, row=row, result=result):
+                    break
+                done += 1
+                if len(pending.rows) >= flush_every:
+                    _flush(send_id=send.pk, pending=pending, result=result)
+                if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
+                    result.deferred = "the SMTP server keeps answering with temporary errors"
+                    break
+    finally:
+        # Also when the loop is interrupted (time limit, lost database): what was sent is
+        # recorded, so only a crash of the process itself can leave a message to send again.
+        _flush(send_id=send.pk, pending=pending, result=result)
+        _release(send_id=send.pk, task_id=task_id, rows=rows[done:], result=result)
 
 
 def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
@@ -465,10 +470,18 @@ def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
     """
     loop.lease.renew()
     loop.control.ask()
-    data = _compose(loop=loop, row=row)
+    try:
+        data = _compose(loop=loop, row=row)
+    except Exception as exc:  # one recipient's data must not stop the batch
+        logger.exception("Cannot compose delivery %s", row.pk)
+        data = None
+        problem = SmtpResult(Outcome.PERMANENT, 0, f"cannot compose the message: {exc}")
     if (state := loop.control.answer()) != Send.Status.RUNNING:
         result.stopped = state
         return False
+    if data is None:
+        _record(row=row, outcome=problem, pending=loop.pending)
+        return True
     wait = ratelimit.tokens_take(loop.buckets, max_wait=settings.OPSDASH_RATE_MAX_WAIT_SECONDS)
     if wait > 0:
         result.deferred, result.retry_after = "rate limit", wait
