@@ -91,7 +91,7 @@ def data_reset() -> None:
 
 
 def worker_start(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
-    log = Path(tempfile.mkstemp(prefix="bench-import-worker-", suffix=".log")[1])
+    log = Path(env["OPSDASH_VAR_DIR"]).parent / "worker.log"
     args = [sys.executable, "-m", "celery", "-A", "opsdash", "worker", "-Q", f"{PREFIX}imports"]
     args += ["-P", "solo", "-l", "info", "--without-gossip", "--without-mingle"]
     args += ["--without-heartbeat", "-n", f"bench-import-{os.getpid()}@%h"]
