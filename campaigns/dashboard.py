@@ -24,8 +24,6 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
         {
             "chart_data": json.dumps(stats["chart"]),
             "chart_options": json.dumps(selectors.CHART_OPTIONS),
-            "upcoming": selectors.upcoming_sends(now=now),
-            "stalled_sends": selectors.stalled_sends(now=now),
         }
     )
     return context

@@ -180,6 +180,8 @@ def dashboard_stats(*, now: datetime | None = None) -> dict[str, Any]:
         "recipients_estimate": table_estimate(Recipient),
         "deliveries_estimate": table_estimate(Delivery),
         "chart": deliveries_per_hour(now=now),
+        "upcoming": upcoming_sends(now=now),
+        "stalled_sends": stalled_sends(now=now),
         "computed_at": now,
     }
     cache.set(key, stats, DASHBOARD_CACHE_SECONDS)
