@@ -6,6 +6,7 @@ printed at the end of the run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from django_celery_results.models import TaskResult
 
-from campaigns.models import Campaign, Delivery, Recipient, Send
+from campaigns.models import Campaign, Delivery, Recipient, Send, TaskLink
 from campaigns.services import delivery
 from campaigns.tasks import publish_batch, publish_launch
 from opsdash.smtp_sink import SmtpSink
@@ -265,6 +267,20 @@ def test_a_sink_refusing_some_addresses_with_5xx_fails_exactly_those(
     assert set(count.received) == set(emails) - failed
     assert count.lost == set() and count.duplicates == 0
     assert (send.status, send.sent_count, send.failed_count) == ("completed", RECIPIENTS - 8, 8)
+    # Each batch left a small result row with its counts.
+    batch_ids = TaskLink.objects.filter(send=send).values_list("task_id", flat=True)
+    wait_for(
+        lambda: (
+            TaskResult.objects.filter(task_id__in=batch_ids, status="SUCCESS").count()
+            == len(batch_ids)
+        ),
+        timeout=20,
+        what="a result row per batch",
+    )
+    results = [json.loads(r.result) for r in TaskResult.objects.filter(task_id__in=batch_ids)]
+    assert sum(r["sent"] for r in results) == RECIPIENTS - 8
+    assert sum(r["failed"] for r in results) == 8
+    assert all(len(r) <= 5 for r in results)
 
 
 # --- Pause, resume, cancel ------------------------------------------------------------------
