@@ -17,8 +17,8 @@ On the services profile (its own database, created if missing, and its own queue
    the same sink, Delivery and TaskResult rows written. Timed from the launch call to the Send
    completing; ``launch_s`` is the launch call alone (rows inserted and every batch published).
 
-CPU time per message for each path and component goes to stderr: unlike the rates, it hardly
-moves with the load other users put on the machine.
+CPU time per message for each path and component goes to stderr, to see where the time goes
+(it moves less with other users' load than the rates do, though contention inflates it too).
 4. Counts at the sink, by Message-ID: ``lost`` (a delivery never received) and ``duplicates``
    (messages received more than once).
 
