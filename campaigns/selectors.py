@@ -214,10 +214,22 @@ def send_task_ids(send_id: int) -> list[str]:
     return list(TaskLink.objects.filter(send_id=send_id).values_list("task_id", flat=True))
 
 
+def results_of_tasks(queryset: QuerySet[TaskResult], task_ids: list[str]) -> QuerySet[TaskResult]:
+    """``task_id = ANY(%s)`` with the ids as one array parameter.
+
+    The same plan as ``task_id__in=[...]``, without Django preparing a placeholder per id on
+    every query of the page (a large send has thousands of batch tasks).
+    """
+    table = TaskResult._meta.db_table
+    # The SQL is a constant (the model's own table name); the ids go in as a bound parameter.
+    where = f'"{table}"."task_id" = ANY(%s)'
+    return queryset.extra(where=[where], params=[task_ids])  # noqa: S610
+
+
 def send_task_results(*, send_id: int, limit: int = SEND_PAGE_ROWS) -> list[TaskResult]:
     """The TaskResult rows of a send's tasks (launch and batches), newest first."""
     return list(
-        TaskResult.objects.filter(task_id__in=send_task_ids(send_id))
+        results_of_tasks(TaskResult.objects.all(), send_task_ids(send_id))
         .defer("task_args", "task_kwargs")
         .order_by("-date_created")[:limit]
     )

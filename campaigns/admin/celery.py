@@ -29,7 +29,7 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import TaskLink
-from campaigns.selectors import send_task_ids
+from campaigns.selectors import results_of_tasks, send_task_ids
 
 for model in (
     PeriodicTask,
@@ -97,7 +97,7 @@ class SendFilter(admin.SimpleListFilter):
         value = self.value()
         if not value or not value.isdigit():
             return queryset
-        return queryset.filter(task_id__in=send_task_ids(int(value)))
+        return results_of_tasks(queryset, send_task_ids(int(value)))
 
 
 class TaskNameFilter(admin.SimpleListFilter):
