@@ -86,3 +86,16 @@ def _planner_rows(queryset: Any) -> int:
     if isinstance(plan, str):
         plan = json.loads(plan)
     return int(plan[0]["Plan"]["Plan Rows"])
+
+
+class ChangelistDefer:
+    """Leaves big columns the list never shows out of the changelist query (not the form's)."""
+
+    changelist_defer: tuple[str, ...] = ()
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        match = request.resolver_match
+        if self.changelist_defer and match and (match.url_name or "").endswith("_changelist"):
+            queryset = queryset.defer(*self.changelist_defer)
+        return queryset

@@ -19,6 +19,7 @@ from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminS
 from campaigns import selectors, tasks
 from campaigns.admin.base import (
     POST_ACTION,
+    ChangelistDefer,
     EstimatedCountPaginator,
     admin_url,
     post_required,
@@ -106,7 +107,7 @@ class CampaignPermissions:
 
 
 @admin.register(Campaign)
-class CampaignAdmin(CampaignPermissions, ModelAdmin):
+class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     form = CampaignForm
     list_display = ("name", "status_badge", "schedule", "owner", "updated_at")
     list_filter = ("status", "schedule_kind")
@@ -181,6 +182,7 @@ class CampaignAdmin(CampaignPermissions, ModelAdmin):
         "schedule_timezone": "schedule_kind != 'manual' && schedule_kind != 'once'",
     }
     change_form_outer_after_template = "admin/campaigns/campaign_tools.html"
+    changelist_defer = ("html_body", "text_body")
     show_full_result_count = False
     list_select_related = ("owner",)
 
@@ -530,12 +532,13 @@ class SendAdmin(SendControlMixin, ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ModelAdmin):
+class DeliveryAdmin(ChangelistDefer, ModelAdmin):
     list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at", "task")
     list_filter = ("status",)
     list_select_related = ("recipient",)
     search_fields = ("=recipient__email",)
     search_help_text = "The exact email address of a recipient."
+    changelist_defer = ("last_error", "smtp_response", "recipient__attributes")
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
