@@ -241,11 +241,23 @@ class Delivery(models.Model):
     # Every index here is written for each of a send's million rows at launch, and again each
     # time a row changes status (claim, outcome): the send's own index is left to the composite
     # ones below that start with it, and task_id is not indexed (nothing looks rows up by it).
+    # No database foreign keys either: PostgreSQL would check both for each of the million rows
+    # when the launch commits, which took longer than the insert. The launch's INSERT ... SELECT
+    # only ever writes the send it just created and recipients it just read, deletes cascade
+    # through the ORM, and a batch skips a row whose recipient has gone.
     send = models.ForeignKey(
-        Send, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+        Send,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_index=False,
+        db_constraint=False,
     )
     recipient = models.ForeignKey(
-        Recipient, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+        Recipient,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        db_index=False,
+        db_constraint=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)

@@ -420,15 +420,32 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
         result.stopped = "busy"
         return result
     try:
-        if _claim(send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id):
+        if claimed := _claim(send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id):
             rows = _claimed_rows(
                 send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id
             )
+            if len(rows) < claimed:
+                _skip_orphans(send_id=send_id, task_id=task_id, rows=rows, result=result)
             _send_rows(send=send, rows=rows, task_id=task_id, lease=lease, result=result)
     finally:
         lease.release()
     send_close_if_done(send_id=send_id)
     return result
+
+
+def _skip_orphans(*, send_id: int, task_id: str, rows: list[Delivery], result: BatchResult) -> None:
+    """Claimed rows the recipient join did not return: the recipient was deleted meanwhile."""
+    skipped = (
+        Delivery.objects.filter(send_id=send_id, task_id=task_id, status=Delivery.Status.SENDING)
+        .exclude(pk__in=[row.pk for row in rows])
+        .update(
+            status=Delivery.Status.SKIPPED,
+            last_error="the recipient no longer exists",
+            updated_at=timezone.now(),
+        )
+    )
+    Send.objects.filter(pk=send_id).update(skipped_count=F("skipped_count") + skipped)
+    result.skipped += skipped
 
 
 def _skip_range(*, send_id: int, first_id: int, last_id: int, result: BatchResult) -> None:

@@ -387,3 +387,20 @@ def test_a_send_without_progress_is_flagged_with_the_reason_and_dispatched_again
     send.refresh_from_db()
     assert send.status == Send.Status.COMPLETED and send.stalled_reason == ""
     assert len(smtp_sink.messages) == 2
+
+
+def test_a_row_whose_recipient_vanished_after_launch_is_skipped(smtp_sink: SmtpSink) -> None:
+    audience = audience_with(3)
+    campaign = CampaignFactory(audiences=[audience])
+    send, published = launch(campaign.pk)
+    gone = audience.subscriptions.first().recipient
+    with connection.cursor() as cursor:  # a deletion that raced the launch's insert
+        cursor.execute("DELETE FROM campaigns_subscription WHERE recipient_id = %s", [gone.pk])
+        cursor.execute("DELETE FROM campaigns_recipient WHERE id = %s", [gone.pk])
+
+    (result,) = run(published)
+
+    assert (result.sent, result.skipped) == (2, 1)
+    assert len(smtp_sink.messages) == 2
+    send.refresh_from_db()
+    assert send.status == Send.Status.COMPLETED and send.skipped_count == 1
