@@ -183,3 +183,12 @@ def test_state_changing_actions_refuse_a_plain_link() -> None:
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.DRAFT and campaign.approved_by is None
     assert not AuditEntry.objects.filter(campaign=campaign).exists()
+
+
+@pytest.mark.parametrize(
+    ("role", "allowed"), [("editor", True), ("approver", False), ("auditor", False)]
+)
+def test_only_editors_may_start_an_import(role: str, allowed: bool) -> None:
+    client, _ = client_for(role)
+    status = client.get(reverse("admin:campaigns_importjob_add")).status_code
+    assert status == (200 if allowed else 403)
