@@ -226,8 +226,12 @@ def send_dispatch(
     this send's rows, because a concurrent insert took some ids, is just a smaller batch).
     Publishing a range twice is harmless: each row is claimed by one batch only.
     """
-    size = settings.OPSDASH_DELIVERY_BATCH_SIZE
-    campaign_id = Send.objects.values_list("campaign_id", flat=True).get(pk=send_id)
+    campaign_id, total = Send.objects.values_list("campaign_id", "total").get(pk=send_id)
+    # Batches grow past the configured size for very large sends, so that no launch publishes
+    # more than OPSDASH_DELIVERY_MAX_BATCHES messages (each waits for a broker confirm).
+    size = max(
+        settings.OPSDASH_DELIVERY_BATCH_SIZE, -(-total // settings.OPSDASH_DELIVERY_MAX_BATCHES)
+    )
     if span is not None:
         ranges = [(low, min(low + size - 1, span[1])) for low in range(span[0], span[1] + 1, size)]
     elif only_ids is None:

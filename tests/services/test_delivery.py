@@ -90,11 +90,14 @@ def test_a_second_launch_of_one_occurrence_creates_nothing() -> None:
     assert Send.objects.count() == 1 and Delivery.objects.count() == 3
 
 
-@pytest.mark.parametrize(("rows", "size", "batches"), [(10, 4, 3), (41, 2, 21)])
+@pytest.mark.parametrize(
+    ("rows", "size", "most", "batches"), [(10, 4, 100, 3), (41, 2, 100, 21), (41, 2, 5, 5)]
+)
 def test_dispatch_covers_every_queued_row_exactly_once_in_id_ranges(  # type: ignore[no-untyped-def]
-    settings, rows: int, size: int, batches: int
+    settings, rows: int, size: int, most: int, batches: int
 ) -> None:
     settings.OPSDASH_DELIVERY_BATCH_SIZE = size
+    settings.OPSDASH_DELIVERY_MAX_BATCHES = most  # a large send gets larger batches instead
     campaign = CampaignFactory(audiences=[audience_with(rows)])
 
     send, published = launch(campaign.pk)
