@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fresh_numbers() -> Iterator[None]:
     # Only our keys: clearing the whole cache would touch other runs sharing this Redis.
-    keys = ("dashboard:stats:v1", "dashboard:system:v1")
+    keys = ("dashboard:stats:v1", "dashboard:system:v1", selectors.hours_cache_key(timezone.now()))
     cache.delete_many(keys)
     yield
     cache.delete_many(keys)
