@@ -19,24 +19,29 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "imports"
 
 
-def test_a_worker_runs_the_import_and_the_job_reports_it(
-    worker: CeleryProcess, settings: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+@pytest.fixture
+def media(settings: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """Uploads and reports in a temporary folder that this process and the worker share."""
+    settings.MEDIA_ROOT = tmp_path / "media"  # type: ignore[attr-defined]
+    return {"OPSDASH_MEDIA_ROOT": str(tmp_path / "media")}
+
+
+def test_a_worker_runs_the_import_and_the_job_reports_it(media: dict[str, str]) -> None:
     staff = UserFactory()
     audience = AudienceFactory()
     with (FIXTURES / "valid.csv").open("rb") as handle:
         job = import_job_create(
             upload=File(handle, name="valid.csv"), audience=audience, created_by=staff
         )
-    import_job_start(
-        job=job, columns=job.mapping["columns"], by=staff, publish=tasks.publish_import
-    )
-
-    deadline = time.monotonic() + 60
-    while job.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING):
-        assert time.monotonic() < deadline, worker.log()[-3000:]
-        time.sleep(0.2)
-        job.refresh_from_db()
+    with CeleryProcess.worker(smtp_port=1, extra_env=media) as worker:
+        import_job_start(
+            job=job, columns=job.mapping["columns"], by=staff, publish=tasks.publish_import
+        )
+        deadline = time.monotonic() + 60
+        while job.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING):
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            time.sleep(0.2)
+            job.refresh_from_db()
 
     assert job.status == ImportJob.Status.COMPLETED, job.message
     assert (job.created_count, job.skipped_count, job.invalid_count) == (4, 1, 1)
@@ -48,7 +53,9 @@ def test_a_worker_runs_the_import_and_the_job_reports_it(
     ) == [("import_started", staff.pk), ("import_finished", staff.pk)]
 
 
-def test_a_cancel_while_the_worker_imports_writes_nothing(tmp_path: Path) -> None:
+def test_a_cancel_while_the_worker_imports_writes_nothing(
+    media: dict[str, str], tmp_path: Path
+) -> None:
     path = tmp_path / "big.csv"
     with path.open("w") as handle:
         handle.write("email,first_name\n")
@@ -60,7 +67,7 @@ def test_a_cancel_while_the_worker_imports_writes_nothing(tmp_path: Path) -> Non
         )
     # Small chunks, so the worker looks for a cancel often.
     with CeleryProcess.worker(
-        smtp_port=1, extra_env={"OPSDASH_IMPORT_CHUNK_ROWS": "2000"}
+        smtp_port=1, extra_env={**media, "OPSDASH_IMPORT_CHUNK_ROWS": "2000"}
     ) as worker:
         import_job_start(
             job=job, columns=job.mapping["columns"], by=staff, publish=tasks.publish_import
