@@ -256,6 +256,8 @@ def results_of_tasks(queryset: QuerySet[TaskResult], task_ids: list[str]) -> Que
     The same plan as ``task_id__in=[...]``, without Django preparing a placeholder per id on
     every query of the page (a large send has thousands of batch tasks).
     """
+    if connection.vendor != "postgresql":  # SQLite (the embedded profile) has no arrays
+        return queryset.filter(task_id__in=task_ids)
     table = TaskResult._meta.db_table
     # The SQL is a constant (the model's own table name); the ids go in as a bound parameter.
     where = f'"{table}"."task_id" = ANY(%s)'
