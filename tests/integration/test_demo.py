@@ -3,6 +3,7 @@ processes sharing SQLite and the filesystem broker, exactly as a newcomer runs t
 
 from __future__ import annotations
 
+import http.cookiejar
 import mailbox
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -104,6 +106,8 @@ def test_the_demo_sends_the_newsletter_and_stops_cleanly(tmp_path: Path) -> None
         assert "results 0" not in manage(env, "shell", "-c", REPORT)
         subjects = {message["Subject"] for message in box}
         assert all(subject.endswith(", what's new this month") for subject in subjects)
+        password = re.search(r"Login:\s+demo / (\S+)", banner).group(1)  # type: ignore[union-attr]
+        _the_admin_pages_open(f"http://127.0.0.1:{port}", password)
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=60)
@@ -113,6 +117,41 @@ def test_the_demo_sends_the_newsletter_and_stops_cleanly(tmp_path: Path) -> None
         ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False
     ).stdout.split()
     assert not survivors, f"processes left behind: {survivors}"
+
+
+ADMIN_PAGES = [
+    "/admin/",
+    "/admin/campaigns/campaign/",
+    "/admin/campaigns/campaign/1/change/",
+    "/admin/campaigns/send/",
+    "/admin/campaigns/send/1/change/",
+    "/admin/campaigns/delivery/",
+    "/admin/campaigns/recipient/",
+    "/admin/campaigns/importjob/",
+    "/admin/campaigns/auditentry/",
+    "/admin/django_celery_results/taskresult/",
+    "/admin/django_celery_beat/periodictask/",
+    "/admin/mailbox/",
+]
+
+
+def _the_admin_pages_open(base: str, password: str) -> None:
+    """Logs in as the demo user and opens the main pages on the demo's own database (SQLite)."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    login_page = opener.open(f"{base}/admin/login/", timeout=30).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page).group(1)  # type: ignore[union-attr]
+    form = urllib.parse.urlencode(
+        {"username": "demo", "password": password, "csrfmiddlewaretoken": token, "next": "/admin/"}
+    ).encode()
+    request = urllib.request.Request(f"{base}/admin/login/", data=form, headers={"Referer": base})
+    assert "/admin/login/" not in opener.open(request, timeout=30).geturl()
+    for path in ADMIN_PAGES:
+        with opener.open(f"{base}{path}", timeout=60) as response:
+            assert response.status == 200, path
+            assert "/admin/login/" not in response.geturl(), path
+    mailbox_page = opener.open(f"{base}/admin/mailbox/", timeout=30).read().decode()
+    assert "what&#x27;s new this month" in mailbox_page or "what's new this month" in mailbox_page
 
 
 def _http_ok(url: str) -> bool:
