@@ -19,6 +19,7 @@ from unfold.contrib.import_export.forms import ExportForm, ImportForm
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldBooleanWidget
 
+from campaigns.admin.base import EstimatedCountPaginator, ExactEmailSearch
 from campaigns.admin.imports import ImportUploadForm, upload_to_job
 from campaigns.models import Audience, Recipient, Subscription
 from campaigns.resources import DeliveryResource, RecipientResource
@@ -55,7 +56,7 @@ class RecipientConfirmImportForm(ConfirmImportForm):
 
 
 @admin.register(Recipient)
-class RecipientAdmin(ModelAdmin, ImportExportModelAdmin):
+class RecipientAdmin(ExactEmailSearch, ModelAdmin, ImportExportModelAdmin):
     resource_classes = [RecipientResource]
     import_form_class = RecipientImportForm
     confirm_form_class = RecipientConfirmImportForm
@@ -71,8 +72,9 @@ class RecipientAdmin(ModelAdmin, ImportExportModelAdmin):
     ]
     list_display = ("email", "first_name", "last_name", "status_label", "created_at")
     list_filter = ("status",)
-    search_fields = ("=email", "last_name")
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
     readonly_fields = ("created_at", "updated_at")
 
     @display(
@@ -173,10 +175,14 @@ class AudienceAdmin(ModelAdmin):
 
 
 @admin.register(Subscription)
-class SubscriptionAdmin(ModelAdmin):
+class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
     list_display = ("recipient", "audience", "status", "created_at")
     list_filter = ("status", "audience")
     list_select_related = ("recipient", "audience")
-    search_fields = ("=recipient__email",)
+    email_lookup = "recipient__email"
+    search_fields = ("recipient__email",)
+    search_help_text = "The exact email address of a recipient."
     raw_id_fields = ("recipient", "source_import")
     show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50

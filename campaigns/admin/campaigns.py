@@ -21,6 +21,7 @@ from campaigns.admin.base import (
     POST_ACTION,
     ChangelistDefer,
     EstimatedCountPaginator,
+    ExactEmailSearch,
     admin_url,
     post_required,
     run_service,
@@ -532,11 +533,12 @@ class SendAdmin(SendControlMixin, ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ChangelistDefer, ModelAdmin):
+class DeliveryAdmin(ExactEmailSearch, ChangelistDefer, ModelAdmin):
     list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at", "task")
     list_filter = ("status",)
     list_select_related = ("recipient",)
-    search_fields = ("=recipient__email",)
+    email_lookup = "recipient__email"
+    search_fields = ("recipient__email",)
     search_help_text = "The exact email address of a recipient."
     changelist_defer = ("last_error", "smtp_response", "recipient__attributes")
     show_full_result_count = False
@@ -571,15 +573,6 @@ class DeliveryAdmin(ChangelistDefer, ModelAdmin):
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Delivery) -> str:
         return obj.status
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Delivery], search_term: str
-    ) -> tuple[QuerySet[Delivery], bool]:
-        """An exact, normalised address: the unique index answers it (``=`` would be iexact)."""
-        term = search_term.strip().lower()
-        if not term:
-            return queryset, False
-        return queryset.filter(recipient__email=term), False
 
     @display(description="Send")
     def send_link(self, obj: Delivery) -> str:

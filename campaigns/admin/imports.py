@@ -30,6 +30,7 @@ from unfold.decorators import display
 from unfold.widgets import UnfoldAdminFileFieldWidget, UnfoldAdminSelectWidget, UnfoldBooleanWidget
 
 from campaigns import tasks
+from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import Audience, ImportJob
 from campaigns.services import imports as import_services
 
@@ -125,6 +126,8 @@ class ImportJobAdmin(ModelAdmin):
     )
     list_filter = ("status",)
     list_select_related = ("audience", "created_by")
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
     change_form_template = "admin/campaigns/importjob/change_form.html"
     fields = (
         "original_name",
