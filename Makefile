@@ -44,5 +44,17 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# The three benchmarks of the issues, on the services profile; each prints one JSON line.
+bench: $(STAMP)
+	$(PY) bench/delivery.py --recipients 100000 --json
+	$(PY) bench/delivery.py --recipients 1000000 --launch-only --json
+	$(PY) bench/import.py --rows 1000000 --json
+	$(PY) bench/admin.py --json
+
+# Refreshes docs/screenshots/ from the browser test of the staff journey.
+screenshots: $(STAMP)
+	@eval "$$($(PY) .ci/probe-services)" && OPSDASH_SCREENSHOT_DIR=docs/screenshots \
+		$(VENV)/bin/pytest tests/browser -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .pytest_cache .ruff_cache
