@@ -213,7 +213,17 @@ def campaign_fire_scheduled(*, campaign_id: int, publish: BatchPublisher) -> Sen
     send = send_launch(
         campaign_id=campaign_id, occurrence_key=key, trigger=Send.Trigger.SCHEDULE, publish=publish
     )
-    if send is not None and not campaign.is_recurring:
+    if send is None:
+        return None
+    # The schedule sent it: an entry with no actor, so the trail shows every send.
+    audit_record(
+        action="sent",
+        actor=None,
+        campaign=campaign,
+        send=send,
+        changes={"occurrence": key, "trigger": Send.Trigger.SCHEDULE},
+    )
+    if not campaign.is_recurring:
         campaign.refresh_from_db()
         campaign_schedule_sync(campaign=campaign)
     return send

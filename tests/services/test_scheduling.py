@@ -67,6 +67,20 @@ def test_two_fires_of_one_slot_share_an_occurrence_key() -> None:
     assert occurrence_key_for(campaign, now=next_day) != occurrence_key_for(campaign, now=on_time)
 
 
+def test_a_scheduled_fire_launches_once_and_is_audited_without_an_actor() -> None:
+    from campaigns.models import AuditEntry, Send
+    from campaigns.services.campaigns import campaign_fire_scheduled
+
+    campaign = scheduled(schedule_kind="daily", schedule_time=time(9, 0))
+    first = campaign_fire_scheduled(campaign_id=campaign.pk, publish=lambda *a: None)
+    again = campaign_fire_scheduled(campaign_id=campaign.pk, publish=lambda *a: None)
+    assert first is not None and again is None
+    assert Send.objects.get().trigger == Send.Trigger.SCHEDULE
+    entry = AuditEntry.objects.get(action="sent")
+    assert entry.actor is None and entry.send == first
+    assert entry.changes["trigger"] == "schedule"
+
+
 def test_schedules_are_described_in_plain_words() -> None:
     campaign = CampaignFactory(schedule_kind="monthly", schedule_time=time(6, 15), schedule_day=3)
     assert schedule_describe(campaign) == "Every month on day 3 at 06:15 (UTC)"
