@@ -465,6 +465,22 @@ class SendAdmin(SendControlMixin, ModelAdmin):
     actions_detail = ("pause", "resume", "cancel")
     show_full_result_count = False
     change_form_outer_after_template = "admin/campaigns/send_audit.html"
+    # The buttons a send offers in each status; a finished send offers none.
+    CONTROLS = {
+        Send.Status.RUNNING: {"pause", "cancel"},
+        Send.Status.PAUSED: {"resume", "cancel"},
+    }
+
+    def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
+        status = Send.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        offered = self.CONTROLS.get(status or "", set())
+        prefix = "campaigns_send_"  # Unfold names each action <app>_<model>_<method>
+        actions = super().get_actions_detail(request, object_id)
+        return [a for a in actions if a.action_name.removeprefix(prefix) in offered]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A send's fields are a record, not a form: no Save buttons. Its controls are actions.
+        return False
 
     def change_view(
         self,

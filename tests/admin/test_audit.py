@@ -187,3 +187,27 @@ def test_a_campaign_and_a_send_link_to_their_own_audit_entries() -> None:
     assert "paused" in listing and "Another one" not in listing
     page = client.get(reverse("admin:campaigns_send_change", args=[send.pk]))
     assert f"?send__id__exact={send.pk}" in page.content.decode()
+
+
+def test_a_send_page_offers_only_the_controls_its_status_allows(client) -> None:  # type: ignore[no-untyped-def]
+    from campaigns.models import Send
+    from tests.admin.helpers import user_with_roles
+    from tests.factories import CampaignFactory
+
+    client.force_login(user_with_roles("approver"))
+    send = Send.objects.create(campaign=CampaignFactory(), occurrence_key="once")
+    url = reverse("admin:campaigns_send_change", args=[send.pk])
+    expected = {
+        Send.Status.RUNNING: {"pause", "cancel"},
+        Send.Status.PAUSED: {"resume", "cancel"},
+        Send.Status.COMPLETED: set(),
+    }
+    for status, offered in expected.items():
+        Send.objects.filter(pk=send.pk).update(status=status)
+        page = client.get(url).content.decode()
+        for control in ("pause", "resume", "cancel"):
+            assert (f"/send/{send.pk}/{control}/" in page) == (control in offered), (
+                status,
+                control,
+            )
+        assert 'name="_save"' not in page
