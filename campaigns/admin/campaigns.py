@@ -466,14 +466,14 @@ class SendAdmin(SendControlMixin, ModelAdmin):
     show_full_result_count = False
     change_form_outer_after_template = "admin/campaigns/send_audit.html"
     # The buttons a send offers in each status; a finished send offers none.
-    CONTROLS = {
+    CONTROLS: dict[str, set[str]] = {
         Send.Status.RUNNING: {"pause", "cancel"},
         Send.Status.PAUSED: {"resume", "cancel"},
     }
 
     def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
         status = Send.objects.filter(pk=object_id).values_list("status", flat=True).first()
-        offered = self.CONTROLS.get(status or "", set())
+        offered = self.CONTROLS.get(str(status), set())
         prefix = "campaigns_send_"  # Unfold names each action <app>_<model>_<method>
         actions = super().get_actions_detail(request, object_id)
         return [a for a in actions if a.action_name.removeprefix(prefix) in offered]
