@@ -27,7 +27,7 @@ from campaigns.services.delivery import (
 from campaigns.services.rendering import (
     TemplateProblem,
     address_check,
-    campaign_compile,
+    campaign_compile_for,
     header_value_check,
 )
 from campaigns.services.scheduling import (
@@ -69,15 +69,7 @@ def campaign_check(*, campaign: Campaign) -> None:
             except TemplateProblem as exc:
                 problem(field, str(exc))
     try:
-        campaign_compile(
-            campaign_id=campaign.pk or 0,
-            name=campaign.name,
-            subject=campaign.subject,
-            from_email=campaign.from_email,
-            reply_to=campaign.reply_to,
-            text_body=campaign.text_body,
-            html_body=campaign.html_body,
-        )
+        campaign_compile_for(campaign)
     except TemplateProblem as exc:
         label = str(exc).split(":", 1)[0]
         problem(_TEMPLATE_FIELDS.get(label, "text_body"), str(exc))

@@ -31,7 +31,7 @@ from campaigns.services.audiences import SUPPRESSED_STATUSES, recipient_suppress
 from campaigns.services.mime import WireFrame, wire_frame, wire_message
 from campaigns.services.rendering import (
     CompiledCampaign,
-    campaign_compile,
+    campaign_compile_for,
     message_build,
     message_render,
 )
@@ -314,15 +314,7 @@ def _compiled_with_frame(campaign: Campaign) -> tuple[CompiledCampaign, WireFram
     if cached is None:
         if len(_compiled_cache) > 64:
             _compiled_cache.clear()
-        compiled = campaign_compile(
-            campaign_id=campaign.pk,
-            name=campaign.name,
-            subject=campaign.subject,
-            from_email=campaign.from_email,
-            reply_to=campaign.reply_to,
-            text_body=campaign.text_body,
-            html_body=campaign.html_body,
-        )
+        compiled = campaign_compile_for(campaign)
         cached = _compiled_cache[key] = (compiled, wire_frame(compiled))
     return cached
 

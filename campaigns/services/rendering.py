@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.template.base import Node, NodeList, VariableNode
 from django.template.defaulttags import DebugNode, ForNode, WithNode
 from django.utils import timezone
+
+if TYPE_CHECKING:
+    from campaigns.models import Campaign
 
 RECIPIENT_FIELDS = frozenset({"email", "first_name", "last_name", "full_name", "attributes"})
 CAMPAIGN_FIELDS = frozenset({"name"})
@@ -161,6 +164,19 @@ def campaign_compile(
         subject=template_compile(subject, label="Subject"),
         text=template_compile(text_body, label="Text body") if text_body.strip() else None,
         html=template_compile(html_body, label="HTML body") if html_body.strip() else None,
+    )
+
+
+def campaign_compile_for(campaign: Campaign) -> CompiledCampaign:
+    """A campaign's own content, compiled (an unsaved campaign compiles with id 0)."""
+    return campaign_compile(
+        campaign_id=campaign.pk or 0,
+        name=campaign.name,
+        subject=campaign.subject,
+        from_email=campaign.from_email,
+        reply_to=campaign.reply_to,
+        text_body=campaign.text_body,
+        html_body=campaign.html_body,
     )
 
 
