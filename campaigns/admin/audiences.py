@@ -17,10 +17,15 @@ from import_export.forms import ConfirmImportForm
 from unfold.admin import ModelAdmin
 from unfold.contrib.import_export.forms import ExportForm, ImportForm
 from unfold.decorators import action, display
-from unfold.widgets import UnfoldAdminSelectWidget, UnfoldBooleanWidget
+from unfold.widgets import UnfoldBooleanWidget
 
 from campaigns.admin.base import EstimatedCountPaginator, ExactEmailSearch
-from campaigns.admin.imports import ImportUploadForm, upload_to_job
+from campaigns.admin.imports import (
+    ImportUploadForm,
+    audience_field,
+    resubscribe_field,
+    upload_to_job,
+)
 from campaigns.models import Audience, Recipient, Subscription
 from campaigns.resources import DeliveryResource, RecipientResource
 
@@ -28,17 +33,8 @@ from campaigns.resources import DeliveryResource, RecipientResource
 class RecipientImportForm(ImportForm):
     """Unfold's import form plus where the addresses go and whether to run in the background."""
 
-    audience = forms.ModelChoiceField(
-        queryset=Audience.objects.all(),
-        required=False,
-        widget=UnfoldAdminSelectWidget,
-        help_text="Every imported address is subscribed to this audience.",
-    )
-    resubscribe = forms.BooleanField(
-        required=False,
-        widget=UnfoldBooleanWidget,
-        help_text="Re-activate addresses that unsubscribed or bounced.",
-    )
+    audience = audience_field()
+    resubscribe = resubscribe_field()
     background = forms.BooleanField(
         label="Import in the background",
         required=False,

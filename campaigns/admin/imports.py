@@ -50,6 +50,25 @@ STATUS_COLOURS = {
 }
 
 
+def audience_field() -> forms.ModelChoiceField:
+    """Where imported addresses are subscribed; shared by both import forms."""
+    return forms.ModelChoiceField(
+        queryset=Audience.objects.all(),
+        required=False,
+        widget=UnfoldAdminSelectWidget,
+        help_text="Every imported address is subscribed to this audience.",
+    )
+
+
+def resubscribe_field() -> forms.BooleanField:
+    return forms.BooleanField(
+        required=False,
+        widget=UnfoldBooleanWidget,
+        help_text="Re-activate addresses that unsubscribed or bounced. Leave off unless these "
+        "people asked to be subscribed again.",
+    )
+
+
 class ImportUploadForm(forms.Form):
     file = forms.FileField(
         label="CSV file",
@@ -57,18 +76,8 @@ class ImportUploadForm(forms.Form):
         help_text="UTF-8 (with or without BOM), UTF-16 or Windows-1252; comma, semicolon, tab "
         "or pipe separated. The first line names the columns.",
     )
-    audience = forms.ModelChoiceField(
-        queryset=Audience.objects.all(),
-        required=False,
-        widget=UnfoldAdminSelectWidget,
-        help_text="Every imported address is subscribed to this audience.",
-    )
-    resubscribe = forms.BooleanField(
-        required=False,
-        widget=UnfoldBooleanWidget,
-        help_text="Re-activate addresses that unsubscribed or bounced. Leave off unless these "
-        "people asked to be subscribed again.",
-    )
+    audience = audience_field()
+    resubscribe = resubscribe_field()
     all_or_nothing = forms.BooleanField(
         required=False,
         widget=UnfoldBooleanWidget,
