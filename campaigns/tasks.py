@@ -13,6 +13,7 @@ from django.conf import settings
 
 from campaigns.models import TaskLink
 from campaigns.services import delivery, results
+from campaigns.services.audit import task_link_record
 from campaigns.services.campaigns import campaign_fire_scheduled
 
 # Backoff for a batch whose SMTP server is unreachable or answering 4xx: 5 s (the setting)
@@ -39,7 +40,7 @@ def publish_launch(
     campaign_id: int, occurrence_key: str, trigger: str, triggered_by_id: int | None
 ) -> None:
     task_id = str(uuid.uuid4())
-    TaskLink.objects.create(task_id=task_id, kind=TaskLink.Kind.LAUNCH, campaign_id=campaign_id)
+    task_link_record(task_id=task_id, kind=TaskLink.Kind.LAUNCH, campaign_id=campaign_id)
     launch_send.apply_async(
         kwargs={
             "campaign_id": campaign_id,
@@ -70,9 +71,8 @@ def launch_send(
 @shared_task(bind=True, name="campaigns.tasks.fire_scheduled_send")
 def fire_scheduled_send(self: Task, campaign_id: int) -> dict[str, Any]:
     if self.request.id:
-        TaskLink.objects.get_or_create(
-            task_id=self.request.id,
-            defaults={"kind": TaskLink.Kind.LAUNCH, "campaign_id": campaign_id},
+        task_link_record(
+            task_id=self.request.id, kind=TaskLink.Kind.LAUNCH, campaign_id=campaign_id
         )
     send = campaign_fire_scheduled(campaign_id=campaign_id, publish=publish_batch)
     if send is None:
@@ -117,7 +117,7 @@ def send_test_message(
 
 def publish_test_message(*, campaign_id: int, to_email: str, recipient_id: int | None) -> str:
     task_id = str(uuid.uuid4())
-    TaskLink.objects.create(task_id=task_id, kind=TaskLink.Kind.TEST, campaign_id=campaign_id)
+    task_link_record(task_id=task_id, kind=TaskLink.Kind.TEST, campaign_id=campaign_id)
     send_test_message.apply_async(
         kwargs={"campaign_id": campaign_id, "to_email": to_email, "recipient_id": recipient_id},
         task_id=task_id,
@@ -151,6 +151,6 @@ def run_import(import_job_id: int) -> dict[str, Any]:
 
 def publish_import(import_job_id: int) -> str:
     task_id = str(uuid.uuid4())
-    TaskLink.objects.create(task_id=task_id, kind=TaskLink.Kind.IMPORT, import_job_id=import_job_id)
+    task_link_record(task_id=task_id, kind=TaskLink.Kind.IMPORT, import_job_id=import_job_id)
     run_import.apply_async(kwargs={"import_job_id": import_job_id}, task_id=task_id)
     return task_id

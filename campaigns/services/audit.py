@@ -6,7 +6,22 @@ from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 
-from campaigns.models import AuditEntry, Campaign, ImportJob, Send
+from campaigns.models import AuditEntry, Campaign, ImportJob, Send, TaskLink
+
+
+def task_link_record(
+    *,
+    task_id: str,
+    kind: str,
+    campaign_id: int | None = None,
+    import_job_id: int | None = None,
+) -> None:
+    """Ties a Celery task id to what it serves, so its TaskResult row links back (idempotent:
+    Beat's task records itself when it runs, and a redelivered run records nothing new)."""
+    TaskLink.objects.get_or_create(
+        task_id=task_id,
+        defaults={"kind": kind, "campaign_id": campaign_id, "import_job_id": import_job_id},
+    )
 
 
 def audit_record(
