@@ -340,8 +340,8 @@ def queues_purge() -> None:
 
 def launch(campaign: Any) -> tuple[Any, float]:
     from campaigns.models import Send
+    from campaigns.publishers import publish_batch
     from campaigns.services.delivery import send_launch
-    from campaigns.tasks import publish_batch
 
     began = time.perf_counter()
     send = send_launch(

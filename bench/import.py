@@ -115,7 +115,7 @@ def background_run(path: Path, rows: int, env: dict[str, str]) -> tuple[float, f
     """(seconds, peak RSS in MB, invalid rows reported, final message) of the background path."""
     from django.core.files import File
 
-    from campaigns import tasks
+    from campaigns import publishers
     from campaigns.models import Audience, ImportJob
     from campaigns.services.imports import import_job_create, import_job_start
 
@@ -128,7 +128,7 @@ def background_run(path: Path, rows: int, env: dict[str, str]) -> tuple[float, f
         worker_wait_ready(proc, log)
         started = time.monotonic()
         import_job_start(job=job, columns=job.mapping["columns"], by=None,
-                         publish=tasks.publish_import)  # fmt: skip
+                         publish=publishers.publish_import)  # fmt: skip
         while True:
             job.refresh_from_db()
             if job.status not in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING):

@@ -400,7 +400,24 @@ class AuditEntry(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    action = models.CharField(max_length=32, db_index=True)
+
+    class Action(models.TextChoices):
+        CREATED = "created", "Created"
+        EDITED = "edited", "Edited"
+        APPROVED = "approved", "Approved"
+        SCHEDULED = "scheduled", "Scheduled"
+        UNSCHEDULED = "unscheduled", "Unscheduled"
+        SENT = "sent", "Sent"
+        TEST_SENT = "test_sent", "Test message sent"
+        PAUSED = "paused", "Paused"
+        RESUMED = "resumed", "Resumed"
+        CANCELLED = "cancelled", "Cancelled"
+        DELETED = "deleted", "Deleted"
+        IMPORT_STARTED = "import_started", "Import started"
+        IMPORT_FINISHED = "import_finished", "Import finished"
+        IMPORT_CANCELLED = "import_cancelled", "Import cancelled"
+
+    action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
     campaign = models.ForeignKey(
         Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
     )

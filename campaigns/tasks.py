@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -12,6 +11,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from campaigns.models import TaskLink
+from campaigns.publishers import publish_batch
 from campaigns.services import delivery, results
 from campaigns.services.audit import task_link_record
 from campaigns.services.campaigns import campaign_fire_scheduled
@@ -28,28 +28,6 @@ BATCH_WAIT_RETRIES = 10_000
 def _backoff(retries: int) -> float:
     base = settings.OPSDASH_DELIVERY_RETRY_BASE_SECONDS
     return min(300.0, base * 2**retries) * random.uniform(0.8, 1.2)
-
-
-def publish_batch(send_id: int, first_id: int, last_id: int, task_id: str) -> None:
-    deliver_batch.apply_async(
-        kwargs={"send_id": send_id, "first_id": first_id, "last_id": last_id}, task_id=task_id
-    )
-
-
-def publish_launch(
-    campaign_id: int, occurrence_key: str, trigger: str, triggered_by_id: int | None
-) -> None:
-    task_id = str(uuid.uuid4())
-    task_link_record(task_id=task_id, kind=TaskLink.Kind.LAUNCH, campaign_id=campaign_id)
-    launch_send.apply_async(
-        kwargs={
-            "campaign_id": campaign_id,
-            "occurrence_key": occurrence_key,
-            "trigger": trigger,
-            "triggered_by_id": triggered_by_id,
-        },
-        task_id=task_id,
-    )
 
 
 @shared_task(name="campaigns.tasks.launch_send")
@@ -115,16 +93,6 @@ def send_test_message(
     return {"to": to_email, "smtp": reply}
 
 
-def publish_test_message(*, campaign_id: int, to_email: str, recipient_id: int | None) -> str:
-    task_id = str(uuid.uuid4())
-    task_link_record(task_id=task_id, kind=TaskLink.Kind.TEST, campaign_id=campaign_id)
-    send_test_message.apply_async(
-        kwargs={"campaign_id": campaign_id, "to_email": to_email, "recipient_id": recipient_id},
-        task_id=task_id,
-    )
-    return task_id
-
-
 @shared_task(name="campaigns.tasks.reap_deliveries")
 def reap_deliveries() -> dict[str, int]:
     reaped = delivery.deliveries_reap(publish=publish_batch)
@@ -147,10 +115,3 @@ def run_import(import_job_id: int) -> dict[str, Any]:
 
     job = import_job_run(import_job_id=import_job_id)
     return {"import_job_id": job.pk, "status": job.status, "message": job.message}
-
-
-def publish_import(import_job_id: int) -> str:
-    task_id = str(uuid.uuid4())
-    task_link_record(task_id=task_id, kind=TaskLink.Kind.IMPORT, import_job_id=import_job_id)
-    run_import.apply_async(kwargs={"import_job_id": import_job_id}, task_id=task_id)
-    return task_id

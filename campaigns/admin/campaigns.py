@@ -16,7 +16,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget
 
-from campaigns import selectors, tasks
+from campaigns import publishers, selectors
 from campaigns.admin.base import (
     POST_ACTION,
     ChangelistDefer,
@@ -334,7 +334,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         return run_service(
             request,
             lambda: campaign_services.campaign_send_now(
-                campaign=campaign, by=request.user, launch=tasks.publish_launch
+                campaign=campaign, by=request.user, launch=publishers.publish_launch
             ),
             success=f"“{campaign.name}” is being sent. Progress shows under Sends.",
             redirect_to=self._back(object_id),
@@ -383,7 +383,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         if not email:
             messages.error(request, "Your account has no email address: add one to get tests.")
             return HttpResponseRedirect(self._back(object_id))
-        task_id = tasks.publish_test_message(
+        task_id = publishers.publish_test_message(
             campaign_id=int(object_id), to_email=email, recipient_id=None
         )
         messages.success(request, f"A test message of the saved campaign is on its way to {email}.")
@@ -410,7 +410,7 @@ class SendControlMixin(CampaignPermissions):
         return run_service(
             request,
             lambda: send_services.send_resume_by(
-                send_id=int(object_id), by=request.user, publish=tasks.publish_batch
+                send_id=int(object_id), by=request.user, publish=publishers.publish_batch
             ),
             success="Resumed: the remaining recipients are being sent.",
             redirect_to=self._back(object_id),

@@ -29,7 +29,7 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminFileFieldWidget, UnfoldAdminSelectWidget, UnfoldBooleanWidget
 
-from campaigns import tasks
+from campaigns import publishers
 from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import Audience, ImportJob
 from campaigns.services import imports as import_services
@@ -229,7 +229,7 @@ class ImportJobAdmin(ModelAdmin):
                         job=job,
                         columns=form.columns(),
                         by=request.user,
-                        publish=tasks.publish_import,
+                        publish=publishers.publish_import,
                     )
             except import_services.ImportFileError as exc:
                 form.add_error(None, str(exc))

@@ -8,6 +8,21 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 
 from campaigns.models import AuditEntry, Campaign, ImportJob, Send, TaskLink
 
+# Who pressed the button: a logged-in user, or nobody (a schedule, a worker, a command).
+By = AbstractBaseUser | AnonymousUser | None
+
+
+def acting_user(by: By) -> User | None:
+    """The user behind an action, or None for the anonymous and for the system itself."""
+    if by is None or not by.is_authenticated:
+        return None
+    return cast("User", by)
+
+
+def acting_user_id(by: By) -> int | None:
+    user = acting_user(by)
+    return None if user is None else user.pk
+
 
 def task_link_record(
     *,
@@ -26,16 +41,15 @@ def task_link_record(
 
 def audit_record(
     *,
-    action: str,
-    actor: AbstractBaseUser | AnonymousUser | None,
+    action: AuditEntry.Action,
+    actor: By,
     campaign: Campaign | None = None,
     send: Send | None = None,
     import_job: ImportJob | None = None,
     changes: dict[str, Any] | None = None,
 ) -> AuditEntry:
-    user = cast("User", actor) if actor is not None and actor.is_authenticated else None
     return AuditEntry.objects.create(
-        actor=user,
+        actor=acting_user(actor),
         action=action,
         campaign=campaign or (send.campaign if send else None),
         send=send,

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign, Send
+from campaigns.models import AuditEntry, Campaign, Send
 from campaigns.services.audit import audit_record
 from campaigns.services.delivery import (
     BatchPublisher,
@@ -97,7 +97,7 @@ def campaign_save(*, campaign: Campaign, by: User, changed: list[str] | None = N
     campaign.last_edited_by = user  # type: ignore[assignment]
     campaign.save()
     audit_record(
-        action="created" if created else "edited",
+        action=AuditEntry.Action.CREATED if created else AuditEntry.Action.EDITED,
         actor=by,
         campaign=campaign,
         changes=_diff(campaign, changed or []),
@@ -144,7 +144,7 @@ def campaign_schedule(*, campaign: Campaign, by: User) -> Campaign:
     _move(campaign, allowed_from=(Campaign.Status.DRAFT,), to=Campaign.Status.SCHEDULED)
     campaign_schedule_sync(campaign=campaign)
     audit_record(
-        action="scheduled",
+        action=AuditEntry.Action.SCHEDULED,
         actor=by,
         campaign=campaign,
         changes={"schedule": campaign.schedule_kind},
@@ -156,7 +156,7 @@ def campaign_schedule(*, campaign: Campaign, by: User) -> Campaign:
 def campaign_unschedule(*, campaign: Campaign, by: User) -> Campaign:
     _move(campaign, allowed_from=(Campaign.Status.SCHEDULED,), to=Campaign.Status.DRAFT)
     campaign_schedule_sync(campaign=campaign)
-    audit_record(action="unscheduled", actor=by, campaign=campaign)
+    audit_record(action=AuditEntry.Action.UNSCHEDULED, actor=by, campaign=campaign)
     return campaign
 
 
@@ -166,7 +166,7 @@ def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
     campaign.approved_by = by if by is not None and by.is_authenticated else None  # type: ignore[assignment]
     campaign.approved_at = timezone.now()
     campaign.save(update_fields=["approved_by", "approved_at", "updated_at"])
-    audit_record(action="approved", actor=by, campaign=campaign)
+    audit_record(action=AuditEntry.Action.APPROVED, actor=by, campaign=campaign)
     return campaign
 
 
@@ -190,7 +190,9 @@ def campaign_send_now(*, campaign: Campaign, by: User, launch: LaunchPublisher) 
                 to=Campaign.Status.SENDING,
             )
             campaign_schedule_sync(campaign=campaign)
-        audit_record(action="sent", actor=by, campaign=campaign, changes={"occurrence": key})
+        audit_record(
+            action=AuditEntry.Action.SENT, actor=by, campaign=campaign, changes={"occurrence": key}
+        )
         user_id = by.pk if by is not None and by.is_authenticated else None
         transaction.on_commit(lambda: launch(campaign.pk, key, Send.Trigger.MANUAL, user_id))
     return key
@@ -209,7 +211,7 @@ def campaign_fire_scheduled(*, campaign_id: int, publish: BatchPublisher) -> Sen
         return None
     # The schedule sent it: an entry with no actor, so the trail shows every send.
     audit_record(
-        action="sent",
+        action=AuditEntry.Action.SENT,
         actor=None,
         campaign=campaign,
         send=send,
@@ -228,7 +230,11 @@ def campaign_delete(*, campaign: Campaign, by: User) -> None:
         raise IllegalTransition(
             f"“{campaign.name}” has sends on record; cancel it instead of deleting it."
         )
-    audit_record(action="deleted", actor=by, changes={"campaign": campaign.name, "id": campaign.pk})
+    audit_record(
+        action=AuditEntry.Action.DELETED,
+        actor=by,
+        changes={"campaign": campaign.name, "id": campaign.pk},
+    )
     task = campaign.periodic_task
     campaign.delete()
     if task is not None:

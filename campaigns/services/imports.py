@@ -30,7 +30,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from campaigns.models import Audience, ImportJob, Recipient, Subscription
+from campaigns.models import Audience, AuditEntry, ImportJob, Recipient, Subscription
 from campaigns.resources import escape_formula
 from campaigns.services.audiences import InvalidEmail, normalise_email
 from campaigns.services.audit import audit_record
@@ -343,7 +343,7 @@ def import_job_start(
     job.message = "Waiting for a worker."
     job.save(update_fields=["mapping", "message"])
     audit_record(
-        action="import_started",
+        action=AuditEntry.Action.IMPORT_STARTED,
         actor=by,
         import_job=job,
         changes={"file": job.original_name, "audience": job.audience_id, "columns": columns},
@@ -372,7 +372,10 @@ def import_job_cancel(*, job: ImportJob, by: Actor) -> ImportJob:
             fields += ["status", "finished_at", "message"]
         job.save(update_fields=fields)
         audit_record(
-            action="import_cancelled", actor=by, import_job=job, changes={"status": job.status}
+            action=AuditEntry.Action.IMPORT_CANCELLED,
+            actor=by,
+            import_job=job,
+            changes={"status": job.status},
         )
     return job
 
@@ -468,7 +471,11 @@ def _job_finish(
         _report_write(job, store)
         fields.append("error_report")
     job.save(update_fields=fields)
-    action = "import_cancelled" if status == ImportJob.Status.CANCELLED else "import_finished"
+    action = (
+        AuditEntry.Action.IMPORT_CANCELLED
+        if status == ImportJob.Status.CANCELLED
+        else AuditEntry.Action.IMPORT_FINISHED
+    )
     if action == "import_finished" or not job.audit_entries.filter(action=action).exists():
         audit_record(
             action=action,

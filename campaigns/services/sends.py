@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
-from campaigns.models import Send
+from campaigns.models import AuditEntry, Send
 from campaigns.services import delivery
 from campaigns.services.audit import audit_record
 from campaigns.services.delivery import BatchPublisher
@@ -17,7 +17,7 @@ from campaigns.services.delivery import BatchPublisher
 User = AbstractBaseUser | AnonymousUser | None
 
 
-def _record(send: Send, *, action: str, by: User, before: str) -> None:
+def _record(send: Send, *, action: AuditEntry.Action, by: User, before: str) -> None:
     audit_record(action=action, actor=by, send=send, changes={"status": [before, send.status]})
 
 
@@ -29,7 +29,7 @@ def _status(send_id: int) -> str:
 def send_pause_by(*, send_id: int, by: User) -> Send:
     before = _status(send_id)
     send = delivery.send_pause(send_id=send_id)
-    _record(send, action="paused", by=by, before=before)
+    _record(send, action=AuditEntry.Action.PAUSED, by=by, before=before)
     return send
 
 
@@ -37,7 +37,7 @@ def send_pause_by(*, send_id: int, by: User) -> Send:
 def send_resume_by(*, send_id: int, by: User, publish: BatchPublisher) -> Send:
     before = _status(send_id)
     send = delivery.send_resume(send_id=send_id, publish=publish)
-    _record(send, action="resumed", by=by, before=before)
+    _record(send, action=AuditEntry.Action.RESUMED, by=by, before=before)
     return send
 
 
@@ -45,5 +45,5 @@ def send_resume_by(*, send_id: int, by: User, publish: BatchPublisher) -> Send:
 def send_cancel_by(*, send_id: int, by: User) -> Send:
     before = _status(send_id)
     send = delivery.send_cancel(send_id=send_id)
-    _record(send, action="cancelled", by=by, before=before)
+    _record(send, action=AuditEntry.Action.CANCELLED, by=by, before=before)
     return send

@@ -19,8 +19,8 @@ import pytest
 from django_celery_results.models import TaskResult
 
 from campaigns.models import Campaign, Delivery, Recipient, Send, TaskLink
+from campaigns.publishers import publish_batch, publish_launch
 from campaigns.services import delivery
-from campaigns.tasks import publish_batch, publish_launch
 from opsdash.smtp_sink import SmtpSink
 from tests.factories import CampaignFactory, audience_with
 from tests.faults.conftest import FLUSH_EVERY, WORKER_CONCURRENCY, fault_worker

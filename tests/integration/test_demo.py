@@ -49,10 +49,10 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 SEND_NOW = """
-from campaigns import tasks
+from campaigns import publishers
 from campaigns.models import Campaign
 from campaigns.services.campaigns import campaign_send_now
-campaign_send_now(campaign=Campaign.objects.get(pk=1), by=None, launch=tasks.publish_launch)
+campaign_send_now(campaign=Campaign.objects.get(pk=1), by=None, launch=publishers.publish_launch)
 """
 
 REPORT = """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.files import File
 
-from campaigns import tasks
+from campaigns import publishers
 from campaigns.models import AuditEntry, ImportJob, Recipient, Subscription, TaskLink
 from campaigns.services.imports import import_job_cancel, import_job_create, import_job_start
 from tests.factories import AudienceFactory, UserFactory
@@ -35,7 +35,7 @@ def test_a_worker_runs_the_import_and_the_job_reports_it(media: dict[str, str]) 
         )
     with CeleryProcess.worker(smtp_port=1, extra_env=media) as worker:
         import_job_start(
-            job=job, columns=job.mapping["columns"], by=staff, publish=tasks.publish_import
+            job=job, columns=job.mapping["columns"], by=staff, publish=publishers.publish_import
         )
         deadline = time.monotonic() + 60
         while job.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING):
@@ -70,7 +70,7 @@ def test_a_cancel_while_the_worker_imports_writes_nothing(
         smtp_port=1, extra_env={**media, "OPSDASH_IMPORT_CHUNK_ROWS": "2000"}
     ) as worker:
         import_job_start(
-            job=job, columns=job.mapping["columns"], by=staff, publish=tasks.publish_import
+            job=job, columns=job.mapping["columns"], by=staff, publish=publishers.publish_import
         )
         deadline = time.monotonic() + 60
         while not ImportJob.objects.filter(pk=job.pk, processed_rows__gt=0).exists():
