@@ -6,12 +6,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.urls import URLPattern, path, reverse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
-from django.views.decorators.http import require_GET, require_POST
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget
@@ -26,11 +25,12 @@ from campaigns.admin.base import (
     post_required,
     run_service,
 )
+from campaigns.admin.campaign_views import CampaignToolViews
 from campaigns.models import Campaign, Delivery, Send
 from campaigns.services import campaigns as campaign_services
 from campaigns.services import sends as send_services
-from campaigns.services.rendering import TemplateProblem, campaign_compile, message_render
-from campaigns.services.scheduling import schedule_describe
+from campaigns.services.scheduling import WEEKDAYS, schedule_describe
+from campaigns.services.transitions import CampaignControl, campaign_controls_for
 
 STATUS_COLOURS = {
     "draft": "info",
@@ -48,7 +48,12 @@ STATUS_COLOURS = {
 
 
 RECENT_SENDS = 10
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+# The detail action behind each status control; the state machine decides which are offered.
+CONTROL_ACTIONS: dict[CampaignControl, str] = {
+    CampaignControl.SEND_NOW: "send_now",
+    CampaignControl.SCHEDULE: "schedule_campaign",
+    CampaignControl.UNSCHEDULE: "unschedule_campaign",
+}
 
 
 class CampaignForm(forms.ModelForm):
@@ -195,69 +200,16 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_urls(self) -> list[URLPattern]:
-        wrap = self.admin_site.admin_view
-        return [
-            path("preview/", wrap(self.preview_view), name="campaigns_campaign_preview"),
-            path(
-                "task-state/<str:task_id>/",
-                wrap(self.task_state_view),
-                name="campaigns_campaign_task_state",
-            ),
-            *super().get_urls(),
-        ]
+        return [*CampaignToolViews(self).urls(), *super().get_urls()]
 
-    def preview_view(self, request: HttpRequest) -> HttpResponse:
-        """Renders the posted (possibly unsaved) content for one recipient, as JSON."""
-        return require_POST(self._preview)(request)
-
-    def _preview(self, request: HttpRequest) -> HttpResponse:
-        if not self.has_view_or_change_permission(request):
-            raise PermissionDenied
-        campaign_id = request.POST.get("campaign_id", "")
-        stored = Campaign.objects.filter(pk=campaign_id).first() if campaign_id.isdigit() else None
-
-        def field(name: str) -> str:
-            if name in request.POST:
-                return request.POST[name]
-            return str(getattr(stored, name, "") or "")
-
-        recipient = selectors.preview_recipient(email=request.POST.get("recipient", ""))
-        if recipient is None:
-            return JsonResponse({"error": "No recipient has this address."}, status=200)
-        try:
-            compiled = campaign_compile(
-                campaign_id=stored.pk if stored else 0,
-                name=field("name"),
-                subject=field("subject"),
-                from_email=field("from_email"),
-                reply_to=field("reply_to"),
-                text_body=field("text_body"),
-                html_body=field("html_body"),
-            )
-            rendered = message_render(
-                compiled, recipient=recipient, unsubscribe_url="#unsubscribe-preview"
-            )
-        except TemplateProblem as exc:
-            return JsonResponse({"error": str(exc)})
-        return JsonResponse(
-            {
-                "subject": rendered.subject,
-                "html": rendered.html,
-                "text": rendered.text,
-                "recipient": recipient["email"],
-            }
-        )
-
-    def task_state_view(self, request: HttpRequest, task_id: str) -> HttpResponse:
-        return require_GET(self._task_state)(request, task_id)
-
-    def _task_state(self, request: HttpRequest, task_id: str) -> HttpResponse:
-        if not self.has_view_or_change_permission(request):
-            raise PermissionDenied
-        state = selectors.task_state(task_id=task_id)
-        if state is None:
-            return JsonResponse({"error": "Unknown task."}, status=404)
-        return JsonResponse(state)
+    def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
+        """Approve and test always; of the status controls, those the campaign offers now."""
+        campaign = Campaign.objects.filter(pk=object_id).only("status").first()
+        offered = campaign_controls_for(campaign) if campaign else []
+        hidden = {name for control, name in CONTROL_ACTIONS.items() if control not in offered}
+        prefix = "campaigns_campaign_"  # Unfold names each action <app>_<model>_<method>
+        actions = super().get_actions_detail(request, object_id)
+        return [a for a in actions if a.action_name.removeprefix(prefix) not in hidden]
 
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Campaign) -> str:
@@ -333,9 +285,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         campaign = self._campaign(object_id)
         return run_service(
             request,
-            lambda: campaign_services.campaign_send_now(
-                campaign=campaign, by=request.user, launch=publishers.publish_launch
-            ),
+            lambda: campaign_services.campaign_send_now(campaign=campaign, by=request.user),
             success=f"“{campaign.name}” is being sent. Progress shows under Sends.",
             redirect_to=self._back(object_id),
         )
@@ -380,12 +330,14 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         if refused := post_required(request):
             return refused
         email = getattr(request.user, "email", "")
-        if not email:
-            messages.error(request, "Your account has no email address: add one to get tests.")
+        try:
+            task_id = campaign_services.campaign_send_test(
+                campaign=self._campaign(object_id), by=request.user, to_email=email
+            )
+        except ValidationError as exc:
+            for text in exc.messages:
+                messages.error(request, text)
             return HttpResponseRedirect(self._back(object_id))
-        task_id = publishers.publish_test_message(
-            campaign_id=int(object_id), to_email=email, recipient_id=None
-        )
         messages.success(request, f"A test message of the saved campaign is on its way to {email}.")
         return HttpResponseRedirect(f"{self._back(object_id)}?test_task={task_id}#test-send")
 

@@ -1,29 +1,23 @@
-"""Composing campaigns and moving them through their states.
+"""Composing campaigns, and the staff actions that move them: schedule, send now, test, delete.
 
-    draft -> scheduled -> sending -> sent | paused | cancelled | failed
-    scheduled -> draft (unschedule);  paused -> sending (resume) | cancelled
-
-A recurring campaign stays ``scheduled``; each occurrence is a Send with its own status.
+The states and the moves between them are the Campaign table in services/transitions.py; this
+module decides *when* to ask for a move (after validation, the audience and the four-eyes rule).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from typing import Any, Protocol
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from campaigns import publishers
 from campaigns.models import AuditEntry, Campaign, Send
-from campaigns.services.audit import audit_record
-from campaigns.services.delivery import (
-    BatchPublisher,
-    IllegalTransition,
-    LaunchPublisher,
-    send_launch,
-)
+from campaigns.services.audit import By, acting_user, acting_user_id, audit_record
+from campaigns.services.delivery import BatchPublisher, LaunchPublisher, send_launch
 from campaigns.services.rendering import (
     TemplateProblem,
     address_check,
@@ -36,8 +30,21 @@ from campaigns.services.scheduling import (
     occurrence_key_for,
     schedule_validate,
 )
+from campaigns.services.transitions import (
+    CampaignControl,
+    IllegalTransition,
+    campaign_control_check,
+    campaign_move,
+)
 
-User = AbstractBaseUser | AnonymousUser | None
+
+class PublishTestMessage(Protocol):
+    """Publishes one test message under the task id the caller chose."""
+
+    def __call__(
+        self, *, campaign_id: int, to_email: str, recipient_id: int | None, task_id: str
+    ) -> str: ...
+
 
 _TEMPLATE_FIELDS = {
     "Subject": "subject",
@@ -87,14 +94,14 @@ def _diff(campaign: Campaign, changed: list[str]) -> dict[str, Any]:
 
 
 @transaction.atomic
-def campaign_save(*, campaign: Campaign, by: User, changed: list[str] | None = None) -> Campaign:
+def campaign_save(*, campaign: Campaign, by: By, changed: list[str] | None = None) -> Campaign:
     """Validates and saves a composed campaign, records who changed what, syncs its schedule."""
     campaign_check(campaign=campaign)
     created = campaign.pk is None
-    user = by if by is not None and by.is_authenticated else None
+    user = acting_user(by)
     if created and user is not None:
-        campaign.owner = user  # type: ignore[assignment]
-    campaign.last_edited_by = user  # type: ignore[assignment]
+        campaign.owner = user
+    campaign.last_edited_by = user
     campaign.save()
     audit_record(
         action=AuditEntry.Action.CREATED if created else AuditEntry.Action.EDITED,
@@ -106,28 +113,16 @@ def campaign_save(*, campaign: Campaign, by: User, changed: list[str] | None = N
     return campaign
 
 
-def _move(campaign: Campaign, *, allowed_from: tuple[str, ...], to: str) -> None:
-    """A conditional UPDATE: of two racing requests only one moves the campaign."""
-    moved = Campaign.objects.filter(pk=campaign.pk, status__in=allowed_from).update(
-        status=to, updated_at=timezone.now()
-    )
-    if not moved:
-        campaign.refresh_from_db(fields=["status"])
-        raise IllegalTransition(
-            f"“{campaign.name}” is {campaign.get_status_display().lower()}; it cannot be {to} now."
-        )
-    campaign.refresh_from_db()
-
-
 def _require_audience(campaign: Campaign) -> None:
     if not campaign.audiences.exists():
         raise ValidationError({"audiences": ["Choose at least one audience to send to."]})
 
 
-def _require_four_eyes(campaign: Campaign, by: User) -> None:
+def _require_four_eyes(campaign: Campaign, by: By) -> None:
     if not settings.OPSDASH_FOUR_EYES:
         return
-    if by is not None and campaign.last_edited_by_id == getattr(by, "pk", None):
+    user_id = acting_user_id(by)
+    if user_id is not None and campaign.last_edited_by_id == user_id:
         raise IllegalTransition(
             "Four-eyes rule: the last editor of a campaign cannot send or schedule it; "
             "ask another approver."
@@ -135,13 +130,13 @@ def _require_four_eyes(campaign: Campaign, by: User) -> None:
 
 
 @transaction.atomic
-def campaign_schedule(*, campaign: Campaign, by: User) -> Campaign:
+def campaign_schedule(*, campaign: Campaign, by: By) -> Campaign:
     if campaign.schedule_kind == Campaign.ScheduleKind.MANUAL:
         raise ValidationError({"schedule_kind": ["Choose when to send before scheduling."]})
     campaign_check(campaign=campaign)
     _require_audience(campaign)
     _require_four_eyes(campaign, by)
-    _move(campaign, allowed_from=(Campaign.Status.DRAFT,), to=Campaign.Status.SCHEDULED)
+    campaign_move(campaign, to=Campaign.Status.SCHEDULED, via=CampaignControl.SCHEDULE)
     campaign_schedule_sync(campaign=campaign)
     audit_record(
         action=AuditEntry.Action.SCHEDULED,
@@ -153,29 +148,32 @@ def campaign_schedule(*, campaign: Campaign, by: User) -> Campaign:
 
 
 @transaction.atomic
-def campaign_unschedule(*, campaign: Campaign, by: User) -> Campaign:
-    _move(campaign, allowed_from=(Campaign.Status.SCHEDULED,), to=Campaign.Status.DRAFT)
+def campaign_unschedule(*, campaign: Campaign, by: By) -> Campaign:
+    campaign_move(campaign, to=Campaign.Status.DRAFT, via=CampaignControl.UNSCHEDULE)
     campaign_schedule_sync(campaign=campaign)
     audit_record(action=AuditEntry.Action.UNSCHEDULED, actor=by, campaign=campaign)
     return campaign
 
 
 @transaction.atomic
-def campaign_approve(*, campaign: Campaign, by: User) -> Campaign:
+def campaign_approve(*, campaign: Campaign, by: By) -> Campaign:
     campaign_check(campaign=campaign)
-    campaign.approved_by = by if by is not None and by.is_authenticated else None  # type: ignore[assignment]
+    campaign.approved_by = acting_user(by)
     campaign.approved_at = timezone.now()
     campaign.save(update_fields=["approved_by", "approved_at", "updated_at"])
     audit_record(action=AuditEntry.Action.APPROVED, actor=by, campaign=campaign)
     return campaign
 
 
-def campaign_send_now(*, campaign: Campaign, by: User, launch: LaunchPublisher) -> str:
+def campaign_send_now(
+    *, campaign: Campaign, by: By, launch: LaunchPublisher = publishers.publish_launch
+) -> str:
     """Starts a send at once; a second press for the same occurrence creates nothing.
 
     Returns the occurrence key. A one-off campaign has a single occurrence ("once"); a recurring
     one gets a manual occurrence per minute, so a double click still maps to one Send.
     """
+    campaign_control_check(campaign, CampaignControl.SEND_NOW)
     campaign_check(campaign=campaign)
     _require_audience(campaign)
     _require_four_eyes(campaign, by)
@@ -184,21 +182,62 @@ def campaign_send_now(*, campaign: Campaign, by: User, launch: LaunchPublisher) 
             key = f"manual:{timezone.now():%Y-%m-%dT%H:%M}"
         else:
             key = "once"
-            _move(
-                campaign,
-                allowed_from=(Campaign.Status.DRAFT, Campaign.Status.SCHEDULED),
-                to=Campaign.Status.SENDING,
-            )
+            campaign_move(campaign, to=Campaign.Status.SENDING, via=CampaignControl.SEND_NOW)
             campaign_schedule_sync(campaign=campaign)
         audit_record(
             action=AuditEntry.Action.SENT, actor=by, campaign=campaign, changes={"occurrence": key}
         )
-        user_id = by.pk if by is not None and by.is_authenticated else None
+        user_id = acting_user_id(by)
         transaction.on_commit(lambda: launch(campaign.pk, key, Send.Trigger.MANUAL, user_id))
     return key
 
 
-def campaign_fire_scheduled(*, campaign_id: int, publish: BatchPublisher) -> Send | None:
+def campaign_send_test(
+    *,
+    campaign: Campaign,
+    by: By,
+    to_email: str,
+    recipient_id: int | None = None,
+    publish: PublishTestMessage = publishers.publish_test_message,
+) -> str:
+    """Sends the saved campaign to one staff address as a test; returns the task's id.
+
+    1. Refuse a missing or malformed address, and a campaign whose templates do not compile,
+       here and now rather than in a task that fails later.
+    2. Record who sent a test to which address.
+    3. Publish after commit under an id chosen now, so the page can follow the task at once.
+    """
+    if not to_email.strip():
+        raise ValidationError("Your account has no email address: add one to get tests.")
+    try:
+        address = address_check(to_email, label="Test address", allow_display_name=False)
+        campaign_compile_for(campaign)
+    except TemplateProblem as exc:
+        raise ValidationError(str(exc)) from exc
+    task_id = str(uuid.uuid4())
+    with transaction.atomic():
+        audit_record(
+            action=AuditEntry.Action.TEST_SENT,
+            actor=by,
+            campaign=campaign,
+            changes={"to": address, "task_id": task_id},
+        )
+
+        def publish_now() -> None:
+            publish(
+                campaign_id=campaign.pk,
+                to_email=address,
+                recipient_id=recipient_id,
+                task_id=task_id,
+            )
+
+        transaction.on_commit(publish_now)
+    return task_id
+
+
+def campaign_fire_scheduled(
+    *, campaign_id: int, publish: BatchPublisher = publishers.publish_batch
+) -> Send | None:
     """What Beat's PeriodicTask runs: launches the occurrence due now, at most once."""
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.status != Campaign.Status.SCHEDULED:
@@ -224,7 +263,7 @@ def campaign_fire_scheduled(*, campaign_id: int, publish: BatchPublisher) -> Sen
 
 
 @transaction.atomic
-def campaign_delete(*, campaign: Campaign, by: User) -> None:
+def campaign_delete(*, campaign: Campaign, by: By) -> None:
     """Deletes a campaign that never sent, with its PeriodicTask."""
     if campaign.sends.exists():
         raise IllegalTransition(

@@ -36,6 +36,7 @@ from campaigns.services.rendering import (
     message_render,
 )
 from campaigns.services.smtp import Outcome, SmtpResult, SmtpSession
+from campaigns.services.transitions import IllegalTransition
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ logger = logging.getLogger(__name__)
 BatchPublisher = Callable[[int, int, int, str], None]
 # Publishes a launch: (campaign_id, occurrence_key, trigger, triggered_by_id).
 LaunchPublisher = Callable[[int, str, str, int | None], None]
-
-
-class IllegalTransition(ValueError):
-    pass
 
 
 # --- Shared state ---------------------------------------------------------------------------

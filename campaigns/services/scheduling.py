@@ -15,6 +15,8 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Periodic
 from campaigns.models import Campaign
 
 FIRE_TASK = "campaigns.tasks.fire_scheduled_send"
+# Campaign.schedule_weekday's numbering (0 = Monday, as Python's date.weekday()), not cron's.
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 class ScheduleProblem(ValueError):
@@ -172,8 +174,8 @@ def schedule_describe(campaign: Campaign) -> str:
     if kind == Campaign.ScheduleKind.DAILY:
         return f"Every day at {at} ({tz})"
     if kind == Campaign.ScheduleKind.WEEKLY:
-        days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-        day = days[campaign.schedule_weekday] if campaign.schedule_weekday is not None else "?"
+        weekday = campaign.schedule_weekday
+        day = WEEKDAYS[weekday] if weekday is not None else "?"
         return f"Every {day} at {at} ({tz})"
     if kind == Campaign.ScheduleKind.MONTHLY:
         return f"Every month on day {campaign.schedule_day} at {at} ({tz})"

@@ -112,6 +112,8 @@ SEND_CONTROL_TARGETS: Mapping[SendControl, str] = {
 
 
 class CampaignControl(StrEnum):
+    """The status buttons staff press on a campaign."""
+
     SCHEDULE = "schedule"
     UNSCHEDULE = "unschedule"
     SEND_NOW = "send_now"
@@ -121,6 +123,14 @@ CAMPAIGN_CONTROL_TARGETS: Mapping[CampaignControl, str] = {
     CampaignControl.SCHEDULE: CampaignStatus.SCHEDULED,
     CampaignControl.UNSCHEDULE: CampaignStatus.DRAFT,
     CampaignControl.SEND_NOW: CampaignStatus.SENDING,
+}
+
+# Where staff may press each control: a subset of the table's sources for its target. A paused
+# campaign also reaches ``sending``, but by resuming its send, not by sending it again.
+CAMPAIGN_CONTROL_SOURCES: Mapping[CampaignControl, frozenset[str]] = {
+    CampaignControl.SCHEDULE: frozenset({CampaignStatus.DRAFT}),
+    CampaignControl.UNSCHEDULE: frozenset({CampaignStatus.SCHEDULED}),
+    CampaignControl.SEND_NOW: frozenset({CampaignStatus.DRAFT, CampaignStatus.SCHEDULED}),
 }
 
 
@@ -140,9 +150,29 @@ def send_controls_for(status: str) -> list[SendControl]:
 
 
 def campaign_controls_for(campaign: Campaign) -> list[CampaignControl]:
-    """The status moves a campaign offers now (a recurring one is sent now while scheduled)."""
-    targets = CAMPAIGN_TRANSITIONS.get(campaign.status, frozenset())
-    return [control for control, to in CAMPAIGN_CONTROL_TARGETS.items() if to in targets]
+    """The status controls a campaign offers now (a recurring one is sent now while scheduled:
+    its occurrence becomes a Send and the campaign itself stays where it is)."""
+    return [
+        control
+        for control, sources in CAMPAIGN_CONTROL_SOURCES.items()
+        if campaign.status in sources
+    ]
+
+
+def campaign_control_check(campaign: Campaign, control: CampaignControl) -> None:
+    """Raises IllegalTransition unless ``campaign`` offers ``control`` in its current status."""
+    if control not in campaign_controls_for(campaign):
+        raise IllegalTransition(
+            f"“{campaign.name}” is {campaign.get_status_display().lower()}; "
+            f"it cannot {_CONTROL_VERBS[control]} now."
+        )
+
+
+_CONTROL_VERBS: Mapping[CampaignControl, str] = {
+    CampaignControl.SCHEDULE: "be scheduled",
+    CampaignControl.UNSCHEDULE: "be unscheduled",
+    CampaignControl.SEND_NOW: "be sent now",
+}
 
 
 def _move(
@@ -159,15 +189,20 @@ def _move(
     return bool(updated)
 
 
-def campaign_move(campaign: Campaign, *, to: str, strict: bool = True) -> bool:
+def campaign_move(
+    campaign: Campaign, *, to: str, strict: bool = True, via: CampaignControl | None = None
+) -> bool:
     """Moves a campaign to ``to`` if its current status allows; refreshes ``campaign``.
 
     With ``strict`` an impossible move raises IllegalTransition naming the current status;
     without, it is a no-op that returns False (a send's mirror of a campaign already moved on).
+    ``via`` names the control staff pressed: the move then starts only where that control is
+    offered, so a campaign that changed status since the page was drawn does not move.
     """
-    moved = _move(
-        Campaign, CAMPAIGN_TRANSITIONS, pk=campaign.pk, to=to, extra={"updated_at": timezone.now()}
-    )
+    table = CAMPAIGN_TRANSITIONS
+    if via is not None:
+        table = {source: table[source] for source in CAMPAIGN_CONTROL_SOURCES[via]}
+    moved = _move(Campaign, table, pk=campaign.pk, to=to, extra={"updated_at": timezone.now()})
     campaign.refresh_from_db(fields=["status", "updated_at"])
     if not moved and strict:
         raise IllegalTransition(

@@ -1,16 +1,24 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import time, timedelta
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from campaigns.models import AuditEntry, Campaign
+from campaigns.models import AuditEntry, Campaign, Send
 from campaigns.services import campaigns as services
-from campaigns.services.delivery import IllegalTransition
-from tests.factories import AudienceFactory, CampaignFactory, UserFactory
+from campaigns.services.delivery import send_launch
+from campaigns.services.transitions import (
+    CampaignControl,
+    IllegalTransition,
+    campaign_controls_for,
+)
+from tests.factories import AudienceFactory, CampaignFactory, UserFactory, audience_with
 
 pytestmark = pytest.mark.django_db
 
@@ -83,21 +91,42 @@ def test_scheduling_needs_an_audience() -> None:
     assert not PeriodicTask.objects.exists()
 
 
-def test_send_now_twice_launches_once() -> None:
-    campaign = CampaignFactory(audiences=[AudienceFactory()])
-    launches: list[tuple[int, str]] = []
+CaptureOnCommit = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
+
+
+def test_send_now_twice_launches_once(
+    django_capture_on_commit_callbacks: CaptureOnCommit,
+) -> None:
+    campaign = CampaignFactory(audiences=[audience_with(2)])
+    launches: list[tuple[int, str, str, int | None]] = []
     user = UserFactory()
-    with pytest.MonkeyPatch.context():
-        key = services.campaign_send_now(
-            campaign=campaign, by=user, launch=lambda c, k, t, u: launches.append((c, k))
-        )
-        with pytest.raises(IllegalTransition, match="is sending"):
-            services.campaign_send_now(
-                campaign=campaign, by=user, launch=lambda c, k, t, u: launches.append((c, k))
-            )
+
+    def launch(campaign_id: int, key: str, trigger: str, user_id: int | None) -> None:
+        launches.append((campaign_id, key, trigger, user_id))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        key = services.campaign_send_now(campaign=campaign, by=user, launch=launch)
+    with (
+        django_capture_on_commit_callbacks(execute=True) as second,
+        pytest.raises(IllegalTransition, match="is sending"),
+    ):
+        services.campaign_send_now(campaign=campaign, by=user, launch=launch)
     assert key == "once"
+    assert launches == [(campaign.pk, "once", Send.Trigger.MANUAL, user.pk)]
+    assert second == []
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENDING
+
+    for campaign_id, occurrence_key, trigger, user_id in launches:
+        send_launch(
+            campaign_id=campaign_id,
+            occurrence_key=occurrence_key,
+            trigger=trigger,
+            triggered_by_id=user_id,
+            publish=lambda *batch: None,
+        )
+    (send,) = Send.objects.filter(campaign=campaign)
+    assert (send.occurrence_key, send.total, send.triggered_by_id) == ("once", 2, user.pk)
 
 
 def test_the_four_eyes_rule_stops_the_last_editor(settings) -> None:  # type: ignore[no-untyped-def]
@@ -111,10 +140,108 @@ def test_the_four_eyes_rule_stops_the_last_editor(settings) -> None:  # type: ig
 
 
 def test_a_campaign_with_sends_cannot_be_deleted() -> None:
-    from campaigns.models import Send
-
     campaign = CampaignFactory()
     Send.objects.create(campaign=campaign, occurrence_key="once")
     with pytest.raises(IllegalTransition, match="has sends on record"):
         services.campaign_delete(campaign=campaign, by=UserFactory())
     assert Campaign.objects.filter(pk=campaign.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("status", "offered"),
+    [
+        (Campaign.Status.DRAFT, [CampaignControl.SCHEDULE, CampaignControl.SEND_NOW]),
+        (Campaign.Status.SCHEDULED, [CampaignControl.UNSCHEDULE, CampaignControl.SEND_NOW]),
+        (Campaign.Status.SENDING, []),
+        (Campaign.Status.PAUSED, []),  # resumed through its send, not sent again
+        (Campaign.Status.SENT, []),
+    ],
+)
+def test_a_campaign_offers_the_controls_its_status_allows(
+    status: str, offered: list[CampaignControl]
+) -> None:
+    assert sorted(campaign_controls_for(Campaign(status=status))) == sorted(offered)
+
+
+def test_a_paused_campaign_cannot_be_sent_again() -> None:
+    campaign = CampaignFactory(audiences=[AudienceFactory()], status=Campaign.Status.PAUSED)
+    with pytest.raises(IllegalTransition, match="is paused; it cannot be sent now"):
+        services.campaign_send_now(campaign=campaign, by=UserFactory(), launch=lambda *a: None)
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.PAUSED
+    assert not AuditEntry.objects.exists()
+
+
+def test_a_scheduled_recurring_campaign_sent_now_stays_scheduled(
+    django_capture_on_commit_callbacks: CaptureOnCommit,
+) -> None:
+    campaign = services.campaign_schedule(
+        campaign=CampaignFactory(
+            audiences=[AudienceFactory()],
+            schedule_kind=Campaign.ScheduleKind.DAILY,
+            schedule_time=time(9, 0),
+        ),
+        by=UserFactory(),
+    )
+    launches: list[str] = []
+    with django_capture_on_commit_callbacks(execute=True):
+        key = services.campaign_send_now(
+            campaign=campaign, by=UserFactory(), launch=lambda c, k, t, u: launches.append(k)
+        )
+    assert key.startswith("manual:") and launches == [key]
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SCHEDULED
+
+
+class PublishedTests:
+    """Stands in for the broker: remembers each test message published."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def __call__(
+        self, *, campaign_id: int, to_email: str, recipient_id: int | None, task_id: str
+    ) -> str:
+        self.messages.append({"campaign_id": campaign_id, "to": to_email, "task_id": task_id})
+        return task_id
+
+
+def test_a_test_message_is_audited_and_published_after_commit(
+    django_capture_on_commit_callbacks: CaptureOnCommit,
+) -> None:
+    campaign, editor, published = CampaignFactory(), UserFactory(), PublishedTests()
+    with django_capture_on_commit_callbacks() as callbacks:
+        task_id = services.campaign_send_test(
+            campaign=campaign, by=editor, to_email="Editor@Example.com", publish=published
+        )
+        assert published.messages == []  # nothing reaches a worker before the commit
+    for callback in callbacks:
+        callback()
+    assert published.messages == [
+        {"campaign_id": campaign.pk, "to": "Editor@Example.com", "task_id": task_id}
+    ]
+    entry = AuditEntry.objects.get()
+    assert (entry.action, entry.actor, entry.campaign) == ("test_sent", editor, campaign)
+    assert entry.changes == {"to": "Editor@Example.com", "task_id": task_id}
+
+
+@pytest.mark.parametrize(
+    ("to_email", "fields", "needle"),
+    [
+        ("", {}, "Your account has no email address"),
+        ("not an address", {}, "not a valid email address"),
+        ("a@example.com", {"text_body": "{% for %}"}, "does not compile"),
+    ],
+)
+def test_a_test_message_that_cannot_be_sent_is_refused_at_once(
+    to_email: str, fields: dict[str, str], needle: str
+) -> None:
+    published = PublishedTests()
+    with pytest.raises(ValidationError, match=needle):
+        services.campaign_send_test(
+            campaign=CampaignFactory(**fields),
+            by=UserFactory(),
+            to_email=to_email,
+            publish=published,
+        )
+    assert published.messages == [] and not AuditEntry.objects.exists()

@@ -1,0 +1,70 @@
+"""The campaign page's own endpoints: the live preview and the state of a test message's task.
+
+Both answer the page's script in JSON; they parse the request and leave the work to a service
+(the preview) or a selector (the task state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from django.contrib.admin import ModelAdmin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import URLPattern, path
+from django.views.decorators.http import require_GET, require_POST
+
+from campaigns import selectors
+from campaigns.services.previews import PREVIEW_FIELDS, PreviewProblem, campaign_preview
+
+
+class CampaignToolViews:
+    """The URLs and views behind the preview and test-message panels of a campaign."""
+
+    def __init__(self, model_admin: ModelAdmin[Any]) -> None:
+        self.model_admin = model_admin
+
+    def urls(self) -> list[URLPattern]:
+        wrap = self.model_admin.admin_site.admin_view
+        return [
+            path("preview/", wrap(self.preview_view), name="campaigns_campaign_preview"),
+            path(
+                "task-state/<str:task_id>/",
+                wrap(self.task_state_view),
+                name="campaigns_campaign_task_state",
+            ),
+        ]
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """Renders the posted (possibly unsaved) content for one recipient, as JSON."""
+        return require_POST(self._preview)(request)
+
+    def task_state_view(self, request: HttpRequest, task_id: str) -> HttpResponse:
+        return require_GET(self._task_state)(request, task_id)
+
+    def _require_view(self, request: HttpRequest) -> None:
+        if not self.model_admin.has_view_or_change_permission(request):
+            raise PermissionDenied
+
+    def _preview(self, request: HttpRequest) -> HttpResponse:
+        self._require_view(request)
+        posted = request.POST
+        campaign_id = posted.get("campaign_id", "")
+        try:
+            preview = campaign_preview(
+                # Only a plain number names a campaign; anything else previews the form alone.
+                campaign_id=int(campaign_id) if campaign_id.isdigit() else None,
+                data={name: posted[name] for name in PREVIEW_FIELDS if name in posted},
+                recipient_email=posted.get("recipient", ""),
+            )
+        except PreviewProblem as exc:
+            return JsonResponse({"error": str(exc)})
+        return JsonResponse(asdict(preview))
+
+    def _task_state(self, request: HttpRequest, task_id: str) -> HttpResponse:
+        self._require_view(request)
+        state = selectors.task_state(task_id=task_id)
+        if state is None:
+            return JsonResponse({"error": "Unknown task."}, status=404)
+        return JsonResponse(state)

@@ -1,0 +1,63 @@
+"""A campaign as one recipient will read it, from the form's fields before they are saved."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from campaigns import selectors
+from campaigns.models import Campaign
+from campaigns.services.rendering import TemplateProblem, campaign_compile, message_render
+
+# The campaign fields a preview renders; each comes from the form when posted, else the database.
+PREVIEW_FIELDS = ("name", "subject", "from_email", "reply_to", "text_body", "html_body")
+# The preview's unsubscribe link goes nowhere: a click in the preview must not unsubscribe anyone.
+PREVIEW_UNSUBSCRIBE_URL = "#unsubscribe-preview"
+
+
+class PreviewProblem(ValueError):
+    """Why no preview could be drawn; the message is shown to the staff member as it is."""
+
+
+@dataclass(frozen=True)
+class Preview:
+    subject: str
+    html: str
+    text: str
+    recipient: str  # the address the preview was rendered for
+
+
+def campaign_preview(
+    *, campaign_id: int | None, data: Mapping[str, str], recipient_email: str
+) -> Preview:
+    """Renders the campaign as being edited for one recipient (the sample when none is named).
+
+    1. Take each field from ``data`` (the form as posted), else from the stored campaign, else
+       blank (a campaign not saved yet).
+    2. Find the recipient by address; an address nobody has is a PreviewProblem.
+    3. Compile and render; a template that does not compile is a PreviewProblem naming it.
+    """
+    stored = Campaign.objects.filter(pk=campaign_id).first() if campaign_id else None
+    fields = {name: _field(name, data, stored) for name in PREVIEW_FIELDS}
+    recipient = selectors.preview_recipient(email=recipient_email)
+    if recipient is None:
+        raise PreviewProblem("No recipient has this address.")
+    try:
+        compiled = campaign_compile(campaign_id=stored.pk if stored else 0, **fields)
+        rendered = message_render(
+            compiled, recipient=recipient, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL
+        )
+    except TemplateProblem as exc:
+        raise PreviewProblem(str(exc)) from exc
+    return Preview(
+        subject=rendered.subject,
+        html=rendered.html,
+        text=rendered.text,
+        recipient=recipient["email"],
+    )
+
+
+def _field(name: str, data: Mapping[str, str], stored: Campaign | None) -> str:
+    if name in data:
+        return data[name]
+    return str(getattr(stored, name, "") or "")
