@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.html import escape
 from django_celery_beat.models import PeriodicTask
 
-from campaigns.models import Campaign
+from campaigns.models import AuditEntry, Campaign
 from opsdash.smtp_sink import SmtpSink
 from tests.admin.helpers import campaign_form_data, user_with_roles
 from tests.factories import CampaignFactory, RecipientFactory, audience_with
@@ -203,3 +203,42 @@ def test_a_test_message_returns_at_once_and_its_state_can_be_followed(
 def test_the_task_state_endpoint_knows_only_our_tasks() -> None:
     url = reverse("admin:campaigns_campaign_task_state", args=["not-a-task-of-ours"])
     assert logged_in("editor").get(url).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("status", "shown", "hidden"),
+    [
+        ("draft", {"send_now", "schedule_campaign"}, {"unschedule_campaign"}),
+        ("scheduled", {"send_now", "unschedule_campaign"}, {"schedule_campaign"}),
+        ("sending", set(), {"send_now", "schedule_campaign", "unschedule_campaign"}),
+    ],
+)
+def test_the_page_offers_the_status_controls_the_campaign_allows(
+    status: str, shown: set[str], hidden: set[str]
+) -> None:
+    campaign = CampaignFactory(status=status)
+    client = logged_in("editor", "approver")
+    page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content
+    for name in shown | {"approve", "send_test_to_me"}:
+        assert reverse(f"admin:campaigns_campaign_{name}", args=[campaign.pk]).encode() in page
+    for name in hidden:
+        assert reverse(f"admin:campaigns_campaign_{name}", args=[campaign.pk]).encode() not in page
+
+
+def test_a_test_message_is_recorded_in_the_audit_trail() -> None:
+    campaign = CampaignFactory()
+    client = logged_in("editor", email="editor@example.com")
+    url = reverse("admin:campaigns_campaign_send_test_to_me", args=[campaign.pk])
+    response = client.post(url, follow=True)
+    assert "is on its way to editor@example.com" in response.content.decode()
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.TEST_SENT)
+    assert entry.campaign == campaign and entry.changes["to"] == "editor@example.com"
+
+
+def test_a_test_message_needs_an_address_on_the_account() -> None:
+    campaign = CampaignFactory()
+    client = logged_in("editor", email="")
+    url = reverse("admin:campaigns_campaign_send_test_to_me", args=[campaign.pk])
+    response = client.post(url, follow=True)
+    assert "Your account has no email address" in response.content.decode()
+    assert not AuditEntry.objects.exists()
