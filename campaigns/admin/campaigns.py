@@ -60,21 +60,10 @@ class CampaignForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = (
-            "name",
-            "subject",
-            "from_email",
-            "reply_to",
-            "text_body",
-            "html_body",
+            *campaign_services.CONTENT_FIELDS,
             "audiences",
             "rate_limit_per_minute",
-            "schedule_kind",
-            "scheduled_at",
-            "schedule_time",
-            "schedule_weekday",
-            "schedule_day",
-            "schedule_crontab",
-            "schedule_timezone",
+            *campaign_services.SCHEDULE_FIELDS,
         )
         # Admin help text is rendered as HTML: the model's "<team@example.com>" would vanish.
         help_texts = {
@@ -130,29 +119,9 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         "audit_link",
     )
     fieldsets = (
-        (
-            "Content",
-            {
-                "classes": ["tab"],
-                "fields": ("name", "subject", "from_email", "reply_to", "text_body", "html_body"),
-            },
-        ),
+        ("Content", {"classes": ["tab"], "fields": campaign_services.CONTENT_FIELDS}),
         ("Audience", {"classes": ["tab"], "fields": ("audiences", "rate_limit_per_minute")}),
-        (
-            "Schedule",
-            {
-                "classes": ["tab"],
-                "fields": (
-                    "schedule_kind",
-                    "scheduled_at",
-                    "schedule_time",
-                    "schedule_weekday",
-                    "schedule_day",
-                    "schedule_crontab",
-                    "schedule_timezone",
-                ),
-            },
-        ),
+        ("Schedule", {"classes": ["tab"], "fields": campaign_services.SCHEDULE_FIELDS}),
         (
             "Status",
             {

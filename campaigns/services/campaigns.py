@@ -46,6 +46,20 @@ class PublishTestMessage(Protocol):
     ) -> str: ...
 
 
+# What staff compose on a campaign. A save writes these and never the status, which only
+# transitions.campaign_move changes: a form opened before a send finished must not undo it.
+CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "text_body", "html_body")
+SCHEDULE_FIELDS = (
+    "schedule_kind",
+    "scheduled_at",
+    "schedule_time",
+    "schedule_weekday",
+    "schedule_day",
+    "schedule_crontab",
+    "schedule_timezone",
+)
+COMPOSED_FIELDS = (*CONTENT_FIELDS, "rate_limit_per_minute", *SCHEDULE_FIELDS)
+
 _TEMPLATE_FIELDS = {
     "Subject": "subject",
     "Text body": "text_body",
@@ -102,7 +116,10 @@ def campaign_save(*, campaign: Campaign, by: By, changed: list[str] | None = Non
     if created and user is not None:
         campaign.owner = user
     campaign.last_edited_by = user
-    campaign.save()
+    if created:
+        campaign.save()
+    else:
+        campaign.save(update_fields=[*COMPOSED_FIELDS, "last_edited_by", "updated_at"])
     audit_record(
         action=AuditEntry.Action.CREATED if created else AuditEntry.Action.EDITED,
         actor=by,

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 from campaigns import selectors
 from campaigns.models import Campaign
+from campaigns.services.campaigns import CONTENT_FIELDS
 from campaigns.services.rendering import TemplateProblem, campaign_compile, message_render
 
 # The campaign fields a preview renders; each comes from the form when posted, else the database.
-PREVIEW_FIELDS = ("name", "subject", "from_email", "reply_to", "text_body", "html_body")
+PREVIEW_FIELDS = CONTENT_FIELDS
 # The preview's unsubscribe link goes nowhere: a click in the preview must not unsubscribe anyone.
 PREVIEW_UNSUBSCRIBE_URL = "#unsubscribe-preview"
 

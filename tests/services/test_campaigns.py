@@ -82,6 +82,16 @@ def test_saving_records_who_created_and_edited() -> None:
     assert campaign.owner == user and campaign.last_edited_by == user
 
 
+def test_saving_an_edit_never_writes_the_status_back() -> None:
+    """A form opened while the campaign was a draft is saved after it was sent."""
+    campaign = services.campaign_save(campaign=unsaved(), by=UserFactory())
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENT)
+    campaign.subject = "Edited"
+    services.campaign_save(campaign=campaign, by=UserFactory(), changed=["subject"])
+    stored = Campaign.objects.get(pk=campaign.pk)
+    assert (stored.status, stored.subject) == (Campaign.Status.SENT, "Edited")
+
+
 def test_scheduling_needs_an_audience() -> None:
     campaign = CampaignFactory(schedule_kind=Campaign.ScheduleKind.DAILY, schedule_time=time(9, 0))
     with pytest.raises(ValidationError, match="at least one audience"):
