@@ -14,6 +14,9 @@ from campaigns.models import AuditEntry, Campaign, Send
 from campaigns.services import campaigns as services
 from campaigns.services.delivery import send_launch
 from campaigns.services.transitions import (
+    CAMPAIGN_CONTROL_SOURCES,
+    CAMPAIGN_CONTROL_TARGETS,
+    CAMPAIGN_TRANSITIONS,
     CampaignControl,
     IllegalTransition,
     campaign_controls_for,
@@ -171,6 +174,12 @@ def test_a_campaign_offers_the_controls_its_status_allows(
     status: str, offered: list[CampaignControl]
 ) -> None:
     assert sorted(campaign_controls_for(Campaign(status=status))) == sorted(offered)
+
+
+def test_every_campaign_control_is_a_move_the_table_allows() -> None:
+    for control, sources in CAMPAIGN_CONTROL_SOURCES.items():
+        for source in sources:
+            assert CAMPAIGN_CONTROL_TARGETS[control] in CAMPAIGN_TRANSITIONS[source], control
 
 
 def test_a_paused_campaign_cannot_be_sent_again() -> None:
