@@ -74,6 +74,9 @@ def address_with_name(raw: str) -> tuple[str, str, str] | None:
         email = email_normalise(address)
     except InvalidEmail:
         return None
+    if "," in name:  # "Doe, Jane": the family name first
+        last, _, first = name.partition(",")
+        return email, first.strip(), last.strip()
     first, _, last = name.strip().rpartition(" ")
     return (email, first, last) if first else (email, last, "")
 
