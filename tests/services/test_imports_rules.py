@@ -20,8 +20,8 @@ from campaigns.services.imports import (
     import_job_create,
     import_job_run,
     import_job_start,
+    workbook,
 )
-from campaigns.services.imports import workbook
 from tests.factories import AudienceFactory, UserFactory
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "imports"
@@ -102,18 +102,27 @@ def test_a_file_gets_the_same_counts_report_and_audit_now_and_in_the_background(
     assert stored_now == sorted(Recipient.objects.values_list("email", "first_name", "last_name"))
 
 
-def test_a_small_file_runs_at_once_and_a_large_one_is_always_queued(settings: Any) -> None:
+def test_a_small_file_runs_at_once_and_a_large_one_is_always_queued(
+    settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
     job = run(FIXTURES / "valid.csv", background=False)
     assert job.status == ImportJob.Status.COMPLETED
     reset()
     settings.OPSDASH_IMPORT_BACKGROUND_BYTES = 100
     published: list[int] = []
+
+    def publish(pk: int) -> str:
+        published.append(pk)
+        return "task"
+
     job = create(FIXTURES / "valid.csv")
-    job = import_job_start(
-        job=job, columns=job.mapping["columns"], by=None, background=False,
-        publish=lambda pk: published.append(pk) or "task",
-    )  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        job = import_job_start(
+            job=job, columns=job.mapping["columns"], by=None, background=False, publish=publish
+        )
     assert job.status == ImportJob.Status.PENDING and job.message == "Waiting for a worker."
+    assert published == [job.pk]
+    assert Recipient.objects.count() == 0
 
 
 def test_one_invalid_row_does_not_block_the_file_and_names_its_line() -> None:
