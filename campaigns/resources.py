@@ -1,25 +1,19 @@
-"""django-import-export resources: column mapping, widgets and export escaping.
+"""django-import-export resources, for export only: recipients and the delivery log.
 
-Small files go through RecipientResource in the admin (dry-run preview, then confirm); large
-ones through campaigns.services.imports. Both upsert by normalised email, keep blank cells from
-erasing known values, put unknown columns into ``attributes`` and respect suppression.
+Imports do not come through here: every recipient import, whatever its size, is an ImportJob
+run by campaigns.services.imports, the one place the import rules live.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from import_export import fields, resources, widgets
 
-from campaigns.models import Audience, Delivery, Recipient, Subscription
-from campaigns.services.audiences import InvalidEmail, normalise_email
+from campaigns.models import Delivery, Recipient
 
 # Spreadsheet programs run a cell starting with one of these as a formula.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-_RESUBSCRIBABLE = (Recipient.Status.UNSUBSCRIBED, Recipient.Status.BOUNCED)
-_SUPPRESSED = (*_RESUBSCRIBABLE, Recipient.Status.COMPLAINED)
 
 
 def escape_formula(value: Any) -> Any:
@@ -29,13 +23,15 @@ def escape_formula(value: Any) -> Any:
 
 
 class EscapedExportResource(resources.ModelResource):
-    """Every exported cell, in every format (CSV, XLSX, ...), goes through escape_formula.
-
-    The library's own IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT only strips a leading "=".
-    """
+    """Export only. Every exported cell, in every format (CSV, XLSX, ...), goes through
+    escape_formula: the library's own IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT only strips a
+    leading "="."""
 
     def export_field(self, field: Any, instance: Any, **kwargs: Any) -> Any:
         return escape_formula(super().export_field(field, instance, **kwargs))
+
+    def import_data(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} is export only")
 
 
 class RecipientResource(EscapedExportResource):
@@ -45,100 +41,17 @@ class RecipientResource(EscapedExportResource):
     attributes = fields.Field(
         attribute="attributes", column_name="attributes", widget=widgets.JSONWidget()
     )
-    # Status is shown on export but never imported: a file must not resubscribe anyone by
-    # saying "active" (the resubscribe option is the one, explicit way).
-    status = fields.Field(attribute="status", column_name="status", readonly=True)
-    created_at = fields.Field(attribute="created_at", column_name="created_at", readonly=True)
+    status = fields.Field(attribute="status", column_name="status")
+    created_at = fields.Field(attribute="created_at", column_name="created_at")
 
     class Meta:
         model = Recipient
-        import_id_fields = ("email",)
         fields = ("email", "first_name", "last_name", "attributes", "status", "created_at")
         export_order = fields
-        skip_unchanged = True
-        report_skipped = True
-
-    def __init__(
-        self, *, audience: Audience | None = None, resubscribe: bool = False, **kwargs: Any
-    ) -> None:
-        super().__init__(**kwargs)
-        self.audience = audience
-        self.resubscribe = resubscribe
-
-    def before_import_row(self, row: Any, **kwargs: Any) -> None:
-        try:
-            row["email"] = normalise_email(str(row.get("email") or ""))
-        except InvalidEmail as exc:
-            raise ValidationError({"email": str(exc)}) from exc
-
-    def import_field(self, field: Any, instance: Any, row: Any, *args: Any, **kwargs: Any) -> None:
-        if field.column_name not in row or field.readonly:
-            return
-        # A blank cell keeps what we know; a file never erases a name or the attributes.
-        if instance.pk and str(row.get(field.column_name) or "").strip() == "":
-            return
-        if field.attribute == "attributes":
-            incoming = field.clean(row, **kwargs) or {}
-            instance.attributes = {**(instance.attributes or {}), **incoming}
-            return
-        super().import_field(field, instance, row, *args, **kwargs)
-
-    def import_instance(self, instance: Recipient, row: Any, **kwargs: Any) -> None:
-        super().import_instance(instance, row, **kwargs)
-        known = {f.column_name for f in self.get_import_fields()} | {"status", "created_at"}
-        extra = {
-            str(k).strip(): str(v).strip()
-            for k, v in row.items()
-            if k not in known and k and v is not None and str(v).strip()
-        }
-        if extra:
-            instance.attributes = {**(instance.attributes or {}), **extra}
-        if self.resubscribe and instance.status in _RESUBSCRIBABLE:
-            instance.status = Recipient.Status.ACTIVE
-
-    def skip_row(
-        self,
-        instance: Recipient,
-        original: Recipient | None,
-        row: Any,
-        import_validation_errors: Any = None,
-    ) -> bool:
-        if original is not None and original.pk and original.status in _SUPPRESSED:
-            # Suppressed: left exactly as it is unless resubscribe was chosen.
-            return not (self.resubscribe and original.status in _RESUBSCRIBABLE)
-        if instance.pk and self._subscription_changes(instance):
-            return False
-        return bool(
-            super().skip_row(
-                instance, original, row, import_validation_errors=import_validation_errors
-            )
-        )
-
-    def _subscription_changes(self, recipient: Recipient) -> bool:
-        if self.audience is None:
-            return False
-        current = (
-            Subscription.objects.filter(recipient=recipient, audience=self.audience)
-            .values_list("status", flat=True)
-            .first()
-        )
-        if current is None:
-            return True
-        return bool(current != Subscription.Status.SUBSCRIBED and self.resubscribe)
-
-    def after_save_instance(self, instance: Recipient, row: Any, **kwargs: Any) -> None:
-        if self.audience is None or instance.status != Recipient.Status.ACTIVE:
-            return
-        subscription, created = Subscription.objects.get_or_create(
-            recipient=instance, audience=self.audience
-        )
-        if not created and self.resubscribe and subscription.status != "subscribed":
-            subscription.status = Subscription.Status.SUBSCRIBED
-            subscription.save(update_fields=["status", "updated_at"])
 
 
 class DeliveryResource(EscapedExportResource):
-    """The delivery log, export only: SMTP responses and errors come from outside servers."""
+    """The delivery log: SMTP responses and errors come from outside servers."""
 
     send = fields.Field(attribute="send_id", column_name="send")
     campaign = fields.Field(attribute="send__campaign__name", column_name="campaign")
@@ -155,6 +68,3 @@ class DeliveryResource(EscapedExportResource):
 
     def get_queryset(self) -> Any:
         return Delivery.objects.select_related("send__campaign", "recipient").order_by("id")
-
-    def import_data(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("the delivery log is export only")

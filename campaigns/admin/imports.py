@@ -1,6 +1,7 @@
-"""Import jobs for large CSV files: upload, map the columns, watch the progress, get the report.
+"""Recipient imports: upload, map the columns (the preview), run, read the report.
 
-The views only call campaigns.services.imports; a worker on the imports queue does the work.
+Every import, small or large, is an ImportJob; the views only call campaigns.services.imports
+(which runs a small file in the request and queues a large one) and read its selectors.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import (
     FileResponse,
     Http404,
@@ -29,9 +29,9 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminFileFieldWidget, UnfoldAdminSelectWidget, UnfoldBooleanWidget
 
-from campaigns import publishers
 from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import Audience, ImportJob
+from campaigns.selectors import imports as import_selectors
 from campaigns.services import imports as import_services
 
 TARGET_CHOICES = [
@@ -50,34 +50,40 @@ STATUS_COLOURS = {
 }
 
 
-def audience_field() -> forms.ModelChoiceField:
-    """Where imported addresses are subscribed; shared by both import forms."""
-    return forms.ModelChoiceField(
+# An import creates and changes recipients, so it takes the editor's recipient permissions
+# as well as the right to create an import job.
+IMPORT_PERMISSIONS = (
+    "campaigns.add_importjob",
+    "campaigns.add_recipient",
+    "campaigns.change_recipient",
+)
+REJECTED_ROWS_SHOWN = 20
+
+
+def may_import(request: HttpRequest) -> bool:
+    return bool(request.user.has_perms(IMPORT_PERMISSIONS))
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(
+        label="CSV or Excel file",
+        widget=UnfoldAdminFileFieldWidget(attrs={"accept": ".csv,.txt,.tsv,.xlsx"}),
+        help_text="CSV in UTF-8 (with or without BOM), UTF-16 or Windows-1252; comma, semicolon, "
+        "tab or pipe separated; or an .xlsx workbook (its first sheet). The first line names "
+        "the columns.",
+    )
+    audience = forms.ModelChoiceField(
         queryset=Audience.objects.all(),
         required=False,
         widget=UnfoldAdminSelectWidget,
         help_text="Every imported address is subscribed to this audience.",
     )
-
-
-def resubscribe_field() -> forms.BooleanField:
-    return forms.BooleanField(
+    resubscribe = forms.BooleanField(
         required=False,
         widget=UnfoldBooleanWidget,
         help_text="Re-activate addresses that unsubscribed or bounced. Leave off unless these "
         "people asked to be subscribed again.",
     )
-
-
-class ImportUploadForm(forms.Form):
-    file = forms.FileField(
-        label="CSV file",
-        widget=UnfoldAdminFileFieldWidget,
-        help_text="UTF-8 (with or without BOM), UTF-16 or Windows-1252; comma, semicolon, tab "
-        "or pipe separated. The first line names the columns.",
-    )
-    audience = audience_field()
-    resubscribe = resubscribe_field()
     all_or_nothing = forms.BooleanField(
         required=False,
         widget=UnfoldBooleanWidget,
@@ -87,6 +93,14 @@ class ImportUploadForm(forms.Form):
 
 class ImportMappingForm(forms.Form):
     """One choice per column of the file, pre-filled with the guessed mapping."""
+
+    background = forms.BooleanField(
+        label="Import in the background",
+        required=False,
+        widget=UnfoldBooleanWidget,
+        help_text="A worker imports the file while you watch its progress. Large files always "
+        "go this way; smaller ones are imported at once and show their report.",
+    )
 
     def __init__(self, *args: Any, job: ImportJob, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -99,6 +113,9 @@ class ImportMappingForm(forms.Form):
                 initial=guessed[index] if index < len(guessed) else "ignore",
                 widget=UnfoldAdminSelectWidget,
             )
+
+    def column_fields(self) -> list[forms.BoundField]:
+        return [self[f"column_{i}"] for i in range(len(self.headers))]
 
     def columns(self) -> list[str]:
         return [self.cleaned_data[f"column_{i}"] for i in range(len(self.headers))]
@@ -193,9 +210,13 @@ class ImportJobAdmin(ModelAdmin):
         url = reverse("admin:campaigns_importjob_report", args=[obj.pk])
         return format_html('<a href="{}">Download the rejected rows (CSV)</a>', url)
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return may_import(request)
+
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
+        """The upload: the file is stored and sniffed, then the mapping page previews it."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         form = ImportUploadForm(request.POST or None, request.FILES or None)
@@ -208,59 +229,59 @@ class ImportJobAdmin(ModelAdmin):
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Import recipients from a large file",
+            "title": "Import recipients",
             "form": form,
             "max_mb": settings.OPSDASH_IMPORT_MAX_BYTES // (1024 * 1024),
         }
         return TemplateResponse(request, "admin/campaigns/importjob/upload.html", context)
 
     def mapping_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The preview: each column with its first values and a target; posting runs it."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         job = get_object_or_404(ImportJob, pk=pk)
         change_url = reverse("admin:campaigns_importjob_change", args=[job.pk])
         if job.status != ImportJob.Status.PENDING or job.task_id:
             return HttpResponseRedirect(change_url)
-        form = ImportMappingForm(request.POST or None, job=job)
+        form = ImportMappingForm(
+            request.POST or None,
+            job=job,
+            initial={"background": import_services.import_job_runs_in_background(
+                job=job, background=False
+            )},
+        )  # fmt: skip
         if request.method == "POST" and form.is_valid():
             try:
-                with transaction.atomic():
-                    import_services.import_job_start(
-                        job=job,
-                        columns=form.columns(),
-                        by=request.user,
-                        publish=publishers.publish_import,
-                    )
+                job = import_services.import_job_start(
+                    job=job,
+                    columns=form.columns(),
+                    by=request.user,
+                    background=form.cleaned_data["background"],
+                )
             except import_services.ImportFileError as exc:
                 form.add_error(None, str(exc))
             else:
-                messages.success(request, "The import is queued; this page shows its progress.")
+                _started_message(request, job)
                 return HttpResponseRedirect(change_url)
+        sample = import_selectors.file_sample(job=job, rows=5)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
             "title": f"Map the columns of {job.original_name}",
             "job": job,
             "form": form,
-            "columns": self._columns_with_samples(form, job),
+            "columns": [
+                (field, [row[i] for row in sample if i < len(row)])
+                for i, field in enumerate(form.column_fields())
+            ],
         }
         return TemplateResponse(request, "admin/campaigns/importjob/mapping.html", context)
-
-    def _columns_with_samples(
-        self, form: ImportMappingForm, job: ImportJob
-    ) -> list[tuple[Any, list[str]]]:
-        """Each column's choice next to its first few values, so the mapping is easy to check."""
-        sample = import_services.file_sample(job=job, rows=5)
-        return [
-            (form[f"column_{i}"], [row[i] for row in sample if i < len(row)])
-            for i in range(len(form.headers))
-        ]
 
     def progress_view(self, request: HttpRequest, pk: int) -> JsonResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
         job = get_object_or_404(ImportJob, pk=pk)
-        return JsonResponse(import_services.import_job_progress(job=job))
+        return JsonResponse(import_selectors.import_job_progress(job=job))
 
     def cancel_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         if request.method != "POST":
@@ -296,13 +317,27 @@ class ImportJobAdmin(ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        """The report: progress while it runs; counts and the first rejected rows at the end."""
         job = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if job is not None:
             extra["import_job"] = job
-            extra["import_progress"] = import_services.import_job_progress(job=job)
+            extra["import_progress"] = import_selectors.import_job_progress(job=job)
+            extra["rejected_rows"] = import_selectors.import_job_rejected_rows(
+                job=job, limit=REJECTED_ROWS_SHOWN
+            )
+            extra["rejected_rows_limit"] = REJECTED_ROWS_SHOWN
             extra["can_cancel"] = self.has_add_permission(request) and job.status in (
                 ImportJob.Status.PENDING,
                 ImportJob.Status.RUNNING,
             )
         return super().change_view(request, object_id, form_url, extra)
+
+
+def _started_message(request: HttpRequest, job: ImportJob) -> None:
+    if job.status == ImportJob.Status.PENDING:
+        messages.success(request, "The import is queued; this page shows its progress.")
+    elif job.status == ImportJob.Status.COMPLETED:
+        messages.success(request, job.message)
+    else:
+        messages.error(request, job.message)

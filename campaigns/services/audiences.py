@@ -20,6 +20,9 @@ SUPPRESSED_STATUSES = (
     Recipient.Status.BOUNCED,
     Recipient.Status.COMPLAINED,
 )
+# The suppressed statuses a person may lift by asking to be subscribed again (an import with
+# "resubscribe"); a spam complaint is never lifted that way.
+RESUBSCRIBABLE_STATUSES = (Recipient.Status.UNSUBSCRIBED, Recipient.Status.BOUNCED)
 
 
 class InvalidEmail(ValueError):

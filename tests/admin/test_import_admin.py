@@ -1,4 +1,5 @@
-"""Importing recipients in the admin: the small-file preview, and the background job's pages."""
+"""Importing recipients in the admin: upload, mapping (the preview), run now or in the background,
+report; one flow for every file."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 
 from campaigns.models import AuditEntry, ImportJob, Recipient, Subscription
 from opsdash.celery import app
-from tests.factories import AudienceFactory, RecipientFactory
+from tests.factories import AudienceFactory, RecipientFactory, UserFactory
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "imports"
 
@@ -59,7 +61,7 @@ def test_a_background_import_goes_from_upload_through_mapping_to_its_report(
         response = admin_client.post(
             mapping_url,
             {"column_0": "email", "column_1": "first_name", "column_2": "last_name",
-             "column_3": "attribute", "column_4": "ignore"},
+             "column_3": "attribute", "column_4": "ignore", "background": "on"},
         )  # fmt: skip
     assert response.status_code == 302
 
@@ -136,97 +138,129 @@ def test_a_file_without_an_email_column_is_stopped_at_the_mapping(admin_client: 
     assert job.task_id == "" and job.status == ImportJob.Status.PENDING
 
 
-# --- The recipients' own import (django-import-export) ----------------------------------
+# --- The Recipients "Import" button: the same flow, run in the request ------------------
 
 
-def import_post(client: Client, name: str, **data: Any) -> Any:
+def upload(
+    client: Client, content: bytes | str, name: str = "people.csv", **data: Any
+) -> ImportJob:
+    """Uploads a file through the import page and returns the job waiting for its mapping."""
+    raw = content.encode() if isinstance(content, str) else content
+    response = client.post(
+        reverse("admin:campaigns_importjob_add"),
+        {"file": SimpleUploadedFile(name, raw, content_type="text/csv"), **data},
+    )
+    job = ImportJob.objects.order_by("-pk").first()
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert job is not None
+    return job
+
+
+def run_mapped(client: Client, job: ImportJob, **data: Any) -> Any:
+    """Posts the mapping page with the guessed columns (the user only presses Run)."""
+    columns = {f"column_{i}": target for i, target in enumerate(job.mapping["columns"])}
     return client.post(
-        reverse("admin:campaigns_recipient_import"),
-        {"import_file": fixture_upload(name), "format": "0", "resource": "0", **data},
+        reverse("admin:campaigns_importjob_mapping", args=[job.pk]), {**columns, **data}
     )
 
 
-def posted(form: Any) -> dict[str, Any]:
-    """What the browser sends back from the confirm form's hidden fields."""
-    return {k: ("" if v is None else v) for k, v in form.initial.items()}
+def test_the_recipients_import_button_leads_to_the_import_flow(admin_client: Client) -> None:
+    page = admin_client.get(reverse("admin:campaigns_recipient_changelist")).content.decode()
+    button = reverse("admin:campaigns_recipient_import_recipients")
+    assert button in page
+    response = admin_client.get(button)
+    assert response["Location"] == reverse("admin:campaigns_importjob_add")
+    with pytest.raises(NoReverseMatch):
+        reverse("admin:campaigns_recipient_import")
 
 
-def test_a_small_file_is_previewed_then_confirmed_and_joins_the_audience(
-    admin_client: Client,
-) -> None:
+def test_a_small_file_is_previewed_then_run_and_joins_the_audience(admin_client: Client) -> None:
     audience = AudienceFactory()
-    preview = import_post(admin_client, "mixed_line_endings.csv", audience=audience.pk)
-    assert preview.status_code == 200
-    confirm = preview.context["confirm_form"]
-    assert Recipient.objects.count() == 0  # a dry run writes nothing
-
-    response = admin_client.post(
-        reverse("admin:campaigns_recipient_process_import"),
-        {**confirm.initial, "audience": audience.pk, "resubscribe": ""},
+    job = upload(
+        admin_client, (FIXTURES / "mixed_line_endings.csv").read_bytes(), audience=audience.pk
     )
-    assert response.status_code == 302
+    preview = admin_client.get(reverse("admin:campaigns_importjob_mapping", args=[job.pk]))
+    assert "ada@example.com" in preview.content.decode()
+    assert Recipient.objects.count() == 0  # the preview writes nothing
+
+    response = run_mapped(admin_client, job)
+    assert response["Location"] == reverse("admin:campaigns_importjob_change", args=[job.pk])
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.COMPLETED and job.task_id == ""
     assert Recipient.objects.count() == 4
     assert Subscription.objects.filter(audience=audience).count() == 4
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "Done: 4 created" in page
 
 
 def test_the_small_file_path_upserts_by_normalised_email_and_keeps_extra_columns(
     admin_client: Client,
 ) -> None:
     RecipientFactory(email="grace@example.com", first_name="G", attributes={"rank": "admiral"})
-    preview = import_post(admin_client, "valid.csv")
-    result = preview.context["result"]
-    assert result.has_validation_errors()  # "not-an-email" is shown, the import not offered
+    job = upload(admin_client, (FIXTURES / "valid.csv").read_bytes(), name="valid.csv")
+    response = run_mapped(admin_client, job)
 
-    # The library refuses a file with an invalid row; without it, it goes through.
-    good = "email,first_name,last_name,city\nGRACE@example.com,Grace,,Arlington\n"
-    response = admin_client.post(
-        reverse("admin:campaigns_recipient_import"),
-        {
-            "import_file": SimpleUploadedFile("g.csv", good.encode()),
-            "format": "0",
-            "resource": "0",
-        },
-    )
-    confirm = response.context["confirm_form"]
-    admin_client.post(reverse("admin:campaigns_recipient_process_import"), posted(confirm))
-    grace = Recipient.objects.get()
-    assert (grace.email, grace.first_name, grace.last_name) == (
-        "grace@example.com",
-        "Grace",
-        "Tester",
-    )
+    # The invalid row is reported with its line; it no longer blocks the rest of the file.
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "import-rejected-rows" in page and "not-an-email" in page
+    grace = Recipient.objects.get(email="grace@example.com")
+    assert (grace.first_name, grace.last_name) == ("Grace", "Hopper")
     assert grace.attributes == {"rank": "admiral", "city": "Arlington"}
+    job.refresh_from_db()
+    assert (job.created_count, job.updated_count, job.skipped_count, job.invalid_count) == (
+        3, 1, 1, 1,
+    )  # fmt: skip
 
 
 def test_the_small_file_path_does_not_resubscribe_unless_asked(admin_client: Client) -> None:
     RecipientFactory(email="ada@example.com", status=Recipient.Status.UNSUBSCRIBED)
     data = "email,first_name\nada@example.com,Ada\n"
     for resubscribe, expected in (("", "unsubscribed"), ("on", "active")):
-        response = admin_client.post(
-            reverse("admin:campaigns_recipient_import"),
-            {
-                "import_file": SimpleUploadedFile("a.csv", data.encode()),
-                "format": "0",
-                "resource": "0",
-                "resubscribe": resubscribe,
-            },
-        )
-        confirm = response.context["confirm_form"]
-        admin_client.post(reverse("admin:campaigns_recipient_process_import"), posted(confirm))
+        run_mapped(admin_client, upload(admin_client, data, resubscribe=resubscribe))
         assert Recipient.objects.get().status == expected
 
 
 def test_a_large_or_chosen_file_becomes_a_background_job(
-    admin_client: Client, settings: Any
+    admin_client: Client, settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
-    response = import_post(admin_client, "valid.csv", background="on")
-    job = ImportJob.objects.get()
-    assert response["Location"] == reverse("admin:campaigns_importjob_mapping", args=[job.pk])
+    job = upload(admin_client, (FIXTURES / "valid.csv").read_bytes())
+    with django_capture_on_commit_callbacks() as queued:
+        response = run_mapped(admin_client, job, background="on")
+    assert len(queued) == 1
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.PENDING and Recipient.objects.count() == 0
+    assert "The import is queued" in admin_client.get(response["Location"]).content.decode()
 
     settings.OPSDASH_IMPORT_BACKGROUND_BYTES = 100
-    response = import_post(admin_client, "oversized.csv")
-    assert response.status_code == 302
-    assert ImportJob.objects.count() == 2
+    job = upload(admin_client, (FIXTURES / "oversized.csv").read_bytes())
+    with django_capture_on_commit_callbacks() as queued:
+        run_mapped(admin_client, job)  # not asked, but too large to run in the request
+    assert len(queued) == 1
+    assert Recipient.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cp1252.csv", {"rene@example.com": "René", "elise@example.com": "Élise"}),
+        ("utf16.csv", {"zoe@example.com": "Zoë", "yann@example.com": "Yann"}),
+        ("mailchimp.csv", {"mae@example.com": "Mae", "sally@example.com": "Sally"}),
+    ],
+)
+def test_excel_encodings_and_a_mailchimp_export_import_from_the_admin(
+    admin_client: Client, name: str, expected: dict[str, str]
+) -> None:
+    job = upload(admin_client, (FIXTURES / name).read_bytes(), name=name)
+    run_mapped(admin_client, job)
+    assert dict(Recipient.objects.values_list("email", "first_name")) == expected
+
+
+def test_a_file_with_two_columns_of_one_name_is_refused_on_upload(admin_client: Client) -> None:
+    response = admin_client.post(
+        reverse("admin:campaigns_importjob_add"), {"file": fixture_upload("same_name_columns.csv")}
+    )
+    assert "The header names these columns more than once: email." in response.content.decode()
+    assert ImportJob.objects.count() == 0
 
 
 def test_the_delivery_log_exports_with_formulas_escaped(admin_client: Client) -> None:
@@ -251,8 +285,22 @@ def test_an_oversized_upload_is_refused_with_the_limit(admin_client: Client, set
         reverse("admin:campaigns_importjob_add"), {"file": fixture_upload("oversized.csv")}
     )
     assert "the largest file an import accepts is 4 KB" in response.content.decode()
-    response = import_post(admin_client, "oversized.csv", background="on")
-    assert response["Location"] == reverse("admin:campaigns_recipient_import")
-    page = admin_client.get(response["Location"]).content.decode()
-    assert "the largest file an import accepts is 4 KB" in page
     assert ImportJob.objects.count() == 0
+
+
+def test_importing_takes_the_recipient_permissions_as_well(client: Client) -> None:
+    """Creating import jobs alone is not enough: an import adds and changes recipients."""
+    user = UserFactory(is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(
+            codename__in=["add_importjob", "view_importjob", "view_recipient"]
+        )
+    )
+    client.force_login(user)
+    job = ImportJob.objects.create(file="imports/x.csv", mapping={"headers": ["email"]})
+    assert client.get(reverse("admin:campaigns_importjob_add")).status_code == 403
+    assert (
+        client.get(reverse("admin:campaigns_importjob_mapping", args=[job.pk])).status_code == 403
+    )
+    page = client.get(reverse("admin:campaigns_recipient_changelist")).content.decode()
+    assert reverse("admin:campaigns_recipient_import_recipients") not in page

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.files import File
@@ -27,18 +28,18 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _media(settings: pytest.FixtureRequest, tmp_path: Path) -> None:
-    settings.MEDIA_ROOT = tmp_path / "media"  # type: ignore[attr-defined]
-    settings.OPSDASH_IMPORT_CHUNK_ROWS = 2  # type: ignore[attr-defined]  # many chunks, tiny files
+def _media(settings: Any, tmp_path: Path) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.OPSDASH_IMPORT_CHUNK_ROWS = 2  # many chunks, tiny files
 
 
-def create(name: str, **options: object) -> ImportJob:
+def create(name: str, **options: Any) -> ImportJob:
     with (FIXTURES / name).open("rb") as handle:
         return import_job_create(
             upload=File(handle, name=name),
-            audience=options.pop("audience", None),  # type: ignore[arg-type]
-            created_by=options.pop("by", None),  # type: ignore[arg-type]
-            **options,  # type: ignore[arg-type]
+            audience=options.pop("audience", None),
+            created_by=options.pop("by", None),
+            **options,
         )
 
 
@@ -88,9 +89,9 @@ def test_it_imports_valid_rows_and_reports_each_rejected_row_with_its_line() -> 
 
 
 def test_past_the_in_memory_limit_the_database_finds_the_duplicates(
-    settings: pytest.FixtureRequest,
+    settings: Any,
 ) -> None:
-    settings.OPSDASH_IMPORT_DEDUPE_IN_MEMORY = 0  # type: ignore[attr-defined]
+    settings.OPSDASH_IMPORT_DEDUPE_IN_MEMORY = 0
     job = run("valid.csv", audience=AudienceFactory())
 
     assert (job.created_count, job.skipped_count, job.invalid_count) == (4, 1, 1)
@@ -251,9 +252,9 @@ def test_a_field_longer_than_the_csv_default_limit_rejects_only_its_row() -> Non
 
 
 def test_a_field_longer_than_the_configured_limit_refuses_the_file(
-    settings: pytest.FixtureRequest,
+    settings: Any,
 ) -> None:
-    settings.OPSDASH_IMPORT_MAX_FIELD_CHARS = 135_000  # type: ignore[attr-defined]
+    settings.OPSDASH_IMPORT_MAX_FIELD_CHARS = 135_000
     job = run("long_field.csv")
 
     assert job.status == ImportJob.Status.FAILED
@@ -286,9 +287,9 @@ def test_unusable_files_are_refused_on_upload_with_a_clear_message(name: str, me
 
 
 def test_an_oversized_file_is_refused_with_the_configured_limit(
-    settings: pytest.FixtureRequest,
+    settings: Any,
 ) -> None:
-    settings.OPSDASH_IMPORT_MAX_BYTES = 4 * 1024  # type: ignore[attr-defined]
+    settings.OPSDASH_IMPORT_MAX_BYTES = 4 * 1024
     with pytest.raises(
         ImportFileError, match=r"The file is 6 KB; the largest file an import accepts is 4 KB\."
     ):

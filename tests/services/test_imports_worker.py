@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.files import File
@@ -20,9 +21,9 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "imports"
 
 
 @pytest.fixture
-def media(settings: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+def media(settings: Any, tmp_path: Path) -> dict[str, str]:
     """Uploads and reports in a temporary folder that this process and the worker share."""
-    settings.MEDIA_ROOT = tmp_path / "media"  # type: ignore[attr-defined]
+    settings.MEDIA_ROOT = tmp_path / "media"
     return {"OPSDASH_MEDIA_ROOT": str(tmp_path / "media")}
 
 
