@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from campaigns.models import Delivery, Recipient, Send, Subscription, TaskLink
 from campaigns.services import delivery
-from campaigns.services.delivery import BatchLease, batch_deliver, send_launch
+from campaigns.services.delivery import BatchLease, NextStep, batch_deliver, send_launch
 from opsdash.smtp_sink import DROP, SmtpSink
 from tests.factories import CampaignFactory, RecipientFactory, SubscriptionFactory, audience_with
 
@@ -150,7 +150,7 @@ def test_a_batch_waits_while_another_run_of_it_holds_the_lease(smtp_sink: SmtpSi
 
     result = batch_deliver(send_id=send_id, first_id=first, last_id=last, task_id=task_id)
 
-    assert result.stopped == "busy"
+    assert result.next_step is NextStep.BUSY
     assert smtp_sink.messages == []
     lease.release()
     assert batch_deliver(send_id=send_id, first_id=first, last_id=last, task_id=task_id).sent == 3
@@ -298,7 +298,7 @@ def test_pause_stops_before_the_next_message_and_resume_sends_the_rest_once(
     def pause_at_third(address: str) -> None:
         seen.append(address)
         if len(seen) == 3:  # while message 3 is being handed over
-            on_own_thread(lambda: delivery.send_pause(send_id=send.pk))
+            on_own_thread(lambda: delivery.send_pause(send_id=send.pk, by=None))
 
     smtp_sink.rule = pause_at_third
     (result,) = run(published)
@@ -310,7 +310,7 @@ def test_pause_stops_before_the_next_message_and_resume_sends_the_rest_once(
 
     resumed: Published = []
     smtp_sink.rule = None
-    delivery.send_resume(send_id=send.pk, publish=lambda *batch: resumed.append(batch))
+    delivery.send_resume(send_id=send.pk, by=None, publish=lambda *batch: resumed.append(batch))
     run(resumed)
 
     assert set(received(smtp_sink).values()) == {1} and len(smtp_sink.messages) == 8
@@ -327,7 +327,7 @@ def test_cancel_mid_batch_skips_everything_not_yet_sent(smtp_sink: SmtpSink) -> 
     def cancel_at_second(address: str) -> None:
         seen.append(address)
         if len(seen) == 2:
-            on_own_thread(lambda: delivery.send_cancel(send_id=send.pk))
+            on_own_thread(lambda: delivery.send_cancel(send_id=send.pk, by=None))
 
     smtp_sink.rule = cancel_at_second
     (result,) = run(published)
