@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from campaigns.models import Delivery, Recipient, Send, Subscription, TaskLink
+from campaigns.models import Campaign, Delivery, Recipient, Send, Subscription, TaskLink
 from campaigns.services import delivery
 from campaigns.services.delivery import BatchLease, NextStep, batch_deliver, send_launch
 from opsdash.smtp_sink import DROP, SmtpSink
@@ -237,6 +237,36 @@ def test_a_permanent_refusal_fails_the_row_and_an_unknown_mailbox_is_suppressed(
     assert Recipient.objects.get(email=emails[1]).status == Recipient.Status.ACTIVE
     send.refresh_from_db()
     assert (send.status, send.sent_count, send.failed_count) == (Send.Status.COMPLETED, 1, 2)
+
+
+def test_a_send_whose_every_delivery_failed_closes_as_failed(smtp_sink: SmtpSink) -> None:
+    smtp_sink.rule = lambda address: "554 5.7.1 Message rejected"
+    campaign = CampaignFactory(audiences=[audience_with(3)])
+    send, published = launch(campaign.pk)
+
+    run(published)
+
+    send.refresh_from_db()
+    campaign.refresh_from_db()
+    assert (send.status, send.sent_count, send.failed_count) == (Send.Status.FAILED, 0, 3)
+    assert send.finished_at is not None
+    assert campaign.status == Campaign.Status.FAILED  # a one-off campaign shows its send
+
+
+def test_a_recurring_campaign_stays_scheduled_when_a_send_fails(smtp_sink: SmtpSink) -> None:
+    smtp_sink.rule = lambda address: "554 5.7.1 Message rejected"
+    campaign = CampaignFactory(
+        audiences=[audience_with(1)],
+        schedule_kind=Campaign.ScheduleKind.DAILY,
+        status=Campaign.Status.SCHEDULED,
+    )
+    send, published = launch(campaign.pk)
+
+    run(published)
+
+    send.refresh_from_db()
+    campaign.refresh_from_db()
+    assert (send.status, campaign.status) == (Send.Status.FAILED, Campaign.Status.SCHEDULED)
 
 
 def test_a_dropped_connection_is_reopened_for_the_rest_of_the_batch(smtp_sink: SmtpSink) -> None:
