@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
@@ -23,42 +23,45 @@ from campaigns.admin.base import (
 )
 from campaigns.admin.campaigns import CampaignPermissions
 from campaigns.models import Delivery, Send
+from campaigns.services.audit import By
 from campaigns.services.delivery import send_cancel, send_pause, send_resume
 from campaigns.services.transitions import send_controls_for
 
 
+class SendService(Protocol):
+    def __call__(self, *, send_id: int, by: By) -> Send: ...
+
+
 class SendControlMixin(CampaignPermissions):
-    """Pause, resume and cancel buttons on a send."""
+    """Pause, resume and cancel buttons on a send; each calls one service of the state machine."""
 
     def _back(self, object_id: Any) -> str:
         return reverse("admin:campaigns_send_change", args=[object_id])
 
-    @action(description="Pause", permissions=["send"], icon="pause", attrs=POST_ACTION)
-    def pause(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+    def _control(
+        self, request: HttpRequest, object_id: Any, service: SendService, success: str
+    ) -> HttpResponse:
         return run_service(
             request,
-            lambda: send_pause(send_id=int(object_id), by=request.user),
-            success="Paused: no new message leaves until you resume.",
+            lambda: service(send_id=int(object_id), by=request.user),
+            success=success,
             redirect_to=self._back(object_id),
         )
+
+    @action(description="Pause", permissions=["send"], icon="pause", attrs=POST_ACTION)
+    def pause(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        success = "Paused: no new message leaves until you resume."
+        return self._control(request, object_id, send_pause, success)
 
     @action(description="Resume", permissions=["send"], icon="play_arrow", attrs=POST_ACTION)
     def resume(self, request: HttpRequest, object_id: Any) -> HttpResponse:
-        return run_service(
-            request,
-            lambda: send_resume(send_id=int(object_id), by=request.user),
-            success="Resumed: the remaining recipients are being sent.",
-            redirect_to=self._back(object_id),
-        )
+        success = "Resumed: the remaining recipients are being sent."
+        return self._control(request, object_id, send_resume, success)
 
     @action(description="Cancel", permissions=["send"], icon="cancel", attrs=POST_ACTION)
     def cancel(self, request: HttpRequest, object_id: Any) -> HttpResponse:
-        return run_service(
-            request,
-            lambda: send_cancel(send_id=int(object_id), by=request.user),
-            success="Cancelled: the recipients not yet sent are marked skipped.",
-            redirect_to=self._back(object_id),
-        )
+        success = "Cancelled: the recipients not yet sent are marked skipped."
+        return self._control(request, object_id, send_cancel, success)
 
 
 @admin.register(Send)
