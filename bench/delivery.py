@@ -199,12 +199,12 @@ def _raw_worker(
 
     from campaigns.models import Campaign
     from campaigns.services.audiences import unsubscribe_url
-    from campaigns.services.delivery import _compiled_for
+    from campaigns.services.delivery.compiled import compiled_for
     from campaigns.services.mime import wire_frame, wire_message
     from campaigns.services.rendering import message_render
     from campaigns.services.smtp import Outcome, SmtpSession
 
-    compiled = _compiled_for(Campaign.objects.get(pk=campaign_id))
+    compiled = compiled_for(Campaign.objects.get(pk=campaign_id))
     frame = wire_frame(compiled)
     connections.close_all()  # no database from here on
 
@@ -436,7 +436,7 @@ def launch_only(campaign: Any) -> float:
     queues_purge()
     send, launch_s = launch(campaign)
     log(f"launch: {send.total} deliveries in {launch_s:.2f}s")
-    send_cancel(send_id=send.pk)
+    send_cancel(send_id=send.pk, by=None)
     queues_purge()
     return launch_s
 

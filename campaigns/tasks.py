@@ -12,9 +12,18 @@ from django.conf import settings
 
 from campaigns.models import TaskLink
 from campaigns.publishers import publish_batch
-from campaigns.services import delivery, results
+from campaigns.services import results
 from campaigns.services.audit import task_link_record
 from campaigns.services.campaigns import campaign_fire_scheduled
+from campaigns.services.delivery import (
+    BatchResult,
+    NextStep,
+    batch_deliver,
+    deliveries_reap,
+    send_launch,
+    sends_flag_stalled,
+    test_message_send,
+)
 
 # Backoff for a batch whose SMTP server is unreachable or answering 4xx: 5 s (the setting)
 # doubling to 5 min, with jitter so that many batches do not retry in lockstep. After the last
@@ -34,7 +43,7 @@ def _backoff(retries: int) -> float:
 def launch_send(
     campaign_id: int, occurrence_key: str, trigger: str, triggered_by_id: int | None = None
 ) -> dict[str, Any]:
-    send = delivery.send_launch(
+    send = send_launch(
         campaign_id=campaign_id,
         occurrence_key=occurrence_key,
         trigger=trigger,
@@ -61,42 +70,54 @@ def fire_scheduled_send(self: Task, campaign_id: int) -> dict[str, Any]:
 @shared_task(bind=True, name="campaigns.tasks.deliver_batch", max_retries=BATCH_MAX_RETRIES)
 def deliver_batch(self: Task, send_id: int, first_id: int, last_id: int) -> dict[str, Any]:
     try:
-        result = delivery.batch_deliver(
+        result = batch_deliver(
             send_id=send_id, first_id=first_id, last_id=last_id, task_id=str(self.request.id)
         )
     except SoftTimeLimitExceeded:
         # The batch recorded what it sent and handed the rest back: carry on in a fresh run.
         raise self.retry(countdown=1, max_retries=BATCH_WAIT_RETRIES) from None
-    if result.stopped == "busy":
-        # Another run of this batch (a redelivery) still works on it: look again once its lease
-        # would have lapsed. Not counted as a failure: it ends when that run ends.
-        countdown = settings.OPSDASH_DELIVERY_HEARTBEAT_SECONDS * random.uniform(1.0, 1.3)
-        raise self.retry(countdown=countdown, max_retries=BATCH_WAIT_RETRIES)
-    if result.requeued and not result.stopped:
-        # Rows that met a transient error (or the rate limit) are queued again; this same task
-        # picks them up after the backoff.
-        if result.deferred == "rate limit":
-            raise self.retry(
-                countdown=min(300.0, result.retry_after), max_retries=BATCH_WAIT_RETRIES
-            )
-        raise self.retry(countdown=_backoff(self.request.retries))
+    countdown = _retry_countdown(self, result)
+    if countdown is not None:
+        raise self.retry(countdown=countdown, max_retries=_retry_bound(result))
     return result.as_dict()
+
+
+def _retry_countdown(task: Task, result: BatchResult) -> float | None:
+    """Seconds until this batch runs again; None when it is finished (done or stopped)."""
+    match result.next_step:
+        case NextStep.BUSY:
+            # Another run of this batch (a redelivery) still works on it: look again once its
+            # lease would have lapsed.
+            return settings.OPSDASH_DELIVERY_HEARTBEAT_SECONDS * random.uniform(1.0, 1.3)
+        case NextStep.RATE_LIMITED:
+            # The requeued rows go out as soon as the rate limit has tokens for them again.
+            return min(300.0, result.retry_in)
+        case NextStep.BACKOFF:
+            # Rows that met a transient error are queued again; this same task picks them up.
+            return _backoff(task.request.retries)
+    return None
+
+
+def _retry_bound(result: BatchResult) -> int:
+    # Waiting for the rate limit or for another run is not a failure: it ends on its own.
+    if result.next_step is NextStep.BACKOFF:
+        return BATCH_MAX_RETRIES
+    return BATCH_WAIT_RETRIES
 
 
 @shared_task(bind=True, name="campaigns.tasks.send_test_message", max_retries=3)
 def send_test_message(
     self: Task, campaign_id: int, to_email: str, recipient_id: int | None = None
 ) -> dict[str, Any]:
-    reply = delivery.test_message_send(
-        campaign_id=campaign_id, to_email=to_email, recipient_id=recipient_id
-    )
+    # ``recipient_id`` is accepted from messages published with it; tests use a sample.
+    reply = test_message_send(campaign_id=campaign_id, to_email=to_email)
     return {"to": to_email, "smtp": reply}
 
 
 @shared_task(name="campaigns.tasks.reap_deliveries")
 def reap_deliveries() -> dict[str, int]:
-    reaped = delivery.deliveries_reap(publish=publish_batch)
-    flagged = delivery.sends_flag_stalled(publish=publish_batch)
+    reaped = deliveries_reap(publish=publish_batch)
+    flagged = sends_flag_stalled(publish=publish_batch)
     return {"reaped": reaped, "stalled": flagged}
 
 

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
 
-from campaigns.services.delivery import IllegalTransition
+from campaigns.services.transitions import IllegalTransition
 
 
 def admin_url(obj: Any, view: str = "change") -> str:
@@ -27,6 +27,22 @@ def link(obj: Any, text: str | None = None) -> str:
     if obj is None:
         return "—"
     return format_html('<a href="{}">{}</a>', admin_url(obj), text or str(obj))
+
+
+# The badge colour of every status shown in the admin (campaigns, sends, deliveries).
+STATUS_COLOURS = {
+    "draft": "info",
+    "scheduled": "info",
+    "sending": "warning",
+    "running": "warning",
+    "paused": "warning",
+    "sent": "success",
+    "completed": "success",
+    "cancelled": "danger",
+    "failed": "danger",
+    "queued": "info",
+    "skipped": "info",
+}
 
 
 # Unfold renders detail actions as links. Links marked with this attribute are submitted as a

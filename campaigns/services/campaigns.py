@@ -41,9 +41,7 @@ from campaigns.services.transitions import (
 class PublishTestMessage(Protocol):
     """Publishes one test message under the task id the caller chose."""
 
-    def __call__(
-        self, *, campaign_id: int, to_email: str, recipient_id: int | None, task_id: str
-    ) -> str: ...
+    def __call__(self, *, campaign_id: int, to_email: str, task_id: str) -> str: ...
 
 
 # What staff compose on a campaign. A save writes these and never the status, which only
@@ -214,7 +212,6 @@ def campaign_send_test(
     campaign: Campaign,
     by: By,
     to_email: str,
-    recipient_id: int | None = None,
     publish: PublishTestMessage = publishers.publish_test_message,
 ) -> str:
     """Sends the saved campaign to one staff address as a test; returns the task's id.
@@ -241,12 +238,7 @@ def campaign_send_test(
         )
 
         def publish_now() -> None:
-            publish(
-                campaign_id=campaign.pk,
-                to_email=address,
-                recipient_id=recipient_id,
-                task_id=task_id,
-            )
+            publish(campaign_id=campaign.pk, to_email=address, task_id=task_id)
 
         transaction.on_commit(publish_now)
     return task_id

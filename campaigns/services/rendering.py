@@ -23,7 +23,7 @@ from django.template.defaulttags import DebugNode, ForNode, WithNode
 from django.utils import timezone
 
 if TYPE_CHECKING:
-    from campaigns.models import Campaign
+    from campaigns.models import Campaign, Recipient
 
 RECIPIENT_FIELDS = frozenset({"email", "first_name", "last_name", "full_name", "attributes"})
 CAMPAIGN_FIELDS = frozenset({"name"})
@@ -178,6 +178,21 @@ def campaign_compile_for(campaign: Campaign) -> CompiledCampaign:
         text_body=campaign.text_body,
         html_body=campaign.html_body,
     )
+
+
+def recipient_fields(recipient: Recipient) -> dict[str, Any]:
+    """The fields of a recipient that templates see, as ``message_render`` takes them."""
+    return {
+        "email": recipient.email,
+        "first_name": recipient.first_name,
+        "last_name": recipient.last_name,
+        "attributes": recipient.attributes,
+    }
+
+
+def sample_recipient_fields(*, email: str) -> dict[str, Any]:
+    """A stand-in recipient for a test message or a preview when no real one is chosen."""
+    return {"email": email, "first_name": "Sample", "last_name": "Recipient", "attributes": {}}
 
 
 def recipient_context(row: Mapping[str, Any]) -> dict[str, Any]:

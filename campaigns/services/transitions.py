@@ -13,9 +13,10 @@ Campaign (a recurring campaign stays ``scheduled``; each occurrence is a Send)::
     sending    -> paused | cancelled | sent | failed      (mirrors its one Send)
     paused     -> sending | cancelled
 
-Send::
+Send (moved by services.delivery.control)::
 
-    running -> paused | cancelled | completed | failed
+    running -> paused | cancelled
+            | completed (nothing left to send) | failed (nothing left, none sent, some failed)
     paused  -> running | cancelled
 
 ImportJob::

@@ -296,7 +296,7 @@ def test_pause_then_resume_mid_send_sends_nothing_while_paused_and_nothing_twice
     send = start_send(campaign)
     wait_for(lambda: len(smtp_sink.messages) >= 40, timeout=60, what="40 messages")
 
-    delivery.send_pause(send_id=send.pk)
+    delivery.send_pause(send_id=send.pk, by=None)
     at_pause = len(smtp_sink.messages)
     wait_for(
         lambda: not Delivery.objects.filter(send=send, status=Delivery.Status.SENDING).exists(),
@@ -308,7 +308,7 @@ def test_pause_then_resume_mid_send_sends_nothing_while_paused_and_nothing_twice
     assert len(smtp_sink.messages) == after_pause
     assert after_pause - at_pause <= WORKER_CONCURRENCY  # already handed to SMTP at the pause
 
-    delivery.send_resume(send_id=send.pk, publish=publish_batch)
+    delivery.send_resume(send_id=send.pk, by=None, publish=publish_batch)
     wait_done(send, worker_factory)
 
     count = at_sink(smtp_sink, send)
@@ -330,7 +330,7 @@ def test_cancel_mid_send_skips_the_rest_and_sends_nothing_more(
     send = start_send(campaign)
     wait_for(lambda: len(smtp_sink.messages) >= 40, timeout=60, what="40 messages")
 
-    delivery.send_cancel(send_id=send.pk)
+    delivery.send_cancel(send_id=send.pk, by=None)
     at_cancel = len(smtp_sink.messages)
     wait_for(
         lambda: statuses(send).keys() <= {"sent", "skipped"},

@@ -218,9 +218,7 @@ class PublishedTests:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
 
-    def __call__(
-        self, *, campaign_id: int, to_email: str, recipient_id: int | None, task_id: str
-    ) -> str:
+    def __call__(self, *, campaign_id: int, to_email: str, task_id: str) -> str:
         self.messages.append({"campaign_id": campaign_id, "to": to_email, "task_id": task_id})
         return task_id
 

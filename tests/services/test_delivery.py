@@ -11,9 +11,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from campaigns.models import Delivery, Recipient, Send, Subscription, TaskLink
+from campaigns.models import Campaign, Delivery, Recipient, Send, Subscription, TaskLink
 from campaigns.services import delivery
-from campaigns.services.delivery import BatchLease, batch_deliver, send_launch
+from campaigns.services.delivery import BatchLease, NextStep, batch_deliver, send_launch
 from opsdash.smtp_sink import DROP, SmtpSink
 from tests.factories import CampaignFactory, RecipientFactory, SubscriptionFactory, audience_with
 
@@ -150,7 +150,7 @@ def test_a_batch_waits_while_another_run_of_it_holds_the_lease(smtp_sink: SmtpSi
 
     result = batch_deliver(send_id=send_id, first_id=first, last_id=last, task_id=task_id)
 
-    assert result.stopped == "busy"
+    assert result.next_step is NextStep.BUSY
     assert smtp_sink.messages == []
     lease.release()
     assert batch_deliver(send_id=send_id, first_id=first, last_id=last, task_id=task_id).sent == 3
@@ -239,6 +239,36 @@ def test_a_permanent_refusal_fails_the_row_and_an_unknown_mailbox_is_suppressed(
     assert (send.status, send.sent_count, send.failed_count) == (Send.Status.COMPLETED, 1, 2)
 
 
+def test_a_send_whose_every_delivery_failed_closes_as_failed(smtp_sink: SmtpSink) -> None:
+    smtp_sink.rule = lambda address: "554 5.7.1 Message rejected"
+    campaign = CampaignFactory(audiences=[audience_with(3)])
+    send, published = launch(campaign.pk)
+
+    run(published)
+
+    send.refresh_from_db()
+    campaign.refresh_from_db()
+    assert (send.status, send.sent_count, send.failed_count) == (Send.Status.FAILED, 0, 3)
+    assert send.finished_at is not None
+    assert campaign.status == Campaign.Status.FAILED  # a one-off campaign shows its send
+
+
+def test_a_recurring_campaign_stays_scheduled_when_a_send_fails(smtp_sink: SmtpSink) -> None:
+    smtp_sink.rule = lambda address: "554 5.7.1 Message rejected"
+    campaign = CampaignFactory(
+        audiences=[audience_with(1)],
+        schedule_kind=Campaign.ScheduleKind.DAILY,
+        status=Campaign.Status.SCHEDULED,
+    )
+    send, published = launch(campaign.pk)
+
+    run(published)
+
+    send.refresh_from_db()
+    campaign.refresh_from_db()
+    assert (send.status, campaign.status) == (Send.Status.FAILED, Campaign.Status.SCHEDULED)
+
+
 def test_a_dropped_connection_is_reopened_for_the_rest_of_the_batch(smtp_sink: SmtpSink) -> None:
     audience = audience_with(4)
     emails = sorted(audience.subscriptions.values_list("recipient__email", flat=True))
@@ -298,7 +328,7 @@ def test_pause_stops_before_the_next_message_and_resume_sends_the_rest_once(
     def pause_at_third(address: str) -> None:
         seen.append(address)
         if len(seen) == 3:  # while message 3 is being handed over
-            on_own_thread(lambda: delivery.send_pause(send_id=send.pk))
+            on_own_thread(lambda: delivery.send_pause(send_id=send.pk, by=None))
 
     smtp_sink.rule = pause_at_third
     (result,) = run(published)
@@ -310,7 +340,7 @@ def test_pause_stops_before_the_next_message_and_resume_sends_the_rest_once(
 
     resumed: Published = []
     smtp_sink.rule = None
-    delivery.send_resume(send_id=send.pk, publish=lambda *batch: resumed.append(batch))
+    delivery.send_resume(send_id=send.pk, by=None, publish=lambda *batch: resumed.append(batch))
     run(resumed)
 
     assert set(received(smtp_sink).values()) == {1} and len(smtp_sink.messages) == 8
@@ -327,7 +357,7 @@ def test_cancel_mid_batch_skips_everything_not_yet_sent(smtp_sink: SmtpSink) -> 
     def cancel_at_second(address: str) -> None:
         seen.append(address)
         if len(seen) == 2:
-            on_own_thread(lambda: delivery.send_cancel(send_id=send.pk))
+            on_own_thread(lambda: delivery.send_cancel(send_id=send.pk, by=None))
 
     smtp_sink.rule = cancel_at_second
     (result,) = run(published)

@@ -9,6 +9,8 @@ from campaigns.services.rendering import (
     header_value_check,
     message_build,
     message_render,
+    recipient_fields,
+    sample_recipient_fields,
     template_compile,
 )
 
@@ -45,6 +47,22 @@ def test_it_renders_recipient_fields_attributes_and_escapes_html() -> None:
     assert rendered.subject == "Hi <b>Ann</b>"
     assert rendered.text == "<b>Ann</b> Lee in Oslo"
     assert rendered.html == "<p>&lt;b&gt;Ann&lt;/b&gt;</p>"
+
+
+def test_a_stored_recipient_and_the_sample_render_through_the_same_fields() -> None:
+    from campaigns.models import Recipient
+
+    text = "{{ recipient.full_name }} <{{ recipient.email }}> {{ recipient.attributes.city }}"
+    compiled = compile_basic(text_body=text)
+    jane = Recipient(email="jane@example.com", first_name="Jane", last_name="Doe")
+    jane.attributes = {"city": "Oslo"}
+    stored = message_render(compiled, recipient=recipient_fields(jane), unsubscribe_url="#")
+    sample = sample_recipient_fields(email="me@example.com")
+    tried = message_render(compiled, recipient=sample, unsubscribe_url="#")
+
+    assert stored.text == "Jane Doe <jane@example.com> Oslo"
+    assert tried.text == "Sample Recipient <me@example.com> "
+    assert recipient_fields(jane).keys() == sample.keys()
 
 
 def test_it_refuses_a_template_that_does_not_compile_naming_the_field() -> None:

@@ -1,0 +1,236 @@
+"""Sends and their deliveries: records to read, and the controls of a running send."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from django.contrib import admin
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html
+from unfold.admin import ModelAdmin
+from unfold.decorators import action, display
+
+from campaigns import selectors
+from campaigns.admin.base import (
+    POST_ACTION,
+    STATUS_COLOURS,
+    ChangelistDefer,
+    EstimatedCountPaginator,
+    ExactEmailSearch,
+    run_service,
+)
+from campaigns.admin.campaigns import CampaignPermissions
+from campaigns.models import Delivery, Send
+from campaigns.services.audit import By
+from campaigns.services.delivery import send_cancel, send_pause, send_resume
+from campaigns.services.transitions import send_controls_for
+
+
+class SendService(Protocol):
+    def __call__(self, *, send_id: int, by: By) -> Send: ...
+
+
+class SendControlMixin(CampaignPermissions):
+    """Pause, resume and cancel buttons on a send; each calls one service of the state machine."""
+
+    def _back(self, object_id: Any) -> str:
+        return reverse("admin:campaigns_send_change", args=[object_id])
+
+    def _control(
+        self, request: HttpRequest, object_id: Any, service: SendService, success: str
+    ) -> HttpResponse:
+        return run_service(
+            request,
+            lambda: service(send_id=int(object_id), by=request.user),
+            success=success,
+            redirect_to=self._back(object_id),
+        )
+
+    @action(description="Pause", permissions=["send"], icon="pause", attrs=POST_ACTION)
+    def pause(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        success = "Paused: no new message leaves until you resume."
+        return self._control(request, object_id, send_pause, success)
+
+    @action(description="Resume", permissions=["send"], icon="play_arrow", attrs=POST_ACTION)
+    def resume(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        success = "Resumed: the remaining recipients are being sent."
+        return self._control(request, object_id, send_resume, success)
+
+    @action(description="Cancel", permissions=["send"], icon="cancel", attrs=POST_ACTION)
+    def cancel(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        success = "Cancelled: the recipients not yet sent are marked skipped."
+        return self._control(request, object_id, send_cancel, success)
+
+
+@admin.register(Send)
+class SendAdmin(SendControlMixin, ModelAdmin):
+    list_display = (
+        "id",
+        "campaign",
+        "occurrence_key",
+        "status_badge",
+        "progress",
+        "started_at",
+        "finished_at",
+        "stalled_reason",
+    )
+    list_filter = ("status", "trigger")
+    list_select_related = ("campaign",)
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    search_fields = ("campaign__name", "occurrence_key")
+    readonly_fields = (
+        "campaign",
+        "occurrence_key",
+        "status",
+        "trigger",
+        "triggered_by",
+        "total",
+        "sent_count",
+        "failed_count",
+        "skipped_count",
+        "progress",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "last_progress_at",
+        "stalled_reason",
+        "audit_links",
+    )
+    exclude = ()
+    actions_detail = ("pause", "resume", "cancel")
+    show_full_result_count = False
+    change_form_outer_after_template = "admin/campaigns/send_audit.html"
+
+    def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
+        """Only the controls the send's status allows (the Send state machine decides)."""
+        status = Send.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        offered = set(send_controls_for(str(status)))
+        prefix = "campaigns_send_"  # Unfold names each action <app>_<model>_<method>
+        actions = super().get_actions_detail(request, object_id)
+        return [a for a in actions if a.action_name.removeprefix(prefix) in offered]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A send's fields are a record, not a form: no Save buttons. Its controls are actions.
+        return False
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Adds the send's deliveries (by outcome or address) and its task results."""
+        extra_context = extra_context or {}
+        if object_id.isdigit():
+            outcome = request.GET.get("outcome", "")
+            email = request.GET.get("email", "")
+            extra_context.update(
+                {
+                    "deliveries": selectors.send_deliveries(
+                        send_id=int(object_id), status=outcome, email=email
+                    ),
+                    "delivery_outcome": outcome,
+                    "delivery_email": email,
+                    "delivery_outcomes": Delivery.Status.choices,
+                    "task_results": selectors.send_task_results(send_id=int(object_id)),
+                    "page_rows": selectors.SEND_PAGE_ROWS,
+                }
+            )
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @display(description="Status", label=STATUS_COLOURS)
+    def status_badge(self, obj: Send) -> str:
+        return obj.status
+
+    @display(description="Progress")
+    def progress(self, obj: Send) -> str:
+        # A bar that refreshes itself every few seconds while the send runs.
+        percent = 100 * obj.done_count // obj.total if obj.total else 100
+        return render_to_string(
+            "admin/campaigns/send_progress.html",
+            {
+                "send": obj,
+                "done": obj.done_count,
+                "percent": percent,
+                "running": obj.status == Send.Status.RUNNING,
+            },
+        )
+
+    @display(description="Audit")
+    def audit_links(self, obj: Send) -> str:
+        deliveries = reverse("admin:campaigns_delivery_changelist") + f"?send__id__exact={obj.pk}"
+        results = reverse("admin:django_celery_results_taskresult_changelist") + f"?send={obj.pk}"
+        audit = reverse("admin:campaigns_auditentry_changelist") + f"?send__id__exact={obj.pk}"
+        return format_html(
+            '<a href="{}">Deliveries</a> · <a href="{}">Task results</a> · '
+            '<a href="{}">Audit trail</a>',
+            deliveries,
+            results,
+            audit,
+        )
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ExactEmailSearch, ChangelistDefer, ModelAdmin):
+    list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at", "task")
+    list_filter = ("status",)
+    list_select_related = ("recipient",)
+    email_lookup = "recipient__email"
+    search_fields = ("recipient__email",)
+    search_help_text = "The exact email address of a recipient."
+    changelist_defer = ("last_error", "smtp_response", "recipient__attributes")
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    # The default -id ordering walks the primary key backwards; no sort on unindexed columns.
+    sortable_by = ("id", "sent_at")
+    readonly_fields = (
+        "send",
+        "recipient",
+        "status",
+        "attempts",
+        "last_error",
+        "smtp_response",
+        "message_id",
+        "task",
+        "claimed_at",
+        "sent_at",
+        "updated_at",
+    )
+    exclude = ("task_id",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @display(description="Status", label=STATUS_COLOURS)
+    def status_badge(self, obj: Delivery) -> str:
+        return obj.status
+
+    @display(description="Send")
+    def send_link(self, obj: Delivery) -> str:
+        # The send's id only: its __str__ would fetch the campaign for every row.
+        url = reverse("admin:campaigns_send_change", args=[obj.send_id])
+        return format_html('<a href="{}">Send #{}</a>', url, obj.send_id)
+
+    @display(description="Task")
+    def task(self, obj: Delivery) -> str:
+        if not obj.task_id:
+            return "—"
+        url = reverse("admin:django_celery_results_taskresult_changelist")
+        return format_html('<a href="{}?task_id={}">{}</a>', url, obj.task_id, obj.task_id[:8])

@@ -1,0 +1,226 @@
+"""The batch loop: claim a range of rows, then pace, render and send them over one SMTP session.
+
+The Delivery row is the truth. A batch claims its rows with a conditional UPDATE, asks for the
+Send's status before every message, and writes outcomes every few messages (``outcomes``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from campaigns.models import Delivery, Send
+from campaigns.services import ratelimit
+from campaigns.services.audiences import unsubscribe_url
+from campaigns.services.delivery.compiled import compiled_with_frame
+from campaigns.services.delivery.control import send_close_if_done
+from campaigns.services.delivery.outcomes import (
+    BatchResult,
+    NextStep,
+    Pending,
+    outcome_record,
+    outcomes_flush,
+    rows_release,
+    rows_skip,
+)
+from campaigns.services.delivery.state import BatchLease, ControlProbe
+from campaigns.services.mime import WireFrame, wire_message
+from campaigns.services.rendering import (
+    CompiledCampaign,
+    message_render,
+    recipient_fields,
+)
+from campaigns.services.smtp import Outcome, SmtpResult, SmtpSession
+
+logger = logging.getLogger(__name__)
+
+
+def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) -> BatchResult:
+    """Sends one range of a Send's rows; the result's ``next_step`` tells the task what next.
+
+    1. Stop at once unless the Send is running (a cancelled one skips what is left in range).
+    2. Take the batch lease; if another run of this task holds it, report BUSY.
+    3. Claim the range's queued rows (conditional UPDATE: a second run finds nothing to claim).
+    4. For each row: check the Send is still running, take rate tokens, render, send.
+    5. Write outcomes every few messages; transient failures go back to ``queued``.
+    6. Hand back unsent claimed rows when stopped; close the Send when nothing is left.
+    """
+    send = Send.objects.select_related("campaign").get(pk=send_id)
+    result = BatchResult()
+    if send.status != Send.Status.RUNNING:
+        _stop(result, send.status)
+        if send.status == Send.Status.CANCELLED:
+            _skip_range(send_id=send_id, first_id=first_id, last_id=last_id, result=result)
+        return result
+    lease = BatchLease(task_id)
+    if not lease.acquire():
+        result.next_step = NextStep.BUSY
+        return result
+    try:
+        if claimed := _claim(send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id):
+            rows = _claimed_rows(
+                send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id
+            )
+            if len(rows) < claimed:
+                _skip_orphans(send_id=send_id, task_id=task_id, rows=rows, result=result)
+            _send_rows(send=send, rows=rows, task_id=task_id, lease=lease, result=result)
+    finally:
+        lease.release()
+    send_close_if_done(send_id=send_id)
+    result.settle()
+    return result
+
+
+def _stop(result: BatchResult, status: str) -> None:
+    result.next_step, result.stopped = NextStep.STOPPED, status
+
+
+def _claim(*, send_id: int, first_id: int, last_id: int, task_id: str) -> int:
+    """Marks the range's queued rows as ours, and takes back our own rows a dead run left.
+
+    Only called under the batch lease, so rows in ``sending`` with our task id belong to a run
+    that is gone (killed, or cut off from the broker): they go out again, and those are the
+    only messages that can ever be duplicated.
+    """
+    return Delivery.objects.filter(
+        Q(status=Delivery.Status.QUEUED) | Q(status=Delivery.Status.SENDING, task_id=task_id),
+        send_id=send_id,
+        id__gte=first_id,
+        id__lte=last_id,
+    ).update(status=Delivery.Status.SENDING, claimed_at=timezone.now(), task_id=task_id)
+
+
+def _claimed_rows(*, send_id: int, first_id: int, last_id: int, task_id: str) -> list[Delivery]:
+    rows = (
+        Delivery.objects.filter(send_id=send_id, task_id=task_id, status=Delivery.Status.SENDING)
+        .filter(id__gte=first_id, id__lte=last_id)
+        .select_related("recipient")
+        .only(
+            "id",
+            "send_id",
+            "recipient_id",
+            "attempts",
+            "last_error",
+            "recipient__email",
+            "recipient__first_name",
+            "recipient__last_name",
+            "recipient__attributes",
+        )
+        .order_by("id")
+    )
+    return list(rows)
+
+
+def _skip_orphans(*, send_id: int, task_id: str, rows: list[Delivery], result: BatchResult) -> None:
+    """Claimed rows the recipient join did not return: the recipient was deleted meanwhile."""
+    orphans = Delivery.objects.filter(
+        send_id=send_id, task_id=task_id, status=Delivery.Status.SENDING
+    ).exclude(pk__in=[row.pk for row in rows])
+    rows_skip(send_id=send_id, rows=orphans, result=result, reason="the recipient no longer exists")
+
+
+def _skip_range(*, send_id: int, first_id: int, last_id: int, result: BatchResult) -> None:
+    """Rows a batch requeued just as the send was cancelled end up skipped too."""
+    queued = Delivery.objects.filter(
+        send_id=send_id, status=Delivery.Status.QUEUED, id__gte=first_id, id__lte=last_id
+    )
+    rows_skip(send_id=send_id, rows=queued, result=result)
+
+
+@dataclass
+class _Loop:
+    """What the send loop needs for every message of one batch."""
+
+    lease: BatchLease
+    smtp: SmtpSession
+    control: ControlProbe
+    compiled: CompiledCampaign
+    frame: WireFrame
+    buckets: list[ratelimit.BucketSpec]
+    pending: Pending
+    transient_streak: int = 0
+
+
+def _send_rows(
+    *, send: Send, rows: list[Delivery], task_id: str, lease: BatchLease, result: BatchResult
+) -> None:
+    compiled, frame = compiled_with_frame(send.campaign)
+    buckets = ratelimit.buckets_for(
+        campaign_id=send.campaign_id, campaign_per_minute=send.campaign.rate_limit_per_minute
+    )
+    flush_every = settings.OPSDASH_DELIVERY_FLUSH_EVERY
+    pending = Pending()
+    done = 0
+    try:
+        with SmtpSession() as smtp, ControlProbe(send.pk) as control:
+            loop = _Loop(lease, smtp, control, compiled, frame, buckets, pending)
+            for row in rows:
+                if not _send_one(loop=loop, row=row, result=result):
+                    break
+                done += 1
+                if len(pending.rows) >= flush_every:
+                    outcomes_flush(send_id=send.pk, pending=pending, result=result)
+                if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
+                    result.deferred = "the SMTP server keeps answering with temporary errors"
+                    break
+    finally:
+        # Also when the loop is interrupted (time limit, lost database): what was sent is
+        # recorded, so only a crash of the process itself can leave a message to send again.
+        outcomes_flush(send_id=send.pk, pending=pending, result=result)
+        rows_release(send_id=send.pk, task_id=task_id, rows=rows[done:], result=result)
+
+
+def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
+    """Sends one row and records its outcome; False when the batch must stop before it.
+
+    The Send's status is checked for every message, right before it goes out; the question
+    to Redis is asked first and the message rendered while the answer travels.
+    """
+    loop.lease.renew()
+    loop.control.ask()
+    try:
+        data = _compose(loop=loop, row=row)
+    except Exception as exc:  # one recipient's data must not stop the batch
+        logger.exception("Cannot compose delivery %s", row.pk)
+        data = None
+        problem = SmtpResult(Outcome.PERMANENT, 0, f"cannot compose the message: {exc}")
+    if (state := loop.control.answer()) != Send.Status.RUNNING:
+        _stop(result, state)
+        return False
+    if data is None:
+        outcome_record(row=row, outcome=problem, pending=loop.pending)
+        return True
+    wait = ratelimit.tokens_take(loop.buckets, max_wait=settings.OPSDASH_RATE_MAX_WAIT_SECONDS)
+    if wait > 0:
+        result.next_step, result.retry_in = NextStep.RATE_LIMITED, wait
+        result.deferred = "rate limit"
+        return False
+    outcome = loop.smtp.send(
+        from_addr=loop.frame.envelope_from, to_addr=row.recipient.email, data=data
+    )
+    if not outcome.attempted:
+        result.deferred = outcome.summary
+        return False
+    outcome_record(row=row, outcome=outcome, pending=loop.pending)
+    transient = outcome.outcome is Outcome.TRANSIENT
+    loop.transient_streak = loop.transient_streak + 1 if transient else 0
+    return True
+
+
+def _compose(*, loop: _Loop, row: Delivery) -> bytes:
+    recipient = row.recipient
+    url = unsubscribe_url(recipient_id=row.recipient_id, send_id=row.send_id)
+    fields = recipient_fields(recipient)
+    rendered = message_render(loop.compiled, recipient=fields, unsubscribe_url=url)
+    return wire_message(
+        loop.frame,
+        rendered,
+        to_email=recipient.email,
+        to_name=recipient.full_name,
+        message_id=row.message_id,
+        unsubscribe_url=url,
+    )

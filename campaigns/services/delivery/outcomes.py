@@ -1,0 +1,216 @@
+"""Outcome writes of a batch: what it tells its task, and its rows written back in bulk.
+
+Outcomes are kept in memory and flushed every few messages in one short transaction, so a
+killed worker re-sends at most the messages it had in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from campaigns.models import Delivery, Recipient, Send
+from campaigns.services.audiences import recipient_suppress
+from campaigns.services.smtp import Outcome, SmtpResult
+
+
+class NextStep(StrEnum):
+    """What the batch's task does once the batch service returns."""
+
+    DONE = "done"  # every claimed row has its outcome (or nothing was left to claim)
+    STOPPED = "stopped"  # the send is not running (``BatchResult.stopped`` says which status)
+    BUSY = "busy"  # another run of this same task still holds the batch: look again later
+    RATE_LIMITED = "rate_limited"  # rows requeued until the rate limit allows, in ``retry_in``
+    BACKOFF = "backoff"  # rows requeued after temporary SMTP trouble: the usual backoff
+
+
+@dataclass
+class BatchResult:
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    requeued: int = 0
+    next_step: NextStep = NextStep.DONE
+    # RATE_LIMITED: seconds until the rate limit has a token again.
+    retry_in: float = 0.0
+    # STOPPED: the send's status (paused, cancelled, or already closed).
+    stopped: str = ""
+    # Why rows were handed back early (the rate limit, the SMTP server), for the task result.
+    deferred: str = ""
+
+    def settle(self) -> None:
+        """Decides the next step once every row is written: a retry only if rows went back."""
+        if self.next_step in (NextStep.STOPPED, NextStep.BUSY):
+            return
+        if not self.requeued:
+            self.next_step = NextStep.DONE
+        elif self.next_step is not NextStep.RATE_LIMITED:
+            self.next_step = NextStep.BACKOFF
+
+    def as_dict(self) -> dict[str, int | str]:
+        """The small result kept in the batch's TaskResult row."""
+        result: dict[str, int | str] = {
+            "sent": self.sent,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "requeued": self.requeued,
+        }
+        if self.stopped:
+            result["stopped"] = self.stopped
+        if self.deferred:
+            result["deferred"] = self.deferred
+        return result
+
+
+@dataclass
+class Pending:
+    """Outcomes not yet written; flushed every few messages."""
+
+    rows: list[Delivery] = field(default_factory=list)
+    no_mailbox: list[int] = field(default_factory=list)
+
+
+def outcome_record(*, row: Delivery, outcome: SmtpResult, pending: Pending) -> None:
+    now = timezone.now()
+    row.attempts += 1
+    row.updated_at = now
+    if outcome.outcome is Outcome.SENT:
+        row.status, row.sent_at, row.smtp_response = Delivery.Status.SENT, now, outcome.summary
+    elif (
+        outcome.outcome is Outcome.TRANSIENT
+        and row.attempts < settings.OPSDASH_DELIVERY_MAX_ATTEMPTS
+    ):
+        row.status, row.last_error = Delivery.Status.QUEUED, _attempt_error(row, outcome)
+    else:
+        row.status, row.last_error = Delivery.Status.FAILED, _attempt_error(row, outcome)
+        row.smtp_response = outcome.summary
+        if outcome.outcome is Outcome.NO_MAILBOX:
+            pending.no_mailbox.append(row.recipient_id)
+    pending.rows.append(row)
+
+
+def _attempt_error(row: Delivery, outcome: SmtpResult) -> str:
+    """Every attempt's error is kept, one line each, newest last."""
+    line = f"attempt {row.attempts} at {row.updated_at:%Y-%m-%d %H:%M:%S}: {outcome.summary}"
+    return f"{row.last_error}\n{line}".strip()[-4000:]
+
+
+def outcomes_flush(*, send_id: int, pending: Pending, result: BatchResult) -> None:
+    """Writes pending outcomes in one short transaction.
+
+    Sent rows (nearly all of them) share one UPDATE per SMTP reply text; the rest go through
+    ``bulk_update``. The Send's counters move in the same transaction, so they match the rows.
+    """
+    if not pending.rows:
+        return
+    sent = [row for row in pending.rows if row.status == Delivery.Status.SENT]
+    others = [row for row in pending.rows if row.status != Delivery.Status.SENT]
+    failed = sum(row.status == Delivery.Status.FAILED for row in others)
+    now = timezone.now()
+    if not others and _write_all_sent(send_id=send_id, rows=sent, now=now):
+        result.sent += len(sent)
+        pending.rows.clear()
+        return
+    with transaction.atomic():
+        _write_sent(sent, now=now)
+        if others:
+            fields = ["status", "attempts", "smtp_response", "last_error", "updated_at"]
+            Delivery.objects.bulk_update(others, fields)
+        if pending.no_mailbox:
+            recipient_suppress(recipient_ids=pending.no_mailbox, status=Recipient.Status.BOUNCED)
+        Send.objects.filter(pk=send_id).update(
+            sent_count=F("sent_count") + len(sent),
+            failed_count=F("failed_count") + failed,
+            last_progress_at=now,
+            stalled_reason="",
+        )
+    result.sent += len(sent)
+    result.failed += failed
+    result.requeued += len(others) - failed
+    pending.rows.clear()
+    pending.no_mailbox.clear()
+
+
+def _write_all_sent(*, send_id: int, rows: list[Delivery], now: datetime) -> bool:
+    """The common case (every message accepted, one reply text) in a single statement.
+
+    One round trip instead of four (BEGIN, two UPDATEs, COMMIT): a statement is atomic on its
+    own, and the Send's counter moves by exactly the rows it marked sent. PostgreSQL only;
+    returns False when the rows need the general path.
+    """
+    replies = {row.smtp_response for row in rows}
+    if connection.vendor != "postgresql" or len(replies) != 1:
+        return False
+    sql = f"""
+        WITH done AS (
+            UPDATE {Delivery._meta.db_table}
+            SET status = %s, attempts = attempts + 1, sent_at = %s, smtp_response = %s,
+                updated_at = %s
+            WHERE id = ANY(%s) AND status = %s
+            RETURNING 1
+        )
+        UPDATE {Send._meta.db_table}
+        SET sent_count = sent_count + (SELECT COUNT(*) FROM done), last_progress_at = %s,
+            stalled_reason = ''
+        WHERE id = %s
+    """
+    params: list[Any] = [Delivery.Status.SENT, now, replies.pop(), now, [r.pk for r in rows]]
+    params += [Delivery.Status.SENDING, now, send_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    return True
+
+
+def _write_sent(rows: list[Delivery], *, now: datetime) -> None:
+    by_reply: dict[str, list[int]] = {}
+    for row in rows:
+        by_reply.setdefault(row.smtp_response, []).append(row.pk)
+    for reply, ids in by_reply.items():
+        Delivery.objects.filter(pk__in=ids).update(
+            status=Delivery.Status.SENT,
+            attempts=F("attempts") + 1,
+            sent_at=now,
+            smtp_response=reply,
+            updated_at=now,
+        )
+
+
+def rows_release(*, send_id: int, task_id: str, rows: list[Delivery], result: BatchResult) -> None:
+    """Claimed rows the loop did not reach: back to the queue, or skipped if cancelled.
+
+    A cancel also skips the rows this batch requeued after a temporary error, so a cancelled
+    send never keeps queued rows.
+    """
+    if result.stopped == Send.Status.CANCELLED:
+        ours = Delivery.objects.filter(
+            send_id=send_id,
+            task_id=task_id,
+            status__in=[Delivery.Status.SENDING, Delivery.Status.QUEUED],
+        )
+        rows_skip(send_id=send_id, rows=ours, result=result)
+        return
+    ids = [row.pk for row in rows]
+    if ids:
+        result.requeued += Delivery.objects.filter(
+            pk__in=ids, status=Delivery.Status.SENDING
+        ).update(status=Delivery.Status.QUEUED, claimed_at=None)
+
+
+def rows_skip(
+    *, send_id: int, rows: QuerySet[Delivery], result: BatchResult, reason: str = ""
+) -> None:
+    """Marks ``rows`` skipped and counts them on the Send."""
+    fields: dict[str, Any] = {"status": Delivery.Status.SKIPPED, "updated_at": timezone.now()}
+    if reason:
+        fields["last_error"] = reason
+    skipped = rows.update(**fields)
+    if skipped:
+        Send.objects.filter(pk=send_id).update(skipped_count=F("skipped_count") + skipped)
+    result.skipped += skipped

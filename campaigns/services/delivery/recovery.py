@@ -1,0 +1,69 @@
+"""Recovery: rows whose batch died go back to the queue; sends that stopped moving are flagged."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from campaigns.models import Delivery, Send
+from campaigns.publishers import publish_batch
+from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
+from campaigns.services.delivery.state import batch_lease_held, state_set
+
+logger = logging.getLogger(__name__)
+
+
+def deliveries_reap(*, publish: BatchPublisher = publish_batch) -> int:
+    """Returns rows stuck in ``sending`` past their lease to ``queued`` and re-dispatches them.
+
+    1. Find rows in ``sending`` claimed longer ago than the lease.
+    2. Leave alone the batches whose run still renews its lease (slow, e.g. rate-limited).
+    3. Requeue the rest and publish batches for exactly those rows of running sends.
+    """
+    lease = timedelta(seconds=settings.OPSDASH_DELIVERY_LEASE_SECONDS)
+    stale = Delivery.objects.filter(
+        status=Delivery.Status.SENDING, claimed_at__lt=timezone.now() - lease
+    )
+    task_ids = set(stale.values_list("task_id", flat=True).distinct())
+    dead = [task_id for task_id in task_ids if not batch_lease_held(task_id=task_id)]
+    reaped_rows = list(stale.filter(task_id__in=dead).values_list("id", "send_id"))
+    reaped = Delivery.objects.filter(
+        pk__in=[pk for pk, _ in reaped_rows], status=Delivery.Status.SENDING
+    ).update(status=Delivery.Status.QUEUED, claimed_at=None)
+    by_send: dict[int, list[int]] = {}
+    for pk, send_id in reaped_rows:
+        by_send.setdefault(send_id, []).append(pk)
+    for send_id, ids in by_send.items():
+        if Send.objects.filter(pk=send_id, status=Send.Status.RUNNING).exists():
+            send_dispatch(send_id=send_id, publish=publish, only_ids=ids)
+    if reaped:
+        logger.warning("Returned %s deliveries stuck in sending to the queue", reaped)
+    return reaped
+
+
+def sends_flag_stalled(*, publish: BatchPublisher = publish_batch) -> int:
+    """Flags running sends with queued rows and no progress for OPSDASH_STALL_MINUTES.
+
+    A flagged send is also re-dispatched (at most once per stall period): its batch messages
+    may have been lost with a broker's state, and a second message for a range is harmless.
+    """
+    minutes = settings.OPSDASH_STALL_MINUTES
+    limit = timezone.now() - timedelta(minutes=minutes)
+    stalled = Send.objects.filter(status=Send.Status.RUNNING, last_progress_at__lt=limit)
+    flagged = 0
+    for send in stalled:
+        if not Delivery.objects.filter(send=send, status=Delivery.Status.QUEUED).exists():
+            continue
+        reason = (
+            f"No progress since {send.last_progress_at:%Y-%m-%d %H:%M} UTC with deliveries "
+            "still queued: check that a worker consumes the delivery queue and that the SMTP "
+            "server answers. The queued deliveries were dispatched again."
+        )
+        flagged += Send.objects.filter(pk=send.pk).update(stalled_reason=reason)
+        key = f"send:{send.pk}:{send.created_at.timestamp()}:redispatched"
+        if state_set(key, "1", ttl=minutes * 60, only_new=True):
+            send_dispatch(send_id=send.pk, publish=publish)
+    return flagged

@@ -1,0 +1,174 @@
+"""The deliver_batch task body: what it does with each NextStep the batch service reports.
+
+The task runs in-process with the request a worker would give it (its id, its retry count).
+In that mode ``self.retry`` raises ``Retry`` carrying the countdown instead of publishing, so
+each test reads the wait the task chose. Nothing here needs the services profile.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery.exceptions import MaxRetriesExceededError, Retry, SoftTimeLimitExceeded
+
+from campaigns.models import Delivery, Send
+from campaigns.services.delivery import BatchLease, send_launch, send_pause
+from campaigns.tasks import BATCH_MAX_RETRIES, deliver_batch
+from opsdash.smtp_sink import SmtpSink
+from tests.factories import CampaignFactory, audience_with
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Batch = tuple[int, int, int, str]
+
+
+def launched(recipients: int, **campaign: Any) -> Batch:
+    """A launched send of one batch; returns that batch as it was published."""
+    published: list[Batch] = []
+    send_launch(
+        campaign_id=CampaignFactory(audiences=[audience_with(recipients)], **campaign).pk,
+        occurrence_key="once",
+        trigger=Send.Trigger.MANUAL,
+        publish=lambda *batch: published.append(batch),
+    )
+    (batch,) = published
+    return batch
+
+
+def run_task(batch: Batch, *, retries: int = 0) -> dict[str, Any]:
+    """Runs the task body as a worker would run delivery ``retries + 1`` of this batch."""
+    send_id, first_id, last_id, task_id = batch
+    kwargs = {"send_id": send_id, "first_id": first_id, "last_id": last_id}
+    deliver_batch.push_request(
+        id=task_id, retries=retries, is_eager=True, called_directly=False, args=(), kwargs=kwargs
+    )
+    try:
+        return deliver_batch.run(**kwargs)  # type: ignore[no-any-return]
+    finally:
+        deliver_batch.pop_request()
+
+
+def retry_countdown(batch: Batch, *, retries: int = 0) -> float:
+    with pytest.raises(Retry) as raised:
+        run_task(batch, retries=retries)
+    assert raised.value.when is not None
+    return float(raised.value.when)
+
+
+def statuses(send_id: int) -> Counter[str]:
+    return Counter(Delivery.objects.filter(send_id=send_id).values_list("status", flat=True))
+
+
+def test_a_finished_batch_returns_its_counts(smtp_sink: SmtpSink) -> None:
+    batch = launched(3)
+
+    assert run_task(batch) == {"sent": 3, "failed": 0, "skipped": 0, "requeued": 0}
+    assert Send.objects.get(pk=batch[0]).status == Send.Status.COMPLETED
+
+
+def test_a_paused_send_ends_the_task_without_a_retry(smtp_sink: SmtpSink) -> None:
+    batch = launched(2)
+    send_pause(send_id=batch[0], by=None)
+
+    assert run_task(batch)["stopped"] == Send.Status.PAUSED
+    assert smtp_sink.messages == []
+
+
+def test_a_busy_batch_looks_again_once_the_other_runs_lease_would_lapse(
+    smtp_sink: SmtpSink,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    settings.OPSDASH_DELIVERY_HEARTBEAT_SECONDS = 10
+    batch = launched(2)
+    lease = BatchLease(batch[3])
+    assert lease.acquire()
+
+    # Waiting is not failing: far past the failure bound, the task still waits.
+    countdown = retry_countdown(batch, retries=BATCH_MAX_RETRIES + 5)
+
+    lease.release()
+    assert 10 <= countdown <= 13
+    assert smtp_sink.messages == []
+
+
+def test_a_rate_limited_batch_retries_when_the_limit_allows(
+    smtp_sink: SmtpSink,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    settings.OPSDASH_RATE_MAX_WAIT_SECONDS = 1  # a longer wait hands the rows back
+    batch = launched(3, rate_limit_per_minute=2)
+
+    countdown = retry_countdown(batch, retries=BATCH_MAX_RETRIES + 5)
+
+    assert 25 < countdown <= 30  # the third token comes 30 s after the first two
+    assert statuses(batch[0]) == {Delivery.Status.SENT: 2, Delivery.Status.QUEUED: 1}
+
+
+def test_a_rate_limit_wait_is_capped_at_five_minutes(
+    smtp_sink: SmtpSink,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    settings.OPSDASH_SMTP_RATE_PER_HOUR = 1  # the second message waits an hour
+    batch = launched(2)
+
+    assert retry_countdown(batch) == 300
+    assert statuses(batch[0]) == {Delivery.Status.SENT: 1, Delivery.Status.QUEUED: 1}
+
+
+def test_a_temporary_refusal_retries_with_a_growing_backoff_then_gives_up(
+    smtp_sink: SmtpSink,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    settings.OPSDASH_DELIVERY_RETRY_BASE_SECONDS = 5
+    smtp_sink.rule = lambda address: "451 4.3.0 Try again later"
+    batch = launched(1)
+
+    assert 4 <= retry_countdown(batch) <= 6  # 5 s, with jitter
+    assert 16 <= retry_countdown(batch, retries=2) <= 24  # 5 s doubled twice
+    with pytest.raises(MaxRetriesExceededError):
+        run_task(batch, retries=BATCH_MAX_RETRIES)
+    assert statuses(batch[0]) == {Delivery.Status.QUEUED: 1}  # the stall check takes over
+
+
+@pytest.fixture
+def soft_time_limit() -> Iterator[None]:
+    """What a worker does at the soft time limit: a signal whose handler raises in the task."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SoftTimeLimitExceeded()
+
+    previous = signal.signal(signal.SIGUSR1, handler)
+    yield
+    signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.usefixtures("soft_time_limit")
+def test_the_soft_time_limit_records_what_was_sent_and_carries_on_in_a_fresh_run(
+    smtp_sink: SmtpSink,
+) -> None:
+    seen: list[str] = []
+
+    def limit_at_third(address: str) -> None:
+        seen.append(address)
+        if len(seen) == 3:  # while message 3 is being handed over, the time is up
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    smtp_sink.rule = limit_at_third
+    batch = launched(6)
+    assert threading.current_thread() is threading.main_thread()  # where signals land
+
+    assert retry_countdown(batch, retries=BATCH_MAX_RETRIES + 5) == 1
+
+    rows = statuses(batch[0])
+    assert rows[Delivery.Status.SENDING] == 0  # nothing left claimed by the stopped run
+    assert rows[Delivery.Status.SENT] >= 2 and rows[Delivery.Status.QUEUED] >= 3
+    assert Send.objects.get(pk=batch[0]).sent_count == rows[Delivery.Status.SENT]
+    smtp_sink.rule = None
+    assert run_task(batch, retries=1)["requeued"] == 0
+    assert statuses(batch[0]) == {Delivery.Status.SENT: 6}
