@@ -29,7 +29,7 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import TaskLink
-from campaigns.selectors import results_of_tasks, send_task_ids
+from campaigns.selectors.sends import results_of_tasks, send_task_ids
 
 for model in (
     PeriodicTask,
