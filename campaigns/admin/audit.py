@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 
-from campaigns.admin.base import EstimatedCountPaginator
+from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin
 from campaigns.models import AuditEntry
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = (
         "created_at",
         "actor",
@@ -44,15 +42,6 @@ class AuditEntryAdmin(ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @display(description="Send")
     def send_link(self, obj: AuditEntry) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -13,7 +13,6 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html
 
 from campaigns.services.delivery import IllegalTransition
 
@@ -21,12 +20,6 @@ from campaigns.services.delivery import IllegalTransition
 def admin_url(obj: Any, view: str = "change") -> str:
     meta = obj._meta
     return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
-
-
-def link(obj: Any, text: str | None = None) -> str:
-    if obj is None:
-        return "—"
-    return format_html('<a href="{}">{}</a>', admin_url(obj), text or str(obj))
 
 
 # Unfold renders detail actions as links. Links marked with this attribute are submitted as a
@@ -57,6 +50,19 @@ def run_service(
     return HttpResponseRedirect(redirect_to)
 
 
+class ReadOnlyAdminMixin:
+    """For records the system writes (audit entries, deliveries): staff may look, never edit."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ExactEmailSearch:
     """Searches a changelist by one exact, normalised address.
 
@@ -78,7 +84,13 @@ class ExactEmailSearch:
         return queryset.filter(**{self.email_lookup: term}), False
 
 
-class EstimatedCountPaginator(Paginator):
+if TYPE_CHECKING:  # the stubs make Paginator generic; at runtime it is not subscriptable
+    _Paginator = Paginator[Any]
+else:
+    _Paginator = Paginator
+
+
+class EstimatedCountPaginator(_Paginator):
     """Pagination without COUNT(*) over millions of rows.
 
     Asks PostgreSQL's planner how many rows the changelist query returns; only when it expects

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.contrib import admin
@@ -158,17 +159,19 @@ class TaskResultAdmin(BaseTaskResultAdmin, ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         links = TaskLink.objects.filter(task_id=OuterRef("task_id"))
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                link_send_id=Subquery(links.values("send_id")[:1]),
-                link_campaign_id=Subquery(links.values("campaign_id")[:1]),
-            )
+        queryset: QuerySet[TaskResult] = super().get_queryset(request)
+        return queryset.annotate(
+            link_send_id=Subquery(links.values("send_id")[:1]),
+            link_campaign_id=Subquery(links.values("campaign_id")[:1]),
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: TaskResult | None = None) -> list[str]:
-        return [*super().get_readonly_fields(request, obj), "campaign_link"]
+        # django-celery-results' admin has no annotations (its models have stubs, not its admin):
+        # this names the type its method has.
+        stock: Callable[[HttpRequest, TaskResult | None], Sequence[str]] = (
+            super().get_readonly_fields
+        )
+        return [*stock(request, obj), "campaign_link"]
 
     def get_fieldsets(self, request: HttpRequest, obj: TaskResult | None = None) -> Any:
         return [("Served", {"fields": ("campaign_link",)}), *super().get_fieldsets(request, obj)]
