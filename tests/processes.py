@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -128,14 +129,32 @@ class CeleryProcess:
         self.stop()
 
 
+def wait_for(
+    predicate: Callable[[], object],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.25,
+    logs: Callable[[], str] = str,
+) -> None:
+    """Polls ``predicate`` until it is true; fails after ``timeout`` seconds with ``logs()``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs()}")
+        time.sleep(interval)
+
+
 def broker_queues_delete() -> None:
     """Deletes this run's queues from RabbitMQ so test runs leave nothing behind."""
+    from kombu import Queue
+
     from opsdash.celery import app
 
     with app.connection_for_write() as conn:
         channel = conn.default_channel
-        for queue in settings.QUEUES:
+        for name in settings.QUEUES:
             try:
-                channel.queue_delete(queue)
+                Queue(name, channel=channel).delete()
             except Exception:
                 continue

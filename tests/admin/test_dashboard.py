@@ -116,13 +116,12 @@ def test_the_status_panel_lists_the_queues_of_a_live_broker(auditor: Client) -> 
 
 
 @pytest.mark.services
-def test_the_status_panel_says_unavailable_when_the_broker_is_down(auditor: Client) -> None:
-    real = app.conf.broker_url
-    app.conf.broker_url = "amqp://guest:guest@127.0.0.1:1//"  # nothing listens on port 1
-    try:
-        page = auditor.get(reverse("admin-system-status")).content.decode()
-    finally:
-        app.conf.broker_url = real
+def test_the_status_panel_says_unavailable_when_the_broker_is_down(
+    auditor: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 1.
+    monkeypatch.setattr(app.conf, "broker_url", "amqp://guest:guest@127.0.0.1:1//")
+    page = auditor.get(reverse("admin-system-status")).content.decode()
     assert "Unavailable: the broker did not answer." in page
     assert page.count("unavailable") >= 4  # every queue row
 
