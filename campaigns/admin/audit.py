@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin
-from django.urls import reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 
-from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin
-from campaigns.models import AuditEntry
+from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link
+from campaigns.models import AuditEntry, Send
 
 
 @admin.register(AuditEntry)
@@ -45,10 +44,7 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
 
     @display(description="Send")
     def send_link(self, obj: AuditEntry) -> str:
-        if obj.send_id is None:
-            return "—"
-        url = reverse("admin:campaigns_send_change", args=[obj.send_id])
-        return format_html('<a href="{}">Send #{}</a>', url, obj.send_id)
+        return id_link(Send, obj.send_id, "Send")
 
     @display(description="Changes")
     def summary(self, obj: AuditEntry) -> str:

@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, models
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.functional import cached_property
+from django.utils.html import format_html
 
 from campaigns.services.delivery import IllegalTransition
 
@@ -20,6 +21,15 @@ from campaigns.services.delivery import IllegalTransition
 def admin_url(obj: Any, view: str = "change") -> str:
     meta = obj._meta
     return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
+
+
+def id_link(model: type[models.Model], pk: int | None, label: str) -> str:
+    """ "<label> #<pk>" linking to the object's page, by id alone (its __str__ may cost a query)."""
+    if pk is None:
+        return "—"
+    meta = model._meta
+    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[pk])
+    return format_html('<a href="{}">{} #{}</a>', url, label, pk)
 
 
 # Unfold renders detail actions as links. Links marked with this attribute are submitted as a

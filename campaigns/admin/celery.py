@@ -8,8 +8,6 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 from django_celery_beat.admin import ClockedScheduleAdmin as BaseClockedScheduleAdmin
 from django_celery_beat.admin import CrontabScheduleAdmin as BaseCrontabScheduleAdmin
 from django_celery_beat.admin import PeriodicTaskAdmin as BasePeriodicTaskAdmin
@@ -28,8 +26,8 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
-from campaigns.admin.base import EstimatedCountPaginator
-from campaigns.models import TaskLink
+from campaigns.admin.base import EstimatedCountPaginator, id_link
+from campaigns.models import Campaign, Send, TaskLink
 from campaigns.selectors.sends import results_of_tasks, send_task_ids
 
 for model in (
@@ -179,14 +177,9 @@ class TaskResultAdmin(BaseTaskResultAdmin, ModelAdmin):
     @display(description="Campaign / send")
     def campaign_link(self, obj: TaskResult) -> str:
         send_id = getattr(obj, "link_send_id", None)
-        campaign_id = getattr(obj, "link_campaign_id", None)
         if send_id:
-            url = reverse("admin:campaigns_send_change", args=[send_id])
-            return format_html('<a href="{}">Send #{}</a>', url, send_id)
-        if campaign_id:
-            url = reverse("admin:campaigns_campaign_change", args=[campaign_id])
-            return format_html('<a href="{}">Campaign #{}</a>', url, campaign_id)
-        return "—"
+            return id_link(Send, send_id, "Send")
+        return id_link(Campaign, getattr(obj, "link_campaign_id", None) or None, "Campaign")
 
 
 @admin.register(GroupResult)
