@@ -279,28 +279,17 @@ def raw_measure(campaign: Any, n: int, *, processes: int, prebuilt: bool) -> flo
 def workers_start(env: dict[str, str], *, count: int, sink_port: int) -> subprocess.Popen[bytes]:
     from django.conf import settings
 
-    queues = ",".join([settings.QUEUE_DELIVERY, settings.QUEUE_PRIORITY, settings.QUEUE_DEFAULT])
+    from opsdash.workers import celery_worker_argv
+
+    queues = [settings.QUEUE_DELIVERY, settings.QUEUE_PRIORITY, settings.QUEUE_DEFAULT]
     log_path = Path(tempfile.mkstemp(prefix="bench-delivery-worker-", suffix=".log")[1])
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "opsdash",
-            "worker",
-            "-l",
-            os.environ.get("BENCH_WORKER_LOG_LEVEL", "warning"),
-            "-Q",
-            queues,
-            "-c",
-            str(count),
-            "-n",
-            f"bench-delivery-{os.getpid()}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
+        celery_worker_argv(
+            name=f"bench-delivery-{os.getpid()}@%h",
+            queues=queues,
+            concurrency=count,
+            loglevel=os.environ.get("BENCH_WORKER_LOG_LEVEL", "warning"),
+        ),
         cwd=ROOT,
         env={**env, "EMAIL_PORT": str(sink_port)},
         stdout=log_path.open("wb"),

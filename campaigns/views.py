@@ -16,7 +16,7 @@ from campaigns.services.audiences import InvalidToken, recipient_unsubscribe, un
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        claim = unsubscribe_token_read(token)
+        recipient_id = unsubscribe_token_read(token)
     except InvalidToken as exc:
         return render(
             request, "campaigns/unsubscribe_invalid.html", {"message": str(exc)}, status=400
@@ -24,5 +24,5 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET":
         # Link scanners fetch URLs: a GET only shows the confirmation form.
         return render(request, "campaigns/unsubscribe_confirm.html", {"token": token})
-    recipient_unsubscribe(recipient_id=claim.recipient_id)
+    recipient_unsubscribe(recipient_id=recipient_id)
     return render(request, "campaigns/unsubscribe_done.html")

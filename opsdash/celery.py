@@ -17,15 +17,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 def _declare_queues(sender: Celery, **_: object) -> None:
     from django.conf import settings
 
-    sender.conf.task_queues = [
-        Queue(name)
-        for name in (
-            settings.QUEUE_DEFAULT,
-            settings.QUEUE_DELIVERY,
-            settings.QUEUE_PRIORITY,
-            settings.QUEUE_IMPORTS,
-        )
-    ]
+    sender.conf.task_queues = [Queue(name) for name in settings.QUEUES]
 
 
 app.autodiscover_tasks()

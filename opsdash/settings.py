@@ -239,6 +239,8 @@ QUEUE_DELIVERY = f"{QUEUE_PREFIX}delivery"
 QUEUE_PRIORITY = f"{QUEUE_PREFIX}priority"
 QUEUE_IMPORTS = f"{QUEUE_PREFIX}imports"
 QUEUE_DEFAULT = f"{QUEUE_PREFIX}default"
+# Every queue, in the order the status panel lists them; workers and the app declare these.
+QUEUES = (QUEUE_DELIVERY, QUEUE_PRIORITY, QUEUE_IMPORTS, QUEUE_DEFAULT)
 
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 from django.conf import settings
 from django.db import connection
+
+from opsdash.workers import celery_beat_argv, celery_worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,54 +65,19 @@ class CeleryProcess:
         pool: str = "prefork",
         extra_env: dict[str, str] | None = None,
     ) -> CeleryProcess:
-        queues = queues or [
-            settings.QUEUE_PRIORITY,
-            settings.QUEUE_DELIVERY,
-            settings.QUEUE_IMPORTS,
-            settings.QUEUE_DEFAULT,
-        ]
-        name = f"test-{uuid.uuid4().hex[:6]}@%h"
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "opsdash",
-            "worker",
-            "-l",
-            "info",
-            "-Q",
-            ",".join(queues),
-            "-c",
-            str(concurrency),
-            "-P",
-            pool,
-            "-n",
-            name,
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ]
+        args = celery_worker_argv(
+            name=f"test-{uuid.uuid4().hex[:6]}@%h",
+            queues=queues or settings.QUEUES,
+            concurrency=concurrency,
+            pool=pool,
+        )
         env = child_env(EMAIL_PORT=str(smtp_port), **(extra_env or {}))
         return cls(args, env, ready_marker="ready.")
 
     @classmethod
     def beat(cls) -> CeleryProcess:
         schedule = tempfile.mkstemp(prefix="opsdash-beat-")[1]
-        args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "opsdash",
-            "beat",
-            "-l",
-            "info",
-            "--max-interval",
-            "1",
-            "-s",
-            schedule,
-        ]
+        args = celery_beat_argv(schedule=schedule, max_interval=1)
         return cls(args, child_env(), ready_marker="beat: Starting")
 
     def start(self, timeout: float = 60) -> CeleryProcess:
@@ -162,19 +129,32 @@ class CeleryProcess:
         self.stop()
 
 
+def wait_for(
+    predicate: Callable[[], object],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.25,
+    logs: Callable[[], str] = str,
+) -> None:
+    """Polls ``predicate`` until it is true; fails after ``timeout`` seconds with ``logs()``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs()}")
+        time.sleep(interval)
+
+
 def broker_queues_delete() -> None:
     """Deletes this run's queues from RabbitMQ so test runs leave nothing behind."""
+    from kombu import Queue
+
     from opsdash.celery import app
 
     with app.connection_for_write() as conn:
         channel = conn.default_channel
-        for queue in (
-            settings.QUEUE_DEFAULT,
-            settings.QUEUE_DELIVERY,
-            settings.QUEUE_PRIORITY,
-            settings.QUEUE_IMPORTS,
-        ):
+        for name in settings.QUEUES:
             try:
-                channel.queue_delete(queue)
+                Queue(name, channel=channel).delete()
             except Exception:
                 continue

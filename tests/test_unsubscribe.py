@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from django.test import Client
 
@@ -58,7 +60,9 @@ def test_one_click_post_unsubscribes_without_cookies_or_csrf_token(recipient: Re
         lambda token: "garbage",
     ],
 )
-def test_a_tampered_token_gets_a_4xx_and_changes_nothing(recipient: Recipient, tamper) -> None:  # type: ignore[no-untyped-def]
+def test_a_tampered_token_gets_a_4xx_and_changes_nothing(
+    recipient: Recipient, tamper: Callable[[str], str]
+) -> None:
     token = unsubscribe_token_make(recipient_id=recipient.pk, send_id=7)
     client = Client(enforce_csrf_checks=True)
 

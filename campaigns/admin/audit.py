@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest
-from django.urls import reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 
-from campaigns.admin.base import EstimatedCountPaginator
-from campaigns.models import AuditEntry
+from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link
+from campaigns.models import AuditEntry, Send
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
     list_display = (
         "created_at",
         "actor",
@@ -45,21 +42,9 @@ class AuditEntryAdmin(ModelAdmin):
     paginator = EstimatedCountPaginator
     list_per_page = 50
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @display(description="Send")
     def send_link(self, obj: AuditEntry) -> str:
-        if obj.send_id is None:
-            return "—"
-        url = reverse("admin:campaigns_send_change", args=[obj.send_id])
-        return format_html('<a href="{}">Send #{}</a>', url, obj.send_id)
+        return id_link(Send, obj.send_id, "Send")
 
     @display(description="Changes")
     def summary(self, obj: AuditEntry) -> str:

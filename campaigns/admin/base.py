@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, models
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.functional import cached_property
@@ -23,10 +23,13 @@ def admin_url(obj: Any, view: str = "change") -> str:
     return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
 
 
-def link(obj: Any, text: str | None = None) -> str:
-    if obj is None:
+def id_link(model: type[models.Model], pk: int | None, label: str) -> str:
+    """ "<label> #<pk>" linking to the object's page, by id alone (its __str__ may cost a query)."""
+    if pk is None:
         return "—"
-    return format_html('<a href="{}">{}</a>', admin_url(obj), text or str(obj))
+    meta = model._meta
+    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[pk])
+    return format_html('<a href="{}">{} #{}</a>', url, label, pk)
 
 
 # The badge colour of every status shown in the admin (campaigns, sends, deliveries).
@@ -73,6 +76,19 @@ def run_service(
     return HttpResponseRedirect(redirect_to)
 
 
+class ReadOnlyAdminMixin:
+    """For records the system writes (audit entries, deliveries): staff may look, never edit."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class ExactEmailSearch:
     """Searches a changelist by one exact, normalised address.
 
@@ -94,7 +110,13 @@ class ExactEmailSearch:
         return queryset.filter(**{self.email_lookup: term}), False
 
 
-class EstimatedCountPaginator(Paginator):
+if TYPE_CHECKING:  # the stubs make Paginator generic; at runtime it is not subscriptable
+    _Paginator = Paginator[Any]
+else:
+    _Paginator = Paginator
+
+
+class EstimatedCountPaginator(_Paginator):
     """Pagination without COUNT(*) over millions of rows.
 
     Asks PostgreSQL's planner how many rows the changelist query returns; only when it expects

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.contrib import admin
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 from django_celery_beat.admin import ClockedScheduleAdmin as BaseClockedScheduleAdmin
 from django_celery_beat.admin import CrontabScheduleAdmin as BaseCrontabScheduleAdmin
 from django_celery_beat.admin import PeriodicTaskAdmin as BasePeriodicTaskAdmin
@@ -27,9 +26,9 @@ from unfold.admin import ModelAdmin
 from unfold.decorators import display
 from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
-from campaigns.admin.base import EstimatedCountPaginator
-from campaigns.models import TaskLink
-from campaigns.selectors import results_of_tasks, send_task_ids
+from campaigns.admin.base import EstimatedCountPaginator, id_link
+from campaigns.models import Campaign, Send, TaskLink
+from campaigns.selectors.sends import results_of_tasks, send_task_ids
 
 for model in (
     PeriodicTask,
@@ -158,17 +157,19 @@ class TaskResultAdmin(BaseTaskResultAdmin, ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
         links = TaskLink.objects.filter(task_id=OuterRef("task_id"))
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                link_send_id=Subquery(links.values("send_id")[:1]),
-                link_campaign_id=Subquery(links.values("campaign_id")[:1]),
-            )
+        queryset: QuerySet[TaskResult] = super().get_queryset(request)
+        return queryset.annotate(
+            link_send_id=Subquery(links.values("send_id")[:1]),
+            link_campaign_id=Subquery(links.values("campaign_id")[:1]),
         )
 
     def get_readonly_fields(self, request: HttpRequest, obj: TaskResult | None = None) -> list[str]:
-        return [*super().get_readonly_fields(request, obj), "campaign_link"]
+        # django-celery-results' admin has no annotations (its models have stubs, not its admin):
+        # this names the type its method has.
+        stock: Callable[[HttpRequest, TaskResult | None], Sequence[str]] = (
+            super().get_readonly_fields
+        )
+        return [*stock(request, obj), "campaign_link"]
 
     def get_fieldsets(self, request: HttpRequest, obj: TaskResult | None = None) -> Any:
         return [("Served", {"fields": ("campaign_link",)}), *super().get_fieldsets(request, obj)]
@@ -176,14 +177,9 @@ class TaskResultAdmin(BaseTaskResultAdmin, ModelAdmin):
     @display(description="Campaign / send")
     def campaign_link(self, obj: TaskResult) -> str:
         send_id = getattr(obj, "link_send_id", None)
-        campaign_id = getattr(obj, "link_campaign_id", None)
         if send_id:
-            url = reverse("admin:campaigns_send_change", args=[send_id])
-            return format_html('<a href="{}">Send #{}</a>', url, send_id)
-        if campaign_id:
-            url = reverse("admin:campaigns_campaign_change", args=[campaign_id])
-            return format_html('<a href="{}">Campaign #{}</a>', url, campaign_id)
-        return "—"
+            return id_link(Send, send_id, "Send")
+        return id_link(Campaign, getattr(obj, "link_campaign_id", None) or None, "Campaign")
 
 
 @admin.register(GroupResult)

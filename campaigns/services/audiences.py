@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -47,12 +45,6 @@ def normalise_email(raw: str) -> str:
     return email
 
 
-@dataclass(frozen=True)
-class UnsubscribeClaim:
-    recipient_id: int
-    send_id: int
-
-
 class InvalidToken(ValueError):
     pass
 
@@ -66,14 +58,18 @@ def unsubscribe_url(*, recipient_id: int, send_id: int) -> str:
     return public_url(reverse("unsubscribe", args=[token]))
 
 
-def unsubscribe_token_read(token: str) -> UnsubscribeClaim:
-    """Verifies the HMAC (compared in constant time by Signer) and parses the ids."""
+def unsubscribe_token_read(token: str) -> int:
+    """Verifies the HMAC (compared in constant time by Signer); returns the recipient's id.
+
+    The token also names the send it came with (so every message's link differs); it must
+    parse, but unsubscribing is per recipient, so nothing else reads it.
+    """
     try:
         value = signing.Signer(salt=_UNSUBSCRIBE_SALT).unsign(token)
-        recipient_id, send_id = (int(part) for part in value.split("-", 1))
+        recipient_id, _send_id = (int(part) for part in value.split("-", 1))
     except (signing.BadSignature, ValueError) as exc:
         raise InvalidToken("This unsubscribe link is not valid.") from exc
-    return UnsubscribeClaim(recipient_id=recipient_id, send_id=send_id)
+    return recipient_id
 
 
 @transaction.atomic

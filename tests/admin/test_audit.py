@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -17,7 +18,7 @@ from tests.factories import CampaignFactory, RecipientFactory, audience_with
 pytestmark = pytest.mark.django_db
 
 
-def logged_in(*roles: str) -> tuple[Client, object]:
+def logged_in(*roles: str) -> tuple[Client, User]:
     user = user_with_roles(*roles)
     client = Client()
     client.force_login(user)
@@ -189,11 +190,7 @@ def test_a_campaign_and_a_send_link_to_their_own_audit_entries() -> None:
     assert f"?send__id__exact={send.pk}" in page.content.decode()
 
 
-def test_a_send_page_offers_only_the_controls_its_status_allows(client) -> None:  # type: ignore[no-untyped-def]
-    from campaigns.models import Send
-    from tests.admin.helpers import user_with_roles
-    from tests.factories import CampaignFactory
-
+def test_a_send_page_offers_only_the_controls_its_status_allows(client: Client) -> None:
     client.force_login(user_with_roles("approver"))
     send = Send.objects.create(campaign=CampaignFactory(), occurrence_key="once")
     url = reverse("admin:campaigns_send_change", args=[send.pk])

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from pytest_django import DjangoAssertNumQueries
 
-from campaigns import selectors
-from campaigns.models import Campaign, Delivery, Send
+from campaigns.models import Campaign, Delivery, Recipient, Send
+from campaigns.selectors.dashboard import STATS_CACHE_KEY, hours_cache_key, table_estimate
+from campaigns.selectors.system import SYSTEM_CACHE_KEY
 from campaigns.services.campaigns import campaign_schedule
 from opsdash.celery import app
 from tests.admin.helpers import user_with_roles
@@ -25,7 +29,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fresh_numbers() -> Iterator[None]:
     # Only our keys: clearing the whole cache would touch other runs sharing this Redis.
-    keys = ("dashboard:stats:v1", "dashboard:system:v1", selectors.hours_cache_key(timezone.now()))
+    keys = (STATS_CACHE_KEY, SYSTEM_CACHE_KEY, hours_cache_key(timezone.now()))
     cache.delete_many(keys)
     yield
     cache.delete_many(keys)
@@ -38,7 +42,7 @@ def auditor() -> Client:
     return client
 
 
-def deliveries(send: Send, status: str, count: int, *, at: object) -> None:
+def deliveries(send: Send, status: str, count: int, *, at: datetime) -> None:
     for _ in range(count):
         Delivery.objects.create(
             send=send, recipient=RecipientFactory(), status=status, sent_at=at, updated_at=at
@@ -97,40 +101,33 @@ def test_upcoming_and_stalled_sends_are_listed(auditor: Client) -> None:
 
 
 def test_the_dashboard_runs_a_bounded_number_of_queries_and_then_uses_the_cache(
-    auditor: Client, django_assert_max_num_queries: object
+    auditor: Client, django_assert_max_num_queries: DjangoAssertNumQueries
 ) -> None:
     auditor.get(reverse("admin:index"))  # fills the cache
-    with django_assert_max_num_queries(6):  # type: ignore[operator]
+    with django_assert_max_num_queries(6):
         assert auditor.get(reverse("admin:index")).status_code == 200
 
 
 @pytest.mark.services
 def test_the_status_panel_lists_the_queues_of_a_live_broker(auditor: Client) -> None:
     page = auditor.get(reverse("admin-system-status")).content.decode()
-    from django.conf import settings
-
     assert settings.QUEUE_DELIVERY in page
     assert "unavailable" not in page.split("Queues", 1)[1]
 
 
 @pytest.mark.services
-def test_the_status_panel_says_unavailable_when_the_broker_is_down(auditor: Client) -> None:
-    real = app.conf.broker_url
-    app.conf.broker_url = "amqp://guest:guest@127.0.0.1:1//"  # nothing listens on port 1
-    try:
-        page = auditor.get(reverse("admin-system-status")).content.decode()
-    finally:
-        app.conf.broker_url = real
+def test_the_status_panel_says_unavailable_when_the_broker_is_down(
+    auditor: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nothing listens on port 1.
+    monkeypatch.setattr(app.conf, "broker_url", "amqp://guest:guest@127.0.0.1:1//")
+    page = auditor.get(reverse("admin-system-status")).content.decode()
     assert "Unavailable: the broker did not answer." in page
     assert page.count("unavailable") >= 4  # every queue row
 
 
 def test_totals_come_from_the_planner_estimate_once_analysed() -> None:
-    from django.db import connection
-
-    from campaigns.models import Recipient
-
     RecipientFactory.create_batch(3)
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE campaigns_recipient")
-    assert selectors.table_estimate(Recipient) == 3
+        cursor.execute(f'ANALYZE "{Recipient._meta.db_table}"')
+    assert table_estimate(Recipient) == 3

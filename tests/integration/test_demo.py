@@ -14,9 +14,12 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,12 +67,9 @@ print("results", TaskResult.objects.filter(status="SUCCESS").count())
 """
 
 
-def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}:\n{_logs()}")
-        time.sleep(0.5)
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Polls every half second (some predicates start a process); fails with the demo's logs."""
+    processes.wait_for(predicate, timeout=timeout, what=what, interval=0.5, logs=_logs)
 
 
 @pytest.mark.timeout(240)
@@ -106,8 +106,9 @@ def test_the_demo_sends_the_newsletter_and_stops_cleanly(tmp_path: Path) -> None
         assert "results 0" not in manage(env, "shell", "-c", REPORT)
         subjects = {message["Subject"] for message in box}
         assert all(subject.endswith(", what's new this month") for subject in subjects)
-        password = re.search(r"Login:\s+demo / (\S+)", banner).group(1)  # type: ignore[union-attr]
-        _the_admin_pages_open(f"http://127.0.0.1:{port}", password)
+        login = re.search(r"Login:\s+demo / (\S+)", banner)
+        assert login is not None
+        _the_admin_pages_open(f"http://127.0.0.1:{port}", login.group(1))
     finally:
         demo.send_signal(signal.SIGINT)
         demo.wait(timeout=60)
@@ -140,7 +141,9 @@ def _the_admin_pages_open(base: str, password: str) -> None:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     login_page = opener.open(f"{base}/admin/login/", timeout=30).read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page).group(1)  # type: ignore[union-attr]
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login_page)
+    assert csrf is not None
+    token = csrf.group(1)
     form = urllib.parse.urlencode(
         {"username": "demo", "password": password, "csrfmiddlewaretoken": token, "next": "/admin/"}
     ).encode()

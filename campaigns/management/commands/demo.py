@@ -21,6 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 
 from campaigns.models import Campaign
+from opsdash.workers import celery_beat_argv, celery_worker_argv
 
 FIXTURES = sorted((Path(settings.BASE_DIR) / "fixtures").glob("0*.json"))
 
@@ -122,46 +123,19 @@ def _start_all(
     *, port: int, smtp_port: int, maildir: Path, env: dict[str, str]
 ) -> list[subprocess.Popen[bytes]]:
     python = sys.executable
-    queues = ",".join(
-        [
-            settings.QUEUE_PRIORITY,
-            settings.QUEUE_DELIVERY,
-            settings.QUEUE_IMPORTS,
-            settings.QUEUE_DEFAULT,
-        ]
-    )
     commands = [
         [python, "manage.py", "smtpsink", "--port", str(smtp_port), "--maildir", str(maildir)],
-        [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "opsdash",
-            "worker",
-            "-l",
-            "warning",
-            "-Q",
-            queues,
-            "-P",
-            "threads",
-            "-c",
-            "4",
-            "-n",
-            "demo@%h",
-        ],
-        [
-            python,
-            "-m",
-            "celery",
-            "-A",
-            "opsdash",
-            "beat",
-            "-l",
-            "warning",
-            "-s",
-            str(Path(settings.VAR_DIR) / "celerybeat-schedule"),
-        ],
+        celery_worker_argv(
+            name="demo@%h",
+            queues=settings.QUEUES,
+            concurrency=4,
+            pool="threads",
+            loglevel="warning",
+            standalone=False,
+        ),
+        celery_beat_argv(
+            schedule=str(Path(settings.VAR_DIR) / "celerybeat-schedule"), loglevel="warning"
+        ),
         [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
     ]
     # Each child gets its own process group so Ctrl-C reaches them only through us, in order.

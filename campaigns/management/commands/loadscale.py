@@ -15,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from campaigns.models import (
     Audience,
@@ -112,6 +113,11 @@ def _defaults(model: type[models.Model], given: set[str]) -> tuple[list[str], li
     return columns, values
 
 
+def _table(model: type[models.Model]) -> str:
+    """The model's table, quoted for SQL (the names come from the models, never from input)."""
+    return connection.ops.quote_name(model._meta.db_table)
+
+
 def _insert(
     model: type[models.Model], select: dict[str, str], tail: str, params: list[Any]
 ) -> None:
@@ -121,8 +127,7 @@ def _insert(
     columns = [*extra_columns, *select]
     expressions = [*(["%s"] * len(extra_values)), *select.values()]
     sql = (
-        f"INSERT INTO {model._meta.db_table} ({', '.join(columns)}) "
-        f"SELECT {', '.join(expressions)} {tail}"
+        f"INSERT INTO {_table(model)} ({', '.join(columns)}) SELECT {', '.join(expressions)} {tail}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*extra_values, *params])
@@ -158,7 +163,7 @@ def _load_subscriptions() -> None:
             "created_at": "r.created_at",
             "updated_at": "r.created_at",
         },
-        "FROM campaigns_recipient r WHERE r.email LIKE 'scale%%@example.com'",
+        f"FROM {_table(Recipient)} r WHERE r.email LIKE 'scale%%@example.com'",
         [],
     )
 
@@ -185,7 +190,7 @@ def _load_deliveries(count: int, send_ids: list[int]) -> None:
             "sent_at": f"CASE WHEN mod(r.rn, 100) < 93 THEN {when} END",
             "updated_at": when,
         },
-        "FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM campaigns_recipient "
+        f"FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM {_table(Recipient)} "
         "WHERE email LIKE 'scale%%@example.com' ORDER BY id LIMIT %s) r",
         [count, count, count],
     )
@@ -195,8 +200,8 @@ def _load_deliveries(count: int, send_ids: list[int]) -> None:
 def _refresh_send_counters(send_ids: list[int]) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            """
-            UPDATE campaigns_send s SET
+            f"""
+            UPDATE {_table(Send)} s SET
               total = c.total, sent_count = c.sent, failed_count = c.failed,
               skipped_count = c.skipped, last_progress_at = s.finished_at
             FROM (
@@ -204,7 +209,7 @@ def _refresh_send_counters(send_ids: list[int]) -> None:
                      count(*) FILTER (WHERE status = 'sent') AS sent,
                      count(*) FILTER (WHERE status = 'failed') AS failed,
                      count(*) FILTER (WHERE status = 'skipped') AS skipped
-              FROM campaigns_delivery WHERE send_id = ANY(%s) GROUP BY send_id
+              FROM {_table(Delivery)} WHERE send_id = ANY(%s) GROUP BY send_id
             ) c WHERE s.id = c.send_id
             """,
             [send_ids],
@@ -216,8 +221,9 @@ def _load_task_results(count: int, send_ids: list[int]) -> None:
     sends = "ARRAY[" + ",".join(str(int(pk)) for pk in send_ids) + "]::bigint[]"
     with connection.cursor() as cursor:
         cursor.execute(
+            f"INSERT INTO {_table(TaskResult)}"
+            # Not an f-string from here: the JSON literals below hold braces.
             """
-            INSERT INTO django_celery_results_taskresult
               (task_id, status, content_type, content_encoding, result, date_done, traceback,
                meta, task_args, task_kwargs, task_name, worker, date_created, date_started,
                periodic_task_name)
@@ -255,8 +261,8 @@ def _load_task_results(count: int, send_ids: list[int]) -> None:
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            "UPDATE campaigns_tasklink l SET campaign_id = s.campaign_id "
-            "FROM campaigns_send s WHERE l.send_id = s.id AND l.campaign_id IS NULL"
+            f"UPDATE {_table(TaskLink)} l SET campaign_id = s.campaign_id "
+            f"FROM {_table(Send)} s WHERE l.send_id = s.id AND l.campaign_id IS NULL"
         )
 
 
@@ -284,6 +290,5 @@ def _load_audit(count: int, send_ids: list[int]) -> None:
 def _analyse() -> None:
     """Fresh statistics and visibility maps, as autovacuum would leave a production table."""
     with connection.cursor() as cursor:
-        for model in (Recipient, Subscription, Delivery, TaskLink, AuditEntry, Send):
-            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
-        cursor.execute("VACUUM ANALYZE django_celery_results_taskresult")
+        for model in (Recipient, Subscription, Delivery, TaskLink, AuditEntry, Send, TaskResult):
+            cursor.execute(f"VACUUM ANALYZE {_table(model)}")
