@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, path
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns import selectors
+from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.services.previews import PREVIEW_FIELDS, PreviewProblem, campaign_preview
 
 
@@ -64,7 +64,7 @@ class CampaignToolViews:
 
     def _task_state(self, request: HttpRequest, task_id: str) -> HttpResponse:
         self._require_view(request)
-        state = selectors.task_state(task_id=task_id)
+        state = campaign_selectors.task_state(task_id=task_id)
         if state is None:
             return JsonResponse({"error": "Unknown task."}, status=404)
         return JsonResponse(state)

@@ -12,17 +12,19 @@ from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
 
-from campaigns import selectors
 from campaigns.admin.base import (
     POST_ACTION,
     STATUS_COLOURS,
     ChangelistDefer,
     EstimatedCountPaginator,
     ExactEmailSearch,
+    ReadOnlyAdminMixin,
+    id_link,
     run_service,
 )
 from campaigns.admin.campaigns import CampaignPermissions
 from campaigns.models import Delivery, Send
+from campaigns.selectors import sends as send_selectors
 from campaigns.services.audit import By
 from campaigns.services.delivery import send_cancel, send_pause, send_resume
 from campaigns.services.transitions import send_controls_for
@@ -65,7 +67,8 @@ class SendControlMixin(CampaignPermissions):
 
 
 @admin.register(Send)
-class SendAdmin(SendControlMixin, ModelAdmin):
+class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
+    # A send's fields are a record, not a form: no Save buttons. Its controls are actions.
     list_display = (
         "id",
         "campaign",
@@ -112,10 +115,6 @@ class SendAdmin(SendControlMixin, ModelAdmin):
         actions = super().get_actions_detail(request, object_id)
         return [a for a in actions if a.action_name.removeprefix(prefix) in offered]
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # A send's fields are a record, not a form: no Save buttons. Its controls are actions.
-        return False
-
     def change_view(
         self,
         request: HttpRequest,
@@ -130,23 +129,17 @@ class SendAdmin(SendControlMixin, ModelAdmin):
             email = request.GET.get("email", "")
             extra_context.update(
                 {
-                    "deliveries": selectors.send_deliveries(
+                    "deliveries": send_selectors.send_deliveries(
                         send_id=int(object_id), status=outcome, email=email
                     ),
                     "delivery_outcome": outcome,
                     "delivery_email": email,
                     "delivery_outcomes": Delivery.Status.choices,
-                    "task_results": selectors.send_task_results(send_id=int(object_id)),
-                    "page_rows": selectors.SEND_PAGE_ROWS,
+                    "task_results": send_selectors.send_task_results(send_id=int(object_id)),
+                    "page_rows": send_selectors.SEND_PAGE_ROWS,
                 }
             )
         return super().change_view(request, object_id, form_url, extra_context)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Send) -> str:
@@ -181,7 +174,7 @@ class SendAdmin(SendControlMixin, ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ExactEmailSearch, ChangelistDefer, ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, ModelAdmin):
     list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at", "task")
     list_filter = ("status",)
     list_select_related = ("recipient",)
@@ -209,15 +202,6 @@ class DeliveryAdmin(ExactEmailSearch, ChangelistDefer, ModelAdmin):
     )
     exclude = ("task_id",)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Delivery) -> str:
         return obj.status
@@ -225,8 +209,7 @@ class DeliveryAdmin(ExactEmailSearch, ChangelistDefer, ModelAdmin):
     @display(description="Send")
     def send_link(self, obj: Delivery) -> str:
         # The send's id only: its __str__ would fetch the campaign for every row.
-        url = reverse("admin:campaigns_send_change", args=[obj.send_id])
-        return format_html('<a href="{}">Send #{}</a>', url, obj.send_id)
+        return id_link(Send, obj.send_id, "Send")
 
     @display(description="Task")
     def task(self, obj: Delivery) -> str:

@@ -7,13 +7,9 @@ from typing import Any
 from django_celery_results.models import TaskResult
 
 from campaigns.models import Recipient, TaskLink
+from campaigns.services.rendering import recipient_fields, sample_recipient_fields
 
-SAMPLE_RECIPIENT = {
-    "email": "sample@example.com",
-    "first_name": "Sample",
-    "last_name": "Recipient",
-    "attributes": {},
-}
+SAMPLE_EMAIL = "sample@example.com"
 # Celery states after which a task's result no longer changes.
 _FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
@@ -24,13 +20,13 @@ def preview_recipient(*, email: str) -> dict[str, Any] | None:
     Returns None when an address is given but no recipient has it.
     """
     if not email.strip():
-        return dict(SAMPLE_RECIPIENT)
-    row = (
+        return sample_recipient_fields(email=SAMPLE_EMAIL)
+    recipient = (
         Recipient.objects.filter(email=email.strip().lower())
-        .values("id", "email", "first_name", "last_name", "attributes")
+        .only("email", "first_name", "last_name", "attributes")
         .first()
     )
-    return dict(row) if row is not None else None
+    return recipient_fields(recipient) if recipient is not None else None
 
 
 def task_state(*, task_id: str) -> dict[str, Any] | None:

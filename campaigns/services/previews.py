@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from campaigns import selectors
 from campaigns.models import Campaign
+from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.services.campaigns import CONTENT_FIELDS
 from campaigns.services.rendering import TemplateProblem, campaign_compile, message_render
 
@@ -40,7 +40,7 @@ def campaign_preview(
     """
     stored = Campaign.objects.filter(pk=campaign_id).first() if campaign_id else None
     fields = {name: _field(name, data, stored) for name in PREVIEW_FIELDS}
-    recipient = selectors.preview_recipient(email=recipient_email)
+    recipient = campaign_selectors.preview_recipient(email=recipient_email)
     if recipient is None:
         raise PreviewProblem("No recipient has this address.")
     try:
