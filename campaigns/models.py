@@ -191,6 +191,14 @@ class Campaign(models.Model):
         }
 
 
+class Service(models.TextChoices):
+    """The services a send depends on, named when one of them is out."""
+
+    REDIS = "redis", "Redis"
+    DATABASE = "database", "the database"
+    BROKER = "broker", "the broker"
+
+
 class Send(models.Model):
     """One execution of a campaign; a recurring campaign has one per occurrence."""
 
@@ -223,6 +231,13 @@ class Send(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     last_progress_at = models.DateTimeField(null=True, blank=True)
     stalled_reason = models.CharField(max_length=255, blank=True)
+    # A service the send's batches are waiting for (Redis, the database), and since when; empty
+    # while nothing is wrong. Written by the delivery engine, shown instead of "running".
+    waiting_for = models.CharField(max_length=16, choices=Service.choices, blank=True, default="")
+    waiting_since = models.DateTimeField(null=True, blank=True)
+    # The latest time a batch of this send is due to try again (backoff, rate limit): until
+    # then the watchdog does not take queued rows for orphans.
+    retry_due_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -416,6 +431,8 @@ class AuditEntry(models.Model):
         IMPORT_STARTED = "import_started", "Import started"
         IMPORT_FINISHED = "import_finished", "Import finished"
         IMPORT_CANCELLED = "import_cancelled", "Import cancelled"
+        INTERRUPTED = "interrupted", "Interrupted"
+        RECOVERED = "recovered", "Recovered"
 
     action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
     campaign = models.ForeignKey(
