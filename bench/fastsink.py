@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import tempfile
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 _END = b"\r\n.\r\n"
@@ -82,7 +83,7 @@ class _Session(asyncio.Protocol):
         self.ids.append(head[start : end if end >= 0 else len(head)].strip())
 
 
-def _serve(port: int, out: str, ready: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _serve(port: int, out: str, ready: mp.synchronize.Event) -> None:
     ids: list[bytes] = []
 
     async def main() -> None:
@@ -113,7 +114,7 @@ class FastSink:
         self.port = port or free_port()
         self.processes = processes
         self.dir = Path(tempfile.mkdtemp(prefix="fastsink-"))
-        self.procs: list[mp.Process] = []
+        self.procs: list[BaseProcess] = []
 
     def start(self) -> FastSink:
         ctx = mp.get_context("spawn")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
+from pytest_django import Settings
 
 from opsdash.smtp_sink import SmtpSink
 from tests.processes import CeleryProcess, broker_queues_delete
@@ -35,11 +36,11 @@ def _drop_test_queues() -> Iterator[None]:
 
 
 @pytest.fixture
-def smtp_sink(settings: pytest.FixtureRequest) -> Iterator[SmtpSink]:
+def smtp_sink(settings: Settings) -> Iterator[SmtpSink]:
     """A real SMTP server on a free port; settings point the app at it."""
     with SmtpSink() as sink:
-        settings.EMAIL_HOST = "127.0.0.1"  # type: ignore[attr-defined]
-        settings.EMAIL_PORT = sink.port  # type: ignore[attr-defined]
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = sink.port
         yield sink
 
 

@@ -17,7 +17,8 @@ APP_SERVICES = ("migrate", "web", "worker", "beat", "flower")
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "compose.yaml").read_text())
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return loaded
 
 
 def settings_env_names() -> set[str]:

@@ -16,9 +16,9 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def recipient() -> Recipient:
-    recipient = RecipientFactory()
-    SubscriptionFactory(recipient=recipient)
-    SubscriptionFactory(recipient=recipient)
+    recipient = RecipientFactory.create()
+    SubscriptionFactory.create(recipient=recipient)
+    SubscriptionFactory.create(recipient=recipient)
     return recipient
 
 
@@ -73,7 +73,7 @@ def test_a_tampered_token_gets_a_4xx_and_changes_nothing(
 
 
 def test_a_token_for_another_recipient_does_not_reach_this_one(recipient: Recipient) -> None:
-    other = RecipientFactory()
+    other = RecipientFactory.create()
 
     Client().post(url_for(other))
 

@@ -153,6 +153,7 @@ class ChangelistDefer:
     changelist_defer: tuple[str, ...] = ()
 
     def get_queryset(self, request: HttpRequest) -> Any:
+        # A mixin: get_queryset comes from the ModelAdmin it is mixed into, hence [misc].
         queryset = super().get_queryset(request)  # type: ignore[misc]
         match = request.resolver_match
         if self.changelist_defer and match and (match.url_name or "").endswith("_changelist"):

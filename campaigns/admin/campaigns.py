@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -38,7 +38,13 @@ CONTROL_ACTIONS: dict[CampaignControl, str] = {
 }
 
 
-class CampaignForm(forms.ModelForm):
+if TYPE_CHECKING:  # the stubs make ModelForm generic; at runtime it is not subscriptable
+    _CampaignModelForm = forms.ModelForm[Campaign]
+else:
+    _CampaignModelForm = forms.ModelForm
+
+
+class CampaignForm(_CampaignModelForm):
     class Meta:
         model = Campaign
         fields = (
@@ -61,6 +67,7 @@ class CampaignForm(forms.ModelForm):
         }
 
     def _post_clean(self) -> None:
+        # The stubs omit BaseModelForm._post_clean (model validation), hence [misc].
         super()._post_clean()  # type: ignore[misc]
         if self.errors:
             return

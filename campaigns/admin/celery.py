@@ -145,6 +145,8 @@ TASK_NAMES = (
 @admin.register(TaskResult)
 class TaskResultAdmin(BaseTaskResultAdmin, ModelAdmin):
     list_display = ("task_id", "task_name", "status", "date_done", "worker", "campaign_link")
+    # django-celery-results' admin is unannotated, so mypy infers its class attributes from their
+    # values (a 5-tuple of str, a str): our own values differ in shape, hence [assignment].
     list_filter = (TaskStateFilter, TaskNameFilter, "date_done", SendFilter)  # type: ignore[assignment]
     list_per_page = 50
     # Exact task id only: the stock search scans the args and kwargs of every row.

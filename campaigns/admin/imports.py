@@ -331,7 +331,8 @@ class ImportJobAdmin(ModelAdmin):
                 ImportJob.Status.PENDING,
                 ImportJob.Status.RUNNING,
             )
-        return super().change_view(request, object_id, form_url, extra)
+        response: HttpResponse = super().change_view(request, object_id, form_url, extra)
+        return response
 
 
 def _started_message(request: HttpRequest, job: ImportJob) -> None:

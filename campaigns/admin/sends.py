@@ -139,7 +139,8 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
                     "page_rows": send_selectors.SEND_PAGE_ROWS,
                 }
             )
-        return super().change_view(request, object_id, form_url, extra_context)
+        response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)
+        return response
 
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Send) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -123,7 +124,11 @@ class SmtpSession:
     @staticmethod
     def _transaction(conn: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes) -> SmtpResult:
         conn.ehlo_or_helo_if_needed()
-        for step in (lambda: conn.mail(from_addr), lambda: conn.rcpt(to_addr)):
+        steps: tuple[Callable[[], tuple[int, bytes]], ...] = (
+            lambda: conn.mail(from_addr),
+            lambda: conn.rcpt(to_addr),
+        )
+        for step in steps:
             code, text = step()
             if code >= 300:
                 conn.rset()

@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from django.apps import apps as django_apps
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 
 from campaigns.models import Campaign
 from tests.factories import UserFactory
@@ -21,9 +21,9 @@ def ensure_role_groups() -> None:
         migration.create_role_groups(django_apps, None)
 
 
-def user_with_roles(*roles: str, **fields: Any) -> Any:
+def user_with_roles(*roles: str, **fields: Any) -> User:
     ensure_role_groups()
-    user = UserFactory(**fields)
+    user = UserFactory.create(**fields)
     user.groups.set(Group.objects.filter(name__in=roles))
     return user
 

@@ -32,7 +32,7 @@ def running_send(campaign: Campaign, *, outcomes: list[str]) -> Send:
     for index, status in enumerate(outcomes):
         Delivery.objects.create(
             send=send,
-            recipient=RecipientFactory(email=f"row{index}@example.com"),
+            recipient=RecipientFactory.create(email=f"row{index}@example.com"),
             status=status,
             last_error="550 mailbox unavailable" if status == Delivery.Status.FAILED else "",
         )
@@ -53,7 +53,7 @@ def test_creating_and_editing_in_the_admin_records_who_and_what() -> None:
 
 
 def test_approving_scheduling_and_unscheduling_are_recorded() -> None:
-    campaign = CampaignFactory(
+    campaign = CampaignFactory.create(
         audiences=[audience_with(1)], schedule_kind="daily", schedule_time="09:30"
     )
     client, approver = logged_in("approver")
@@ -68,7 +68,7 @@ def test_approving_scheduling_and_unscheduling_are_recorded() -> None:
 
 
 def test_pause_resume_and_cancel_from_the_send_page_are_audited() -> None:
-    campaign = CampaignFactory(audiences=[audience_with(1)], status=Campaign.Status.SENDING)
+    campaign = CampaignFactory.create(audiences=[audience_with(1)], status=Campaign.Status.SENDING)
     send = running_send(campaign, outcomes=[Delivery.Status.QUEUED] * 3)
     client, approver = logged_in("approver")
     for action in ("pause", "resume", "cancel"):
@@ -86,7 +86,7 @@ def test_pause_resume_and_cancel_from_the_send_page_are_audited() -> None:
 
 
 def test_an_illegal_send_move_is_refused_with_a_message_and_not_audited() -> None:
-    campaign = CampaignFactory(audiences=[audience_with(1)])
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
     send = running_send(campaign, outcomes=[Delivery.Status.SENT])
     Send.objects.filter(pk=send.pk).update(status=Send.Status.COMPLETED)
     client, _ = logged_in("approver")
@@ -96,7 +96,7 @@ def test_an_illegal_send_move_is_refused_with_a_message_and_not_audited() -> Non
 
 
 def test_an_editor_cannot_pause_a_send() -> None:
-    send = running_send(CampaignFactory(), outcomes=[Delivery.Status.QUEUED])
+    send = running_send(CampaignFactory.create(), outcomes=[Delivery.Status.QUEUED])
     client, _ = logged_in("editor")
     assert client.post(reverse("admin:campaigns_send_pause", args=[send.pk])).status_code == 403
     send.refresh_from_db()
@@ -105,7 +105,7 @@ def test_an_editor_cannot_pause_a_send() -> None:
 
 def test_the_send_page_lists_deliveries_by_outcome_and_address() -> None:
     send = running_send(
-        CampaignFactory(),
+        CampaignFactory.create(),
         outcomes=[Delivery.Status.SENT, Delivery.Status.FAILED, Delivery.Status.SENT],
     )
     client, _ = logged_in("auditor")
@@ -123,7 +123,7 @@ def test_the_send_page_lists_deliveries_by_outcome_and_address() -> None:
 
 
 def test_the_send_page_shows_its_task_results_and_each_result_links_back() -> None:
-    campaign = CampaignFactory()
+    campaign = CampaignFactory.create()
     send = running_send(campaign, outcomes=[Delivery.Status.SENT])
     ok, failed, other = (str(uuid.uuid4()) for _ in range(3))
     for task_id in (ok, failed):
@@ -159,10 +159,10 @@ def test_the_send_page_shows_its_task_results_and_each_result_links_back() -> No
 def test_the_audit_trail_is_read_only_even_for_a_superuser() -> None:
     from tests.factories import UserFactory
 
-    campaign = CampaignFactory()
+    campaign = CampaignFactory.create()
     entry = AuditEntry.objects.create(action="edited", campaign=campaign, changes={"a": "b"})
     client = Client()
-    client.force_login(UserFactory(is_superuser=True))
+    client.force_login(UserFactory.create(is_superuser=True))
     url = reverse("admin:campaigns_auditentry_change", args=[entry.pk])
     assert client.get(url).status_code == 200
     client.post(url, {"action": "deleted"})
@@ -173,10 +173,10 @@ def test_the_audit_trail_is_read_only_even_for_a_superuser() -> None:
 
 
 def test_a_campaign_and_a_send_link_to_their_own_audit_entries() -> None:
-    campaign = CampaignFactory()
+    campaign = CampaignFactory.create()
     send = running_send(campaign, outcomes=[Delivery.Status.SENT])
     AuditEntry.objects.create(action="paused", campaign=campaign, send=send)
-    AuditEntry.objects.create(action="edited", campaign=CampaignFactory(name="Another one"))
+    AuditEntry.objects.create(action="edited", campaign=CampaignFactory.create(name="Another one"))
     client, _ = logged_in("auditor")
     page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
     url = reverse("admin:campaigns_auditentry_changelist") + f"?campaign__id__exact={campaign.pk}"
@@ -192,7 +192,7 @@ def test_a_campaign_and_a_send_link_to_their_own_audit_entries() -> None:
 
 def test_a_send_page_offers_only_the_controls_its_status_allows(client: Client) -> None:
     client.force_login(user_with_roles("approver"))
-    send = Send.objects.create(campaign=CampaignFactory(), occurrence_key="once")
+    send = Send.objects.create(campaign=CampaignFactory.create(), occurrence_key="once")
     url = reverse("admin:campaigns_send_change", args=[send.pk])
     expected = {
         Send.Status.RUNNING: {"pause", "cancel"},

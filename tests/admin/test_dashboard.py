@@ -45,13 +45,13 @@ def auditor() -> Client:
 def deliveries(send: Send, status: str, count: int, *, at: datetime) -> None:
     for _ in range(count):
         Delivery.objects.create(
-            send=send, recipient=RecipientFactory(), status=status, sent_at=at, updated_at=at
+            send=send, recipient=RecipientFactory.create(), status=status, sent_at=at, updated_at=at
         )
 
 
 def test_the_dashboard_shows_todays_and_the_weeks_numbers(auditor: Client) -> None:
     now = timezone.now()
-    campaign = CampaignFactory(status=Campaign.Status.SENDING)
+    campaign = CampaignFactory.create(status=Campaign.Status.SENDING)
     send = Send.objects.create(
         campaign=campaign,
         occurrence_key="once",
@@ -81,15 +81,15 @@ def test_the_dashboard_shows_todays_and_the_weeks_numbers(auditor: Client) -> No
 
 
 def test_upcoming_and_stalled_sends_are_listed(auditor: Client) -> None:
-    scheduled = CampaignFactory(
+    scheduled = CampaignFactory.create(
         name="Friday digest",
         audiences=[audience_with(1)],
         schedule_kind=Campaign.ScheduleKind.ONCE,
         scheduled_at=timezone.now() + timedelta(hours=5),
     )
-    campaign_schedule(campaign=scheduled, by=UserFactory())
+    campaign_schedule(campaign=scheduled, by=UserFactory.create())
     Send.objects.create(
-        campaign=CampaignFactory(name="Stuck one"),
+        campaign=CampaignFactory.create(name="Stuck one"),
         occurrence_key="once",
         stalled_reason="No progress since 10:00 UTC with deliveries still queued",
         last_progress_at=timezone.now() - timedelta(hours=1),

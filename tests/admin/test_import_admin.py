@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import StreamingHttpResponse
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
+from pytest_django import Settings
 
 from campaigns.models import AuditEntry, ImportJob, Recipient, Subscription
 from opsdash.celery import app
@@ -25,7 +27,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _media(settings: Any, tmp_path: Path) -> None:
+def _media(settings: Settings, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
@@ -46,7 +48,7 @@ def fixture_upload(name: str, field: str = "file") -> SimpleUploadedFile:
 def test_a_background_import_goes_from_upload_through_mapping_to_its_report(
     admin_client: Client, django_capture_on_commit_callbacks: Any, eager_tasks: None
 ) -> None:
-    audience = AudienceFactory()
+    audience = AudienceFactory.create()
     response = admin_client.post(
         reverse("admin:campaigns_importjob_add"),
         {"file": fixture_upload("valid.csv"), "audience": audience.pk},
@@ -78,6 +80,7 @@ def test_a_background_import_goes_from_upload_through_mapping_to_its_report(
         "created": 4, "updated": 0, "unchanged": 0, "skipped": 1, "invalid": 1,
     }  # fmt: skip
     report = admin_client.get(reverse("admin:campaigns_importjob_report", args=[job.pk]))
+    assert isinstance(report, StreamingHttpResponse)
     rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode())))
     assert rows[0] == ["line", "email", "outcome", "reason"]
     assert [r[0] for r in rows[1:]] == ["4", "5"]
@@ -101,6 +104,7 @@ def test_cancelling_from_the_admin_records_who_cancelled(admin_client: Client) -
     job.refresh_from_db()
     assert job.status == ImportJob.Status.CANCELLED
     entry = AuditEntry.objects.get(import_job=job)
+    assert entry.actor is not None
     assert (entry.action, entry.actor.username) == ("import_cancelled", "admin")
 
 
@@ -175,7 +179,7 @@ def test_the_recipients_import_button_leads_to_the_import_flow(admin_client: Cli
 
 
 def test_a_small_file_is_previewed_then_run_and_joins_the_audience(admin_client: Client) -> None:
-    audience = AudienceFactory()
+    audience = AudienceFactory.create()
     job = upload(
         admin_client, (FIXTURES / "mixed_line_endings.csv").read_bytes(), audience=audience.pk
     )
@@ -196,7 +200,9 @@ def test_a_small_file_is_previewed_then_run_and_joins_the_audience(admin_client:
 def test_the_small_file_path_upserts_by_normalised_email_and_keeps_extra_columns(
     admin_client: Client,
 ) -> None:
-    RecipientFactory(email="grace@example.com", first_name="G", attributes={"rank": "admiral"})
+    RecipientFactory.create(
+        email="grace@example.com", first_name="G", attributes={"rank": "admiral"}
+    )
     job = upload(admin_client, (FIXTURES / "valid.csv").read_bytes(), name="valid.csv")
     response = run_mapped(admin_client, job)
 
@@ -213,7 +219,7 @@ def test_the_small_file_path_upserts_by_normalised_email_and_keeps_extra_columns
 
 
 def test_the_small_file_path_does_not_resubscribe_unless_asked(admin_client: Client) -> None:
-    RecipientFactory(email="ada@example.com", status=Recipient.Status.UNSUBSCRIBED)
+    RecipientFactory.create(email="ada@example.com", status=Recipient.Status.UNSUBSCRIBED)
     data = "email,first_name\nada@example.com,Ada\n"
     for resubscribe, expected in (("", "unsubscribed"), ("on", "active")):
         run_mapped(admin_client, upload(admin_client, data, resubscribe=resubscribe))
@@ -221,7 +227,7 @@ def test_the_small_file_path_does_not_resubscribe_unless_asked(admin_client: Cli
 
 
 def test_a_large_or_chosen_file_becomes_a_background_job(
-    admin_client: Client, settings: Any, django_capture_on_commit_callbacks: Any
+    admin_client: Client, settings: Settings, django_capture_on_commit_callbacks: Any
 ) -> None:
     job = upload(admin_client, (FIXTURES / "valid.csv").read_bytes())
     with django_capture_on_commit_callbacks() as queued:
@@ -267,9 +273,9 @@ def test_the_delivery_log_exports_with_formulas_escaped(admin_client: Client) ->
     from campaigns.models import Delivery, Send
     from tests.factories import CampaignFactory
 
-    send = Send.objects.create(campaign=CampaignFactory(), occurrence_key="once")
+    send = Send.objects.create(campaign=CampaignFactory.create(), occurrence_key="once")
     Delivery.objects.create(
-        send=send, recipient=RecipientFactory(email="x@example.com"), status="failed",
+        send=send, recipient=RecipientFactory.create(email="x@example.com"), status="failed",
         last_error="=HYPERLINK(\"http://evil\")", smtp_response="-550 no",
     )  # fmt: skip
     response = admin_client.get(reverse("admin:campaigns_recipient_export_delivery_log_csv"))
@@ -279,7 +285,9 @@ def test_the_delivery_log_exports_with_formulas_escaped(admin_client: Client) ->
     assert rows[0]["recipient"] == "x@example.com"
 
 
-def test_an_oversized_upload_is_refused_with_the_limit(admin_client: Client, settings: Any) -> None:
+def test_an_oversized_upload_is_refused_with_the_limit(
+    admin_client: Client, settings: Settings
+) -> None:
     settings.OPSDASH_IMPORT_MAX_BYTES = 4 * 1024
     response = admin_client.post(
         reverse("admin:campaigns_importjob_add"), {"file": fixture_upload("oversized.csv")}
@@ -290,7 +298,7 @@ def test_an_oversized_upload_is_refused_with_the_limit(admin_client: Client, set
 
 def test_importing_takes_the_recipient_permissions_as_well(client: Client) -> None:
     """Creating import jobs alone is not enough: an import adds and changes recipients."""
-    user = UserFactory(is_staff=True)
+    user = UserFactory.create(is_staff=True)
     user.user_permissions.set(
         Permission.objects.filter(
             codename__in=["add_importjob", "view_importjob", "view_recipient"]

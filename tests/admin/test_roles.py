@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
+from pytest_django import Settings
 
 from campaigns.models import AuditEntry, Campaign, Send
 from campaigns.services.campaigns import campaign_save
@@ -28,7 +29,7 @@ CHANGELISTS = (
 )
 
 
-def client_for(*roles: str, **fields: object) -> tuple[Client, object]:
+def client_for(*roles: str, **fields: object) -> tuple[Client, User]:
     user = user_with_roles(*roles, **fields)
     client = Client()
     client.force_login(user)
@@ -78,7 +79,7 @@ def test_an_editor_composes_but_cannot_approve_schedule_or_send() -> None:
 
 
 def test_an_approver_approves_and_sends_but_cannot_edit_content() -> None:
-    campaign = CampaignFactory(audiences=[audience_with(2)])
+    campaign = CampaignFactory.create(audiences=[audience_with(2)])
     client, approver = client_for("approver")
     url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
     response = client.post(url, campaign_form_data(campaign, subject="Changed"))
@@ -100,7 +101,7 @@ def test_an_approver_approves_and_sends_but_cannot_edit_content() -> None:
 
 
 def test_an_auditor_reads_everything_and_changes_nothing() -> None:
-    campaign = CampaignFactory(audiences=[audience_with(1)])
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
     client, _ = client_for("auditor")
     url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
     assert client.get(url).status_code == 200
@@ -116,7 +117,7 @@ def test_an_auditor_reads_everything_and_changes_nothing() -> None:
 
 
 def test_an_account_without_staff_status_gets_nothing() -> None:
-    campaign = CampaignFactory(audiences=[audience_with(1)])
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
     # Even with every role's group, an account that is not staff is sent to the login page.
     client, _ = client_for("editor", "approver", "auditor", is_staff=False)
     urls = [reverse(name) for name in CHANGELISTS] + [
@@ -135,10 +136,10 @@ def test_an_account_without_staff_status_gets_nothing() -> None:
     assert campaign.status == Campaign.Status.DRAFT and campaign.approved_by is None
 
 
-def test_four_eyes_stops_the_last_editor_from_sending(settings: object) -> None:
-    settings.OPSDASH_FOUR_EYES = True  # type: ignore[attr-defined]
+def test_four_eyes_stops_the_last_editor_from_sending(settings: Settings) -> None:
+    settings.OPSDASH_FOUR_EYES = True
     client, both = client_for("editor", "approver")
-    campaign = CampaignFactory(audiences=[audience_with(1)])
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
     campaign_save(campaign=campaign, by=both, changed=["subject"])
 
     response = client.post(action_url("send_now", campaign), follow=True)
@@ -154,10 +155,10 @@ def test_four_eyes_stops_the_last_editor_from_sending(settings: object) -> None:
     assert campaign.status == Campaign.Status.SENDING
 
 
-def test_without_four_eyes_the_last_editor_may_send(settings: object) -> None:
-    settings.OPSDASH_FOUR_EYES = False  # type: ignore[attr-defined]
+def test_without_four_eyes_the_last_editor_may_send(settings: Settings) -> None:
+    settings.OPSDASH_FOUR_EYES = False
     client, both = client_for("editor", "approver")
-    campaign = CampaignFactory(audiences=[audience_with(1)])
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
     campaign_save(campaign=campaign, by=both, changed=["subject"])
     client.post(action_url("send_now", campaign))
     campaign.refresh_from_db()
@@ -165,10 +166,10 @@ def test_without_four_eyes_the_last_editor_may_send(settings: object) -> None:
 
 
 def test_a_superuser_still_sees_every_action() -> None:
-    user = UserFactory(is_superuser=True)
+    user = UserFactory.create(is_superuser=True)
     client = Client()
     client.force_login(user)
-    campaign = CampaignFactory()
+    campaign = CampaignFactory.create()
     page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content
     for action in ("approve", "send_now", "schedule_campaign", "send_test_to_me"):
         assert action_url(action, campaign).encode() in page
@@ -176,7 +177,7 @@ def test_a_superuser_still_sees_every_action() -> None:
 
 def test_state_changing_actions_refuse_a_plain_link() -> None:
     """A GET (a link on another site, a prefetch) must never send or approve anything."""
-    campaign = CampaignFactory(audiences=[audience_with(1)])
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
     client, _ = client_for("editor", "approver")
     for action in ("send_now", "approve", "schedule_campaign", "send_test_to_me"):
         assert client.get(action_url(action, campaign)).status_code == 405

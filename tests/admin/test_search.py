@@ -27,9 +27,13 @@ def test_an_address_typed_in_any_case_finds_exactly_its_rows(
     from campaigns.models import Delivery, Send
     from tests.factories import CampaignFactory
 
-    wanted = SubscriptionFactory(recipient=RecipientFactory(email="ada@example.com")).recipient
-    other = SubscriptionFactory(recipient=RecipientFactory(email="adam@example.com")).recipient
-    send = Send.objects.create(campaign=CampaignFactory(), occurrence_key="once")
+    wanted = SubscriptionFactory.create(
+        recipient=RecipientFactory.create(email="ada@example.com")
+    ).recipient
+    other = SubscriptionFactory.create(
+        recipient=RecipientFactory.create(email="adam@example.com")
+    ).recipient
+    send = Send.objects.create(campaign=CampaignFactory.create(), occurrence_key="once")
     for recipient in (wanted, other):
         Delivery.objects.create(send=send, recipient=recipient)
 

@@ -106,7 +106,9 @@ def test_staff_compose_test_schedule_and_audit_a_campaign(
     shots: Callable[[Any, str], None],
     tmp_path: Path,
 ) -> None:
-    UserFactory(username="dana", email="dana@example.com", is_superuser=True, first_name="Dana")
+    UserFactory.create(
+        username="dana", email="dana@example.com", is_superuser=True, first_name="Dana"
+    )
     audience = Audience.objects.create(name="Newsletter readers")
     base = live_server.url
 

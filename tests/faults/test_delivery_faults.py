@@ -90,7 +90,7 @@ def statuses(send: Send) -> Counter[str]:
 
 @pytest.fixture
 def campaign() -> Campaign:
-    return CampaignFactory(audiences=[audience_with(RECIPIENTS)])
+    return CampaignFactory.create(audiences=[audience_with(RECIPIENTS)])
 
 
 # --- Worker and broker faults ---------------------------------------------------------------

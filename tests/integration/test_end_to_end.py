@@ -23,12 +23,12 @@ def test_a_scheduled_campaign_reaches_every_recipient_exactly_once(
     smtp_sink: SmtpSink, worker: CeleryProcess, beat: CeleryProcess
 ) -> None:
     audience = audience_with(25)
-    campaign = CampaignFactory(
+    campaign = CampaignFactory.create(
         audiences=[audience],
         schedule_kind=Campaign.ScheduleKind.ONCE,
         scheduled_at=timezone.now() + timedelta(seconds=4),
     )
-    campaign_schedule(campaign=campaign, by=UserFactory())
+    campaign_schedule(campaign=campaign, by=UserFactory.create())
     assert campaign.periodic_task is not None and campaign.periodic_task.clocked is not None
 
     wait_for(lambda: len(smtp_sink.messages) >= 25, timeout=90, what="25 messages at the sink")

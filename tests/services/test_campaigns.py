@@ -9,6 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
+from pytest_django import Settings
 
 from campaigns.models import AuditEntry, Campaign, Send
 from campaigns.services import campaigns as services
@@ -68,7 +69,7 @@ def test_bad_input_is_refused_at_save_naming_the_field(
 ) -> None:
     campaign = unsaved(**fields)
     with pytest.raises(ValidationError) as caught:
-        services.campaign_save(campaign=campaign, by=UserFactory())
+        services.campaign_save(campaign=campaign, by=UserFactory.create())
     assert field in caught.value.message_dict
     assert any(needle in message for message in caught.value.message_dict[field])
     assert not Campaign.objects.exists()  # nothing half-saved
@@ -76,7 +77,7 @@ def test_bad_input_is_refused_at_save_naming_the_field(
 
 
 def test_saving_records_who_created_and_edited() -> None:
-    user = UserFactory()
+    user = UserFactory.create()
     campaign = services.campaign_save(campaign=unsaved(), by=user)
     campaign.subject = "Hello {{ recipient.first_name }}"
     services.campaign_save(campaign=campaign, by=user, changed=["subject"])
@@ -87,18 +88,20 @@ def test_saving_records_who_created_and_edited() -> None:
 
 def test_saving_an_edit_never_writes_the_status_back() -> None:
     """A form opened while the campaign was a draft is saved after it was sent."""
-    campaign = services.campaign_save(campaign=unsaved(), by=UserFactory())
+    campaign = services.campaign_save(campaign=unsaved(), by=UserFactory.create())
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENT)
     campaign.subject = "Edited"
-    services.campaign_save(campaign=campaign, by=UserFactory(), changed=["subject"])
+    services.campaign_save(campaign=campaign, by=UserFactory.create(), changed=["subject"])
     stored = Campaign.objects.get(pk=campaign.pk)
     assert (stored.status, stored.subject) == (Campaign.Status.SENT, "Edited")
 
 
 def test_scheduling_needs_an_audience() -> None:
-    campaign = CampaignFactory(schedule_kind=Campaign.ScheduleKind.DAILY, schedule_time=time(9, 0))
+    campaign = CampaignFactory.create(
+        schedule_kind=Campaign.ScheduleKind.DAILY, schedule_time=time(9, 0)
+    )
     with pytest.raises(ValidationError, match="at least one audience"):
-        services.campaign_schedule(campaign=campaign, by=UserFactory())
+        services.campaign_schedule(campaign=campaign, by=UserFactory.create())
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.DRAFT
     assert not PeriodicTask.objects.exists()
@@ -110,9 +113,9 @@ CaptureOnCommit = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
 def test_send_now_twice_launches_once(
     django_capture_on_commit_callbacks: CaptureOnCommit,
 ) -> None:
-    campaign = CampaignFactory(audiences=[audience_with(2)])
+    campaign = CampaignFactory.create(audiences=[audience_with(2)])
     launches: list[tuple[int, str, str, int | None]] = []
-    user = UserFactory()
+    user = UserFactory.create()
 
     def launch(campaign_id: int, key: str, trigger: str, user_id: int | None) -> None:
         launches.append((campaign_id, key, trigger, user_id))
@@ -142,21 +145,21 @@ def test_send_now_twice_launches_once(
     assert (send.occurrence_key, send.total, send.triggered_by_id) == ("once", 2, user.pk)
 
 
-def test_the_four_eyes_rule_stops_the_last_editor(settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_four_eyes_rule_stops_the_last_editor(settings: Settings) -> None:
     settings.OPSDASH_FOUR_EYES = True
-    editor, approver = UserFactory(), UserFactory()
+    editor, approver = UserFactory.create(), UserFactory.create()
     campaign = services.campaign_save(campaign=unsaved(), by=editor)
-    campaign.audiences.set([AudienceFactory()])
+    campaign.audiences.set([AudienceFactory.create()])
     with pytest.raises(IllegalTransition, match="Four-eyes"):
         services.campaign_send_now(campaign=campaign, by=editor, launch=lambda *a: None)
     assert services.campaign_send_now(campaign=campaign, by=approver, launch=lambda *a: None)
 
 
 def test_a_campaign_with_sends_cannot_be_deleted() -> None:
-    campaign = CampaignFactory()
+    campaign = CampaignFactory.create()
     Send.objects.create(campaign=campaign, occurrence_key="once")
     with pytest.raises(IllegalTransition, match="has sends on record"):
-        services.campaign_delete(campaign=campaign, by=UserFactory())
+        services.campaign_delete(campaign=campaign, by=UserFactory.create())
     assert Campaign.objects.filter(pk=campaign.pk).exists()
 
 
@@ -183,9 +186,13 @@ def test_every_campaign_control_is_a_move_the_table_allows() -> None:
 
 
 def test_a_paused_campaign_cannot_be_sent_again() -> None:
-    campaign = CampaignFactory(audiences=[AudienceFactory()], status=Campaign.Status.PAUSED)
+    campaign = CampaignFactory.create(
+        audiences=[AudienceFactory.create()], status=Campaign.Status.PAUSED
+    )
     with pytest.raises(IllegalTransition, match="is paused; it cannot be sent now"):
-        services.campaign_send_now(campaign=campaign, by=UserFactory(), launch=lambda *a: None)
+        services.campaign_send_now(
+            campaign=campaign, by=UserFactory.create(), launch=lambda *a: None
+        )
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.PAUSED
     assert not AuditEntry.objects.exists()
@@ -195,17 +202,17 @@ def test_a_scheduled_recurring_campaign_sent_now_stays_scheduled(
     django_capture_on_commit_callbacks: CaptureOnCommit,
 ) -> None:
     campaign = services.campaign_schedule(
-        campaign=CampaignFactory(
-            audiences=[AudienceFactory()],
+        campaign=CampaignFactory.create(
+            audiences=[AudienceFactory.create()],
             schedule_kind=Campaign.ScheduleKind.DAILY,
             schedule_time=time(9, 0),
         ),
-        by=UserFactory(),
+        by=UserFactory.create(),
     )
     launches: list[str] = []
     with django_capture_on_commit_callbacks(execute=True):
         key = services.campaign_send_now(
-            campaign=campaign, by=UserFactory(), launch=lambda c, k, t, u: launches.append(k)
+            campaign=campaign, by=UserFactory.create(), launch=lambda c, k, t, u: launches.append(k)
         )
     assert key.startswith("manual:") and launches == [key]
     campaign.refresh_from_db()
@@ -226,7 +233,7 @@ class PublishedTests:
 def test_a_test_message_is_audited_and_published_after_commit(
     django_capture_on_commit_callbacks: CaptureOnCommit,
 ) -> None:
-    campaign, editor, published = CampaignFactory(), UserFactory(), PublishedTests()
+    campaign, editor, published = CampaignFactory.create(), UserFactory.create(), PublishedTests()
     with django_capture_on_commit_callbacks() as callbacks:
         task_id = services.campaign_send_test(
             campaign=campaign, by=editor, to_email="Editor@Example.com", publish=published
@@ -256,8 +263,8 @@ def test_a_test_message_that_cannot_be_sent_is_refused_at_once(
     published = PublishedTests()
     with pytest.raises(ValidationError, match=needle):
         services.campaign_send_test(
-            campaign=CampaignFactory(**fields),
-            by=UserFactory(),
+            campaign=CampaignFactory.create(**fields),
+            by=UserFactory.create(),
             to_email=to_email,
             publish=published,
         )

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
+from pytest_django import Settings
 
 from campaigns.models import Campaign, Delivery, Recipient, Send, Subscription, TaskLink
 from campaigns.services import delivery
@@ -67,10 +68,10 @@ def statuses(send: Send) -> Counter[str]:
 
 def test_launch_queues_only_subscribed_active_recipients() -> None:
     audience = audience_with(4)
-    bounced = RecipientFactory(status=Recipient.Status.BOUNCED)
-    SubscriptionFactory(recipient=bounced, audience=audience)
-    left = SubscriptionFactory(audience=audience, status=Subscription.Status.UNSUBSCRIBED)
-    campaign = CampaignFactory(audiences=[audience])
+    bounced = RecipientFactory.create(status=Recipient.Status.BOUNCED)
+    SubscriptionFactory.create(recipient=bounced, audience=audience)
+    left = SubscriptionFactory.create(audience=audience, status=Subscription.Status.UNSUBSCRIBED)
+    campaign = CampaignFactory.create(audiences=[audience])
 
     send, _ = launch(campaign.pk)
 
@@ -80,7 +81,7 @@ def test_launch_queues_only_subscribed_active_recipients() -> None:
 
 
 def test_a_second_launch_of_one_occurrence_creates_nothing() -> None:
-    campaign = CampaignFactory(audiences=[audience_with(3)])
+    campaign = CampaignFactory.create(audiences=[audience_with(3)])
 
     first, _ = launch(campaign.pk)
     second, published_second = launch(campaign.pk)
@@ -93,12 +94,12 @@ def test_a_second_launch_of_one_occurrence_creates_nothing() -> None:
 @pytest.mark.parametrize(
     ("rows", "size", "most", "batches"), [(10, 4, 100, 3), (41, 2, 100, 21), (41, 2, 5, 5)]
 )
-def test_dispatch_covers_every_queued_row_exactly_once_in_id_ranges(  # type: ignore[no-untyped-def]
-    settings, rows: int, size: int, most: int, batches: int
+def test_dispatch_covers_every_queued_row_exactly_once_in_id_ranges(
+    settings: Settings, rows: int, size: int, most: int, batches: int
 ) -> None:
     settings.OPSDASH_DELIVERY_BATCH_SIZE = size
     settings.OPSDASH_DELIVERY_MAX_BATCHES = most  # a large send gets larger batches instead
-    campaign = CampaignFactory(audiences=[audience_with(rows)])
+    campaign = CampaignFactory.create(audiences=[audience_with(rows)])
 
     send, published = launch(campaign.pk)
 
@@ -116,7 +117,7 @@ def test_dispatch_covers_every_queued_row_exactly_once_in_id_ranges(  # type: ig
 
 def test_a_batch_sends_each_row_once_over_one_connection(smtp_sink: SmtpSink) -> None:
     audience = audience_with(12)
-    campaign = CampaignFactory(audiences=[audience])
+    campaign = CampaignFactory.create(audiences=[audience])
     send, published = launch(campaign.pk)
     assert send is not None
 
@@ -131,7 +132,7 @@ def test_a_batch_sends_each_row_once_over_one_connection(smtp_sink: SmtpSink) ->
 
 
 def test_running_a_batch_again_sends_nothing(smtp_sink: SmtpSink) -> None:
-    campaign = CampaignFactory(audiences=[audience_with(5)])
+    campaign = CampaignFactory.create(audiences=[audience_with(5)])
     _, published = launch(campaign.pk)
 
     run(published)
@@ -142,7 +143,7 @@ def test_running_a_batch_again_sends_nothing(smtp_sink: SmtpSink) -> None:
 
 
 def test_a_batch_waits_while_another_run_of_it_holds_the_lease(smtp_sink: SmtpSink) -> None:
-    campaign = CampaignFactory(audiences=[audience_with(3)])
+    campaign = CampaignFactory.create(audiences=[audience_with(3)])
     _, published = launch(campaign.pk)
     (send_id, first, last, task_id) = published[0]
     lease = BatchLease(task_id)
@@ -158,11 +159,12 @@ def test_a_batch_waits_while_another_run_of_it_holds_the_lease(smtp_sink: SmtpSi
 
 def test_messages_carry_a_deterministic_message_id_and_one_click_unsubscribe(
     smtp_sink: SmtpSink,
-    settings,  # type: ignore[no-untyped-def]
+    settings: Settings,
 ) -> None:
     settings.OPSDASH_PUBLIC_URL = "https://ops.example.com"
-    campaign = CampaignFactory(audiences=[audience_with(1)])
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
     send, published = launch(campaign.pk)
+    assert send is not None
     run(published)
 
     (message,) = smtp_sink.messages
@@ -179,9 +181,11 @@ def test_a_temporary_refusal_requeues_the_row_with_its_error_and_a_retry_sends_i
     smtp_sink: SmtpSink,
 ) -> None:
     audience = audience_with(3)
-    unlucky = audience.subscriptions.first().recipient.email
+    subscription = audience.subscriptions.first()
+    assert subscription is not None
+    unlucky = subscription.recipient.email
     smtp_sink.rule = lambda address: "451 4.3.0 Try again later" if address == unlucky else None
-    campaign = CampaignFactory(audiences=[audience])
+    campaign = CampaignFactory.create(audiences=[audience])
     send, published = launch(campaign.pk)
 
     (first,) = run(published)
@@ -203,11 +207,11 @@ def test_a_temporary_refusal_requeues_the_row_with_its_error_and_a_retry_sends_i
 
 def test_a_row_that_keeps_failing_temporarily_fails_after_the_last_attempt(
     smtp_sink: SmtpSink,
-    settings,  # type: ignore[no-untyped-def]
+    settings: Settings,
 ) -> None:
     settings.OPSDASH_DELIVERY_MAX_ATTEMPTS = 2
     smtp_sink.rule = lambda address: "450 4.2.1 Mailbox busy"
-    campaign = CampaignFactory(audiences=[audience_with(1)])
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
     send, published = launch(campaign.pk)
 
     run(published)
@@ -225,8 +229,9 @@ def test_a_permanent_refusal_fails_the_row_and_an_unknown_mailbox_is_suppressed(
     emails = sorted(audience.subscriptions.values_list("recipient__email", flat=True))
     replies = {emails[0]: "550 5.1.1 No such user here", emails[1]: "554 5.7.1 Message rejected"}
     smtp_sink.rule = replies.get
-    campaign = CampaignFactory(audiences=[audience])
+    campaign = CampaignFactory.create(audiences=[audience])
     send, published = launch(campaign.pk)
+    assert send is not None
 
     run(published)
 
@@ -241,8 +246,9 @@ def test_a_permanent_refusal_fails_the_row_and_an_unknown_mailbox_is_suppressed(
 
 def test_a_send_whose_every_delivery_failed_closes_as_failed(smtp_sink: SmtpSink) -> None:
     smtp_sink.rule = lambda address: "554 5.7.1 Message rejected"
-    campaign = CampaignFactory(audiences=[audience_with(3)])
+    campaign = CampaignFactory.create(audiences=[audience_with(3)])
     send, published = launch(campaign.pk)
+    assert send is not None
 
     run(published)
 
@@ -255,12 +261,13 @@ def test_a_send_whose_every_delivery_failed_closes_as_failed(smtp_sink: SmtpSink
 
 def test_a_recurring_campaign_stays_scheduled_when_a_send_fails(smtp_sink: SmtpSink) -> None:
     smtp_sink.rule = lambda address: "554 5.7.1 Message rejected"
-    campaign = CampaignFactory(
+    campaign = CampaignFactory.create(
         audiences=[audience_with(1)],
         schedule_kind=Campaign.ScheduleKind.DAILY,
         status=Campaign.Status.SCHEDULED,
     )
     send, published = launch(campaign.pk)
+    assert send is not None
 
     run(published)
 
@@ -273,7 +280,7 @@ def test_a_dropped_connection_is_reopened_for_the_rest_of_the_batch(smtp_sink: S
     audience = audience_with(4)
     emails = sorted(audience.subscriptions.values_list("recipient__email", flat=True))
     smtp_sink.rule = lambda address: DROP if address == emails[1] else None
-    campaign = CampaignFactory(audiences=[audience])
+    campaign = CampaignFactory.create(audiences=[audience])
     send, published = launch(campaign.pk)
 
     (result,) = run(published)
@@ -285,11 +292,12 @@ def test_a_dropped_connection_is_reopened_for_the_rest_of_the_batch(smtp_sink: S
 
 
 def test_an_unreachable_server_defers_the_batch_without_spending_attempts(
-    settings,  # type: ignore[no-untyped-def]
+    settings: Settings,
 ) -> None:
     settings.EMAIL_PORT = SmtpSink().port  # a free port nobody listens on
-    campaign = CampaignFactory(audiences=[audience_with(3)])
+    campaign = CampaignFactory.create(audiences=[audience_with(3)])
     send, published = launch(campaign.pk)
+    assert send is not None
 
     (result,) = run(published)
 
@@ -300,11 +308,11 @@ def test_an_unreachable_server_defers_the_batch_without_spending_attempts(
 
 def test_a_struggling_server_stops_the_batch_after_a_few_temporary_failures(
     smtp_sink: SmtpSink,
-    settings,  # type: ignore[no-untyped-def]
+    settings: Settings,
 ) -> None:
     settings.OPSDASH_DELIVERY_TRANSIENT_STREAK = 2
     smtp_sink.rule = lambda address: "421 4.7.0 Too many messages, slow down"
-    campaign = CampaignFactory(audiences=[audience_with(6)])
+    campaign = CampaignFactory.create(audiences=[audience_with(6)])
     send, published = launch(campaign.pk)
 
     (result,) = run(published)
@@ -320,7 +328,7 @@ def test_a_struggling_server_stops_the_batch_after_a_few_temporary_failures(
 def test_pause_stops_before_the_next_message_and_resume_sends_the_rest_once(
     smtp_sink: SmtpSink,
 ) -> None:
-    campaign = CampaignFactory(audiences=[audience_with(8)])
+    campaign = CampaignFactory.create(audiences=[audience_with(8)])
     send, published = launch(campaign.pk)
     assert send is not None
     seen: list[str] = []
@@ -349,7 +357,7 @@ def test_pause_stops_before_the_next_message_and_resume_sends_the_rest_once(
 
 
 def test_cancel_mid_batch_skips_everything_not_yet_sent(smtp_sink: SmtpSink) -> None:
-    campaign = CampaignFactory(audiences=[audience_with(6)])
+    campaign = CampaignFactory.create(audiences=[audience_with(6)])
     send, published = launch(campaign.pk)
     assert send is not None
     seen: list[str] = []
@@ -383,8 +391,8 @@ def _stuck(send: Send, task_id: str, minutes: int) -> None:
 def test_the_reaper_returns_rows_of_dead_batches_and_leaves_live_ones_alone(
     smtp_sink: SmtpSink,
 ) -> None:
-    live_send, _ = launch(CampaignFactory(audiences=[audience_with(2)]).pk)
-    dead_send, _ = launch(CampaignFactory(audiences=[audience_with(3)]).pk)
+    live_send, _ = launch(CampaignFactory.create(audiences=[audience_with(2)]).pk)
+    dead_send, _ = launch(CampaignFactory.create(audiences=[audience_with(3)]).pk)
     assert live_send is not None and dead_send is not None
     _stuck(live_send, "live-task", minutes=30)
     _stuck(dead_send, "dead-task", minutes=30)
@@ -406,7 +414,7 @@ def test_the_reaper_returns_rows_of_dead_batches_and_leaves_live_ones_alone(
 def test_a_send_without_progress_is_flagged_with_the_reason_and_dispatched_again(
     smtp_sink: SmtpSink,
 ) -> None:
-    send, _ = launch(CampaignFactory(audiences=[audience_with(2)]).pk)
+    send, _ = launch(CampaignFactory.create(audiences=[audience_with(2)]).pk)
     assert send is not None
     Send.objects.filter(pk=send.pk).update(last_progress_at=timezone.now() - timedelta(hours=1))
     republished: Published = []
@@ -424,9 +432,12 @@ def test_a_send_without_progress_is_flagged_with_the_reason_and_dispatched_again
 
 def test_a_row_whose_recipient_vanished_after_launch_is_skipped(smtp_sink: SmtpSink) -> None:
     audience = audience_with(3)
-    campaign = CampaignFactory(audiences=[audience])
+    campaign = CampaignFactory.create(audiences=[audience])
     send, published = launch(campaign.pk)
-    gone = audience.subscriptions.first().recipient
+    assert send is not None
+    subscription = audience.subscriptions.first()
+    assert subscription is not None
+    gone = subscription.recipient
     with connection.cursor() as cursor:  # a deletion that raced the launch's insert
         cursor.execute("DELETE FROM campaigns_subscription WHERE recipient_id = %s", [gone.pk])
         cursor.execute("DELETE FROM campaigns_recipient WHERE id = %s", [gone.pk])

@@ -47,7 +47,7 @@ def both(
     slow = message_build(compiled, rendered, **fields).as_bytes(policy=policy.SMTP)
     parsed = [message_from_bytes(raw, policy=policy.default) for raw in (fast, slow)]
     assert all(isinstance(message, EmailMessage) for message in parsed)
-    return parsed[0], parsed[1]  # type: ignore[return-value]
+    return parsed[0], parsed[1]
 
 
 def lines(text: str) -> list[str]:

@@ -16,12 +16,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def staff_client() -> Client:
     client = Client()
-    client.force_login(UserFactory(is_superuser=True))
+    client.force_login(UserFactory.create(is_superuser=True))
     return client
 
 
 def a_send(*, sent: int, status: str) -> Send:
-    campaign = CampaignFactory(audiences=[audience_with(4)])
+    campaign = CampaignFactory.create(audiences=[audience_with(4)])
     send = send_launch(
         campaign_id=campaign.pk, occurrence_key="once", trigger="manual", publish=lambda *a: None
     )

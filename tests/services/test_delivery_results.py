@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from django_celery_results.models import TaskResult
+from pytest_django import Settings
 
 from campaigns.services.results import task_results_purge
 
@@ -39,7 +40,9 @@ def test_a_second_purge_finds_nothing() -> None:
     assert task_results_purge(older_than=timedelta(days=30)) == 0
 
 
-def test_celerys_one_statement_cleanup_is_off_and_the_purge_is_scheduled(settings) -> None:  # type: ignore[no-untyped-def]
+def test_celerys_one_statement_cleanup_is_off_and_the_purge_is_scheduled(
+    settings: Settings,
+) -> None:
     assert settings.CELERY_RESULT_EXPIRES is None
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert "campaigns.tasks.purge_task_results" in scheduled

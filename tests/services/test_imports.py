@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.files import File
+from pytest_django import Settings
 
 from campaigns.models import AuditEntry, ImportJob, Recipient, Subscription
 from campaigns.services.audiences import normalise_email
@@ -28,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _media(settings: Any, tmp_path: Path) -> None:
+def _media(settings: Settings, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.OPSDASH_IMPORT_CHUNK_ROWS = 2  # many chunks, tiny files
 
@@ -43,11 +45,12 @@ def create(name: str, **options: Any) -> ImportJob:
         )
 
 
-def run(name: str, columns: list[str] | None = None, **options: object) -> ImportJob:
+def run(
+    name: str, columns: list[str] | None = None, *, by: User | None = None, **options: object
+) -> ImportJob:
     """Creates, maps (with the guessed mapping unless given) and runs an import."""
-    by = options.get("by") or UserFactory()
-    options["by"] = by
-    job = create(name, **options)
+    by = by or UserFactory.create()
+    job = create(name, by=by, **options)
     import_job_start(
         job=job, columns=columns or job.mapping["columns"], by=by, publish=lambda _pk: "task"
     )
@@ -64,7 +67,7 @@ def emails() -> set[str]:
 
 
 def test_it_imports_valid_rows_and_reports_each_rejected_row_with_its_line() -> None:
-    audience = AudienceFactory()
+    audience = AudienceFactory.create()
     job = run("valid.csv", audience=audience)
 
     assert job.status == ImportJob.Status.COMPLETED, job.message
@@ -89,10 +92,10 @@ def test_it_imports_valid_rows_and_reports_each_rejected_row_with_its_line() -> 
 
 
 def test_past_the_in_memory_limit_the_database_finds_the_duplicates(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     settings.OPSDASH_IMPORT_DEDUPE_IN_MEMORY = 0
-    job = run("valid.csv", audience=AudienceFactory())
+    job = run("valid.csv", audience=AudienceFactory.create())
 
     assert (job.created_count, job.skipped_count, job.invalid_count) == (4, 1, 1)
     assert Recipient.objects.get(email="ada@example.com").last_name == "Lovelace"
@@ -101,11 +104,15 @@ def test_past_the_in_memory_limit_the_database_finds_the_duplicates(
 
 
 def test_it_counts_created_updated_and_unchanged_against_the_database() -> None:
-    audience = AudienceFactory()
-    RecipientFactory(email="ada@example.com", first_name="Ada", last_name="Lovelace",
+    audience = AudienceFactory.create()
+    RecipientFactory.create(email="ada@example.com", first_name="Ada", last_name="Lovelace",
                      attributes={"city": "London", "plan": "pro"})  # fmt: skip
-    SubscriptionFactory(recipient=Recipient.objects.get(email="ada@example.com"), audience=audience)
-    RecipientFactory(email="grace@example.com", first_name="G", last_name="Hopper", attributes={})
+    SubscriptionFactory.create(
+        recipient=Recipient.objects.get(email="ada@example.com"), audience=audience
+    )
+    RecipientFactory.create(
+        email="grace@example.com", first_name="G", last_name="Hopper", attributes={}
+    )
 
     job = run("valid.csv", audience=audience)
 
@@ -115,7 +122,7 @@ def test_it_counts_created_updated_and_unchanged_against_the_database() -> None:
 
 
 def test_it_keeps_existing_values_where_the_file_has_blanks_and_merges_attributes() -> None:
-    RecipientFactory(email="grace@example.com", first_name="Grace", last_name="Hopper",
+    RecipientFactory.create(email="grace@example.com", first_name="Grace", last_name="Hopper",
                      attributes={"plan": "team", "rank": "admiral"})  # fmt: skip
 
     run("valid.csv")
@@ -125,9 +132,11 @@ def test_it_keeps_existing_values_where_the_file_has_blanks_and_merges_attribute
 
 
 def test_it_does_not_resubscribe_suppressed_addresses_unless_asked() -> None:
-    audience = AudienceFactory()
-    RecipientFactory(email="ada@example.com", status=Recipient.Status.UNSUBSCRIBED, first_name="A")
-    RecipientFactory(email="grace@example.com", status=Recipient.Status.BOUNCED)
+    audience = AudienceFactory.create()
+    RecipientFactory.create(
+        email="ada@example.com", status=Recipient.Status.UNSUBSCRIBED, first_name="A"
+    )
+    RecipientFactory.create(email="grace@example.com", status=Recipient.Status.BOUNCED)
 
     job = run("valid.csv", audience=audience)
 
@@ -143,10 +152,12 @@ def test_it_does_not_resubscribe_suppressed_addresses_unless_asked() -> None:
 
 
 def test_resubscribe_reactivates_unsubscribed_and_bounced_but_never_complained() -> None:
-    audience = AudienceFactory()
-    ada = RecipientFactory(email="ada@example.com", status=Recipient.Status.UNSUBSCRIBED)
-    SubscriptionFactory(recipient=ada, audience=audience, status=Subscription.Status.UNSUBSCRIBED)
-    RecipientFactory(email="grace@example.com", status=Recipient.Status.COMPLAINED)
+    audience = AudienceFactory.create()
+    ada = RecipientFactory.create(email="ada@example.com", status=Recipient.Status.UNSUBSCRIBED)
+    SubscriptionFactory.create(
+        recipient=ada, audience=audience, status=Subscription.Status.UNSUBSCRIBED
+    )
+    RecipientFactory.create(email="grace@example.com", status=Recipient.Status.COMPLAINED)
 
     job = run("valid.csv", audience=audience, resubscribe=True)
 
@@ -160,7 +171,7 @@ def test_resubscribe_reactivates_unsubscribed_and_bounced_but_never_complained()
 
 
 def test_all_or_nothing_writes_nothing_when_a_row_is_invalid() -> None:
-    job = run("valid.csv", audience=AudienceFactory(), all_or_nothing=True)
+    job = run("valid.csv", audience=AudienceFactory.create(), all_or_nothing=True)
 
     assert job.status == ImportJob.Status.FAILED
     assert "nothing was written" in job.message
@@ -169,7 +180,7 @@ def test_all_or_nothing_writes_nothing_when_a_row_is_invalid() -> None:
 
 
 def test_the_audit_trail_names_who_started_and_who_ran_the_import() -> None:
-    staff = UserFactory()
+    staff = UserFactory.create()
     job = run("valid.csv", by=staff)
 
     entries = AuditEntry.objects.filter(import_job=job).order_by("id")
@@ -181,7 +192,7 @@ def test_the_audit_trail_names_who_started_and_who_ran_the_import() -> None:
 
 
 def test_a_cancel_before_the_worker_starts_stops_the_job_and_writes_nothing() -> None:
-    staff = UserFactory()
+    staff = UserFactory.create()
     job = create("valid.csv", by=staff)
     import_job_start(job=job, columns=job.mapping["columns"], by=staff, publish=lambda _pk: "t")
 
@@ -252,7 +263,7 @@ def test_a_field_longer_than_the_csv_default_limit_rejects_only_its_row() -> Non
 
 
 def test_a_field_longer_than_the_configured_limit_refuses_the_file(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     settings.OPSDASH_IMPORT_MAX_FIELD_CHARS = 135_000
     job = run("long_field.csv")
@@ -287,7 +298,7 @@ def test_unusable_files_are_refused_on_upload_with_a_clear_message(name: str, me
 
 
 def test_an_oversized_file_is_refused_with_the_configured_limit(
-    settings: Any,
+    settings: Settings,
 ) -> None:
     settings.OPSDASH_IMPORT_MAX_BYTES = 4 * 1024
     with pytest.raises(
@@ -352,7 +363,7 @@ def test_the_fast_normaliser_rejects_what_the_reference_rejects(raw: str) -> Non
 def test_the_report_escapes_cells_a_spreadsheet_would_run(tmp_path: Path) -> None:
     path = tmp_path / "formula.csv"
     path.write_text('email,first_name\n"=HYPERLINK(""http://x"")",Eve\nok@example.com,Ok\n')
-    by = UserFactory()
+    by = UserFactory.create()
     with path.open("rb") as handle:
         job = import_job_create(
             upload=File(handle, name="formula.csv"), audience=None, created_by=by

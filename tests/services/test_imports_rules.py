@@ -11,6 +11,7 @@ import openpyxl
 import pytest
 from django.core.files import File
 from import_export.formats.base_formats import CSV
+from pytest_django import Settings
 
 from campaigns.models import AuditEntry, ImportJob, Recipient
 from campaigns.resources import RecipientResource
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _media(settings: Any, tmp_path: Path) -> None:
+def _media(settings: Settings, tmp_path: Path) -> None:
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
@@ -46,7 +47,7 @@ def create(path: Path, **options: Any) -> ImportJob:
 
 def run(path: Path, *, background: bool, **options: Any) -> ImportJob:
     """Maps with the guessed columns and runs now, or queued and then run as the worker would."""
-    by = UserFactory()
+    by = UserFactory.create()
     job = create(path, by=by, **options)
     job = import_job_start(
         job=job,
@@ -91,7 +92,7 @@ def reset() -> None:
 def test_a_file_gets_the_same_counts_report_and_audit_now_and_in_the_background(
     name: str,
 ) -> None:
-    audience = AudienceFactory()
+    audience = AudienceFactory.create()
     now = run(FIXTURES / name, background=False, audience=audience)
     stored_now = sorted(Recipient.objects.values_list("email", "first_name", "last_name"))
     reset()
@@ -103,7 +104,7 @@ def test_a_file_gets_the_same_counts_report_and_audit_now_and_in_the_background(
 
 
 def test_a_small_file_runs_at_once_and_a_large_one_is_always_queued(
-    settings: Any, django_capture_on_commit_callbacks: Any
+    settings: Settings, django_capture_on_commit_callbacks: Any
 ) -> None:
     job = run(FIXTURES / "valid.csv", background=False)
     assert job.status == ImportJob.Status.COMPLETED

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.core.files import File
+from pytest_django import Settings
 
 from campaigns import publishers
 from campaigns.models import AuditEntry, ImportJob, Recipient, Subscription, TaskLink
@@ -21,15 +21,15 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "imports"
 
 
 @pytest.fixture
-def media(settings: Any, tmp_path: Path) -> dict[str, str]:
+def media(settings: Settings, tmp_path: Path) -> dict[str, str]:
     """Uploads and reports in a temporary folder that this process and the worker share."""
     settings.MEDIA_ROOT = tmp_path / "media"
     return {"OPSDASH_MEDIA_ROOT": str(tmp_path / "media")}
 
 
 def test_a_worker_runs_the_import_and_the_job_reports_it(media: dict[str, str]) -> None:
-    staff = UserFactory()
-    audience = AudienceFactory()
+    staff = UserFactory.create()
+    audience = AudienceFactory.create()
     with (FIXTURES / "valid.csv").open("rb") as handle:
         job = import_job_create(
             upload=File(handle, name="valid.csv"), audience=audience, created_by=staff
@@ -61,7 +61,7 @@ def test_a_cancel_while_the_worker_imports_writes_nothing(
     with path.open("w") as handle:
         handle.write("email,first_name\n")
         handle.writelines(f"person{i}@example.com,P{i}\n" for i in range(300_000))
-    staff = UserFactory()
+    staff = UserFactory.create()
     with path.open("rb") as handle:
         job = import_job_create(
             upload=File(handle, name="big.csv"), audience=None, created_by=staff

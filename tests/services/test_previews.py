@@ -9,8 +9,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_posted_fields_win_and_the_stored_campaign_fills_the_rest() -> None:
-    campaign = CampaignFactory(subject="Stored {{ recipient.first_name }}", text_body="Stored body")
-    RecipientFactory(email="ada@example.com", first_name="Ada")
+    campaign = CampaignFactory.create(
+        subject="Stored {{ recipient.first_name }}", text_body="Stored body"
+    )
+    RecipientFactory.create(email="ada@example.com", first_name="Ada")
     preview = campaign_preview(
         campaign_id=campaign.pk,
         data={"text_body": "Posted body for {{ recipient.first_name }}"},

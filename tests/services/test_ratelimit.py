@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import uuid
+from multiprocessing.queues import Queue
 
 import pytest
+from pytest_django import Settings
 
 from campaigns.services import ratelimit
 from campaigns.services.ratelimit import BucketSpec, tokens_take
@@ -15,13 +17,15 @@ def spec(rate: float, capacity: float) -> BucketSpec:
     return BucketSpec(f"test:{uuid.uuid4().hex}", rate, capacity)
 
 
-def _take_all(name: str, attempts: int, out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _take_all(name: str, attempts: int, out: Queue[int]) -> None:
     bucket = BucketSpec(name, 0.001, 10.0)
     out.put(sum(tokens_take([bucket], max_wait=0.0) == 0.0 for _ in range(attempts)))
 
 
 @pytest.mark.parametrize("redis_url", ["redis://127.0.0.1:6379/0", None])
-def test_a_bucket_gives_its_capacity_then_asks_to_wait(settings, redis_url) -> None:  # type: ignore[no-untyped-def]
+def test_a_bucket_gives_its_capacity_then_asks_to_wait(
+    settings: Settings, redis_url: str | None
+) -> None:
     settings.REDIS_URL = redis_url
     bucket = spec(rate=1.0, capacity=3.0)
 
@@ -32,7 +36,7 @@ def test_a_bucket_gives_its_capacity_then_asks_to_wait(settings, redis_url) -> N
     assert 0.5 < wait <= 1.0
 
 
-def test_short_waits_are_slept_through(settings) -> None:  # type: ignore[no-untyped-def]
+def test_short_waits_are_slept_through(settings: Settings) -> None:
     settings.REDIS_URL = None
     bucket = spec(rate=20.0, capacity=1.0)
     slept: list[float] = []
@@ -43,7 +47,7 @@ def test_short_waits_are_slept_through(settings) -> None:  # type: ignore[no-unt
 
 
 @pytest.mark.services
-def test_workers_in_different_processes_share_one_budget(settings) -> None:  # type: ignore[no-untyped-def]
+def test_workers_in_different_processes_share_one_budget(settings: Settings) -> None:
     name = f"test:{uuid.uuid4().hex}"
     ctx = mp.get_context("fork")
     out = ctx.Queue()
@@ -57,7 +61,7 @@ def test_workers_in_different_processes_share_one_budget(settings) -> None:  # t
     assert granted == 10  # 24 attempts against one bucket of 10
 
 
-def test_every_configured_limit_becomes_a_bucket(settings) -> None:  # type: ignore[no-untyped-def]
+def test_every_configured_limit_becomes_a_bucket(settings: Settings) -> None:
     settings.OPSDASH_SMTP_RATE_PER_SECOND = 50
     settings.OPSDASH_SMTP_RATE_PER_HOUR = 36_000
     settings.OPSDASH_SMTP_RATE_PER_DAY = 86_400
@@ -68,7 +72,7 @@ def test_every_configured_limit_becomes_a_bucket(settings) -> None:  # type: ign
     assert rates == {"s": 50, "h": 10, "d": 1, "3": 2}
 
 
-def test_no_limit_configured_means_no_bucket(settings) -> None:  # type: ignore[no-untyped-def]
+def test_no_limit_configured_means_no_bucket(settings: Settings) -> None:
     settings.OPSDASH_SMTP_RATE_PER_SECOND = 0
     settings.OPSDASH_SMTP_RATE_PER_HOUR = 0
     settings.OPSDASH_SMTP_RATE_PER_DAY = 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from campaigns.services.rendering import (
+    CompiledCampaign,
     TemplateProblem,
     address_check,
     campaign_compile,
@@ -15,9 +16,8 @@ from campaigns.services.rendering import (
 )
 
 
-def compile_basic(**overrides: str):  # type: ignore[no-untyped-def]
+def compile_basic(**overrides: str) -> CompiledCampaign:
     fields = {
-        "campaign_id": 1,
         "name": "News",
         "subject": "Hi {{ recipient.first_name }}",
         "from_email": "team@example.com",
@@ -26,7 +26,7 @@ def compile_basic(**overrides: str):  # type: ignore[no-untyped-def]
         "html_body": "",
     }
     fields.update(overrides)
-    return campaign_compile(**fields)  # type: ignore[arg-type]
+    return campaign_compile(campaign_id=1, **fields)
 
 
 def test_it_renders_recipient_fields_attributes_and_escapes_html() -> None:

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 def scheduled(**fields: object) -> Campaign:
-    campaign = CampaignFactory(audiences=[AudienceFactory()], **fields)
-    return services.campaign_schedule(campaign=campaign, by=UserFactory())
+    campaign = CampaignFactory.create(audiences=[AudienceFactory.create()], **fields)
+    return services.campaign_schedule(campaign=campaign, by=UserFactory.create())
 
 
 def test_a_one_off_schedule_becomes_one_clocked_periodic_task() -> None:
@@ -43,23 +43,23 @@ def test_a_weekly_schedule_uses_cron_numbering_and_follows_edits() -> None:
 
     campaign.schedule_kind = Campaign.ScheduleKind.DAILY
     campaign.schedule_time = time(7, 0)
-    services.campaign_save(campaign=campaign, by=UserFactory(), changed=["schedule_kind"])
+    services.campaign_save(campaign=campaign, by=UserFactory.create(), changed=["schedule_kind"])
     task = PeriodicTask.objects.get()  # still exactly one, updated in place
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "7", "*")
 
 
 def test_unscheduling_and_deleting_remove_the_periodic_task() -> None:
     campaign = scheduled(schedule_kind="daily", schedule_time=time(8, 0))
-    services.campaign_unschedule(campaign=campaign, by=UserFactory())
+    services.campaign_unschedule(campaign=campaign, by=UserFactory.create())
     assert not PeriodicTask.objects.exists()
-    services.campaign_schedule(campaign=campaign, by=UserFactory())
+    services.campaign_schedule(campaign=campaign, by=UserFactory.create())
     assert PeriodicTask.objects.count() == 1
-    services.campaign_delete(campaign=campaign, by=UserFactory())
+    services.campaign_delete(campaign=campaign, by=UserFactory.create())
     assert not PeriodicTask.objects.exists()
 
 
 def test_two_fires_of_one_slot_share_an_occurrence_key() -> None:
-    campaign = CampaignFactory(schedule_kind="daily", schedule_time=time(9, 0))
+    campaign = CampaignFactory.create(schedule_kind="daily", schedule_time=time(9, 0))
     on_time = datetime(2026, 3, 2, 9, 0, 2, tzinfo=UTC)
     late = datetime(2026, 3, 2, 9, 3, 40, tzinfo=UTC)
     assert occurrence_key_for(campaign, now=on_time) == occurrence_key_for(campaign, now=late)
@@ -82,5 +82,7 @@ def test_a_scheduled_fire_launches_once_and_is_audited_without_an_actor() -> Non
 
 
 def test_schedules_are_described_in_plain_words() -> None:
-    campaign = CampaignFactory(schedule_kind="monthly", schedule_time=time(6, 15), schedule_day=3)
+    campaign = CampaignFactory.create(
+        schedule_kind="monthly", schedule_time=time(6, 15), schedule_day=3
+    )
     assert schedule_describe(campaign) == "Every month on day 3 at 06:15 (UTC)"

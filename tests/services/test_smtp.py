@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pytest_django import Settings
 
 from campaigns.services.smtp import Outcome, SmtpSession, classify
 from opsdash.smtp_sink import DROP, SmtpSink
@@ -59,7 +60,7 @@ def test_a_dropped_connection_is_transient_and_the_next_message_reconnects(
     assert after.outcome is Outcome.SENT and smtp_sink.handler.sessions == 2
 
 
-def test_an_unreachable_server_is_reported_as_not_attempted(settings) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_server_is_reported_as_not_attempted(settings: Settings) -> None:
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", SmtpSink().port
 
     with SmtpSession() as smtp:

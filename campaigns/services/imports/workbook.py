@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import IO, Any
 
-from openpyxl import load_workbook  # type: ignore[import-untyped]  # types-openpyxl not installed
+from openpyxl import load_workbook
 
 from campaigns.services.imports.base import ImportFileError
 
