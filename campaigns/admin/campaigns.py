@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from django import forms
 from django.contrib import admin, messages
@@ -26,6 +27,7 @@ from campaigns.admin.base import (
 from campaigns.admin.campaign_views import CampaignToolViews
 from campaigns.models import Campaign
 from campaigns.services import campaigns as campaign_services
+from campaigns.services.audit import By
 from campaigns.services.scheduling import WEEKDAYS, schedule_describe
 from campaigns.services.transitions import CampaignControl, campaign_controls_for
 
@@ -42,6 +44,12 @@ if TYPE_CHECKING:  # the stubs make ModelForm generic; at runtime it is not subs
     _CampaignModelForm = forms.ModelForm[Campaign]
 else:
     _CampaignModelForm = forms.ModelForm
+
+
+class CampaignService(Protocol):
+    """A campaign service staff run from a button: it takes the campaign and who pressed."""
+
+    def __call__(self, *, campaign: Campaign, by: By) -> object: ...
 
 
 class CampaignForm(_CampaignModelForm):
@@ -238,44 +246,56 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     def _back(self, object_id: Any) -> str:
         return reverse("admin:campaigns_campaign_change", args=[object_id])
 
-    @action(description="Send now", permissions=["send"], icon="send", attrs=POST_ACTION)
-    def send_now(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+    def _run(
+        self,
+        request: HttpRequest,
+        object_id: Any,
+        service: CampaignService,
+        success: Callable[[Campaign], str],
+    ) -> HttpResponse:
+        """Runs one campaign service for the user who pressed the button, then goes back."""
         campaign = self._campaign(object_id)
         return run_service(
             request,
-            lambda: campaign_services.campaign_send_now(campaign=campaign, by=request.user),
-            success=f"“{campaign.name}” is being sent. Progress shows under Sends.",
+            lambda: service(campaign=campaign, by=request.user),
+            success=success(campaign),
             redirect_to=self._back(object_id),
+        )
+
+    @action(description="Send now", permissions=["send"], icon="send", attrs=POST_ACTION)
+    def send_now(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        return self._run(
+            request,
+            object_id,
+            campaign_services.campaign_send_now,
+            lambda c: f"“{c.name}” is being sent. Progress shows under Sends.",
         )
 
     @action(description="Schedule", permissions=["send"], icon="schedule", attrs=POST_ACTION)
     def schedule_campaign(self, request: HttpRequest, object_id: Any) -> HttpResponse:
-        campaign = self._campaign(object_id)
-        return run_service(
+        return self._run(
             request,
-            lambda: campaign_services.campaign_schedule(campaign=campaign, by=request.user),
-            success=f"“{campaign.name}” is scheduled: {schedule_describe(campaign)}.",
-            redirect_to=self._back(object_id),
+            object_id,
+            campaign_services.campaign_schedule,
+            lambda c: f"“{c.name}” is scheduled: {schedule_describe(c)}.",
         )
 
     @action(description="Unschedule", permissions=["send"], icon="event_busy", attrs=POST_ACTION)
     def unschedule_campaign(self, request: HttpRequest, object_id: Any) -> HttpResponse:
-        campaign = self._campaign(object_id)
-        return run_service(
+        return self._run(
             request,
-            lambda: campaign_services.campaign_unschedule(campaign=campaign, by=request.user),
-            success=f"“{campaign.name}” is back to draft; its schedule is removed.",
-            redirect_to=self._back(object_id),
+            object_id,
+            campaign_services.campaign_unschedule,
+            lambda c: f"“{c.name}” is back to draft; its schedule is removed.",
         )
 
     @action(description="Approve", permissions=["approve"], icon="verified", attrs=POST_ACTION)
     def approve(self, request: HttpRequest, object_id: Any) -> HttpResponse:
-        campaign = self._campaign(object_id)
-        return run_service(
+        return self._run(
             request,
-            lambda: campaign_services.campaign_approve(campaign=campaign, by=request.user),
-            success=f"“{campaign.name}” is approved.",
-            redirect_to=self._back(object_id),
+            object_id,
+            campaign_services.campaign_approve,
+            lambda c: f"“{c.name}” is approved.",
         )
 
     @action(
