@@ -107,7 +107,8 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "stalled_reason",
         "audit_links",
     )
-    exclude = ()
+    # The engine's wait bookkeeping reads as the status ("Waiting for Redis since …").
+    exclude = ("waiting_for", "waiting_since", "retry_due_at")
     actions_detail = ("pause", "resume", "cancel")
     show_full_result_count = False
     change_form_outer_before_template = "admin/campaigns/send_services.html"
