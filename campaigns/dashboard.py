@@ -3,19 +3,25 @@
 The page itself only reads the database (cached numbers); the broker is asked in a separate
 fragment the page loads afterwards, so a slow or absent RabbitMQ never slows the dashboard.
 How the numbers look (chart colours and options) is decided here, not in the selectors.
+Redis is only a cache here: when it is down the page computes its numbers directly and its
+"Services" line says Redis is unavailable, next to any service the sends are waiting for.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from campaigns.models import Delivery
-from campaigns.selectors.dashboard import OutcomeSeries, dashboard_stats
+from campaigns.models import Delivery, Service
+from campaigns.selectors.cache import cache_unavailable_since
+from campaigns.selectors.dashboard import OutcomeSeries, WaitingSend, dashboard_stats
+from campaigns.selectors.health import clock, service_label
 from campaigns.selectors.system import system_status
 
 CHART_COLOURS = {
@@ -32,6 +38,15 @@ CHART_OPTIONS = {
 }
 
 
+@dataclass(frozen=True)
+class ServiceOutage:
+    """A service the dashboard knows to be out: which, since when, and how it knows."""
+
+    label: str  # "Redis", "the database", "the broker"
+    since: str  # "16:32:05 UTC", or "" when unknown
+    seen: str
+
+
 def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
     stats = dashboard_stats(now=timezone.now())
     context.update(stats)
@@ -39,9 +54,30 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
         {
             "chart_data": json.dumps(outcomes_chart(stats["outcomes"])),
             "chart_options": json.dumps(CHART_OPTIONS),
+            "services_out": services_out(
+                cache_down_since=cache_unavailable_since(), waiting=stats["waiting_sends"]
+            ),
         }
     )
     return context
+
+
+def services_out(
+    *, cache_down_since: datetime | None, waiting: list[WaitingSend]
+) -> list[ServiceOutage]:
+    """Redis when this page could not reach it, then each service that sends are waiting for."""
+    outages: dict[str, ServiceOutage] = {}
+    if cache_down_since is not None:
+        redis = Service.REDIS
+        outages[redis] = ServiceOutage(service_label(redis), clock(cache_down_since), "this page")
+    for item in waiting:  # the longest waiting first, so the first send gives the start
+        wait = item.wait
+        if wait.service not in outages:
+            count = sum(1 for other in waiting if other.wait.service == wait.service)
+            since = clock(wait.since) if wait.since else ""
+            seen = f"{count} send{'s' if count != 1 else ''} waiting"
+            outages[wait.service] = ServiceOutage(wait.label, since, seen)
+    return list(outages.values())
 
 
 def outcomes_chart(series: OutcomeSeries) -> dict[str, Any]:

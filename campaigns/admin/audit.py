@@ -1,4 +1,8 @@
-"""The audit trail, read-only for everyone."""
+"""The audit trail, read-only for everyone.
+
+Most entries list the fields they changed; an interruption of delivery and its recovery read as
+a sentence ("Delivery interrupted: Redis unavailable", "Delivery recovered after 12 s (Redis)").
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from unfold.decorators import display
 
 from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link
 from campaigns.models import AuditEntry, Send
+from campaigns.selectors.health import service_label
 
 
 @admin.register(AuditEntry)
@@ -35,6 +40,7 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
         "campaign",
         "send",
         "import_job",
+        "summary",
         "changes_pretty",
     )
     exclude = ("changes",)
@@ -46,8 +52,10 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
     def send_link(self, obj: AuditEntry) -> str:
         return id_link(Send, obj.send_id, "Send")
 
-    @display(description="Changes")
+    @display(description="What happened")
     def summary(self, obj: AuditEntry) -> str:
+        if sentence := audit_sentence(obj):
+            return sentence
         if not obj.changes:
             return "—"
         return ", ".join(sorted(obj.changes))[:120]
@@ -58,3 +66,16 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
             '<pre class="text-sm whitespace-pre-wrap">{}</pre>',
             json.dumps(obj.changes, indent=2, ensure_ascii=False, default=str),
         )
+
+
+def audit_sentence(entry: AuditEntry) -> str:
+    """An interruption or a recovery of delivery in words; "" for every other entry."""
+    changes = entry.changes or {}
+    service = service_label(str(changes.get("service", "")))
+    if entry.action == AuditEntry.Action.INTERRUPTED:
+        return f"Delivery interrupted: {service} unavailable"
+    if entry.action == AuditEntry.Action.RECOVERED:
+        seconds = changes.get("seconds")
+        after = f" after {round(float(seconds))} s" if isinstance(seconds, int | float) else ""
+        return f"Delivery recovered{after} ({service})"
+    return ""

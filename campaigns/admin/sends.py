@@ -25,9 +25,14 @@ from campaigns.admin.base import (
 from campaigns.admin.campaigns import CampaignPermissions
 from campaigns.models import Delivery, Send
 from campaigns.selectors import sends as send_selectors
+from campaigns.selectors.cache import cache_probe
+from campaigns.selectors.health import clock, send_wait
 from campaigns.services.audit import By
 from campaigns.services.delivery import send_cancel, send_pause, send_resume
 from campaigns.services.transitions import send_controls_for
+
+# A running send held up by Redis or the database reads "waiting", in the warning colour.
+SEND_STATUS_COLOURS = {**STATUS_COLOURS, "waiting": "warning"}
 
 
 class SendService(Protocol):
@@ -87,7 +92,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     readonly_fields = (
         "campaign",
         "occurrence_key",
-        "status",
+        "status_badge",
         "trigger",
         "triggered_by",
         "total",
@@ -102,9 +107,11 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "stalled_reason",
         "audit_links",
     )
-    exclude = ()
+    # The engine's wait bookkeeping reads as the status ("Waiting for Redis since …").
+    exclude = ("waiting_for", "waiting_since", "retry_due_at")
     actions_detail = ("pause", "resume", "cancel")
     show_full_result_count = False
+    change_form_outer_before_template = "admin/campaigns/send_services.html"
     change_form_outer_after_template = "admin/campaigns/send_audit.html"
 
     def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
@@ -122,8 +129,11 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        """Adds the send's deliveries (by outcome or address) and its task results."""
+        """Adds the send's deliveries (by outcome or address), its task results, and whether
+        Redis answers (the page works without it, and says so)."""
         extra_context = extra_context or {}
+        cache_down_since = cache_probe()
+        extra_context["cache_down_since"] = cache_down_since and clock(cache_down_since)
         if object_id.isdigit():
             outcome = request.GET.get("outcome", "")
             email = request.GET.get("email", "")
@@ -142,8 +152,11 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)
         return response
 
-    @display(description="Status", label=STATUS_COLOURS)
-    def status_badge(self, obj: Send) -> str:
+    @display(description="Status", label=SEND_STATUS_COLOURS)
+    def status_badge(self, obj: Send) -> str | tuple[str, str]:
+        # "Waiting for Redis since 16:32:05 UTC" rather than "running" while a service is out.
+        if wait := send_wait(obj):
+            return ("waiting", wait.describe())
         return obj.status
 
     @display(description="Progress")
@@ -157,6 +170,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
                 "done": obj.done_count,
                 "percent": percent,
                 "running": obj.status == Send.Status.RUNNING,
+                "wait": send_wait(obj),
             },
         )
 

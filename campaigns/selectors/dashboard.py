@@ -3,7 +3,8 @@
 Everything here must stay fast with millions of deliveries: no full COUNT over a big table.
 Totals come from PostgreSQL's planner estimate (pg_class.reltuples), recent windows from
 indexed range scans, per-send numbers from the counters the Send row keeps, and the results
-are cached for a few seconds so a busy dashboard costs the database almost nothing.
+are cached for a few seconds so a busy dashboard costs the database almost nothing. The cache
+is a saving, not a dependency: with Redis down the numbers are computed directly.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, models
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, ImportJob, Recipient, Send
+from campaigns.selectors.cache import cache_get_or_compute
+from campaigns.selectors.health import SendWait, send_wait
 
 DASHBOARD_CACHE_SECONDS = 15
 STATS_CACHE_KEY = "dashboard:stats:v2"
@@ -61,12 +63,25 @@ def table_estimate(model: type[models.Model]) -> int:
     return estimate if estimate >= 0 else model._default_manager.count()
 
 
+@dataclass(frozen=True)
+class WaitingSend:
+    """A running send whose batches wait for a service, as the dashboard lists it."""
+
+    send_id: int
+    name: str
+    wait: SendWait
+
+
 def dashboard_stats(*, now: datetime | None = None) -> dict[str, Any]:
     """The dashboard's numbers; cached for DASHBOARD_CACHE_SECONDS across requests."""
-    cached = cache.get(STATS_CACHE_KEY)
-    if cached is not None:
-        return dict(cached)
     now = now or timezone.now()
+    stats = cache_get_or_compute(
+        STATS_CACHE_KEY, DASHBOARD_CACHE_SECONDS, lambda: _compute_stats(now)
+    )
+    return dict(stats)
+
+
+def _compute_stats(now: datetime) -> dict[str, Any]:
     week = _recent_send_totals(now - timedelta(days=7))
     attempted = week["sent"] + week["failed"]
     hourly = hourly_outcomes(now=now)
@@ -91,9 +106,9 @@ def dashboard_stats(*, now: datetime | None = None) -> dict[str, Any]:
         "outcomes": outcome_series(now=now, counts=hourly),
         "upcoming": upcoming_sends(now=now),
         "stalled_sends": stalled_sends(now=now),
+        "waiting_sends": waiting_sends(now=now),
         "computed_at": now,
     }
-    cache.set(STATS_CACHE_KEY, stats, DASHBOARD_CACHE_SECONDS)
     return stats
 
 
@@ -142,11 +157,9 @@ def hourly_outcomes(*, now: datetime, hours: int = CHART_HOURS) -> HourlyCounts:
     """
     current = now.replace(minute=0, second=0, microsecond=0)
     start = current - timedelta(hours=hours - 1)
-    key = hours_cache_key(now, hours)
-    finished: HourlyCounts | None = cache.get(key)
-    if finished is None:
-        finished = _outcomes_by_hour(start, current)
-        cache.set(key, finished, HOURS_CACHE_SECONDS)
+    finished = cache_get_or_compute(
+        hours_cache_key(now, hours), HOURS_CACHE_SECONDS, lambda: _outcomes_by_hour(start, current)
+    )
     return {**finished, **_outcomes_by_hour(current, None)}
 
 
@@ -204,9 +217,25 @@ def _next_fire(campaign: Campaign, *, now: datetime) -> datetime | None:
 
 
 def stalled_sends(*, now: datetime, limit: int = 10) -> list[Send]:
-    """Running sends flagged by the reaper, or with no progress for OPSDASH_STALL_MINUTES."""
+    """Running sends flagged by the reaper, or with no progress for OPSDASH_STALL_MINUTES.
+
+    A send waiting for a service is listed as waiting instead (see waiting_sends): it is quiet
+    because Redis or the database is out, and its batches are due to try again.
+    """
     quiet_since = now - timedelta(minutes=settings.OPSDASH_STALL_MINUTES)
-    stalled = Send.objects.filter(status=Send.Status.RUNNING).filter(
+    stalled = Send.objects.filter(status=Send.Status.RUNNING, waiting_for="").filter(
         ~Q(stalled_reason="") | Q(last_progress_at__lt=quiet_since)
     )
     return list(stalled.select_related("campaign").order_by("last_progress_at")[:limit])
+
+
+def waiting_sends(*, now: datetime, limit: int = 10) -> list[WaitingSend]:
+    """Running sends whose batches wait for a service, the longest waiting first."""
+    waiting = (
+        Send.objects.filter(status=Send.Status.RUNNING)
+        .exclude(waiting_for="")
+        .select_related("campaign")
+        .order_by("waiting_since", "id")[:limit]
+    )
+    listed = [(send, send_wait(send, now=now)) for send in waiting]
+    return [WaitingSend(send.pk, str(send), wait) for send, wait in listed if wait is not None]

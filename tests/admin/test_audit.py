@@ -208,3 +208,35 @@ def test_a_send_page_offers_only_the_controls_its_status_allows(client: Client) 
                 control,
             )
         assert 'name="_save"' not in page
+
+
+def test_an_interruption_and_its_recovery_read_as_sentences_linked_to_the_send() -> None:
+    campaign = CampaignFactory()
+    send = running_send(campaign, outcomes=[Delivery.Status.SENT])
+    interrupted = AuditEntry.objects.create(
+        action=AuditEntry.Action.INTERRUPTED,
+        campaign=campaign,
+        send=send,
+        changes={"service": "redis"},
+    )
+    AuditEntry.objects.create(
+        action=AuditEntry.Action.RECOVERED,
+        campaign=campaign,
+        send=send,
+        changes={"service": "redis", "since": "2026-11-25T16:32:05+00:00", "seconds": 12.4},
+    )
+    AuditEntry.objects.create(
+        action=AuditEntry.Action.INTERRUPTED, send=send, changes={"service": "database"}
+    )
+    client, _ = logged_in("auditor")
+
+    listing = client.get(
+        reverse("admin:campaigns_auditentry_changelist"), {"send__id__exact": send.pk}
+    ).content.decode()
+
+    assert "Delivery interrupted: Redis unavailable" in listing
+    assert "Delivery recovered after 12 s (Redis)" in listing
+    assert "Delivery interrupted: the database unavailable" in listing
+    assert reverse("admin:campaigns_send_change", args=[send.pk]) in listing
+    detail = client.get(reverse("admin:campaigns_auditentry_change", args=[interrupted.pk]))
+    assert "Delivery interrupted: Redis unavailable" in detail.content.decode()

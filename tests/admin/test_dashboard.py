@@ -20,7 +20,6 @@ from campaigns.selectors.dashboard import STATS_CACHE_KEY, hours_cache_key, tabl
 from campaigns.selectors.system import SYSTEM_CACHE_KEY
 from campaigns.services.campaigns import campaign_schedule
 from opsdash.celery import app
-from tests.admin.helpers import user_with_roles
 from tests.factories import CampaignFactory, RecipientFactory, UserFactory, audience_with
 
 pytestmark = pytest.mark.django_db
@@ -33,13 +32,6 @@ def _fresh_numbers() -> Iterator[None]:
     cache.delete_many(keys)
     yield
     cache.delete_many(keys)
-
-
-@pytest.fixture
-def auditor() -> Client:
-    client = Client()
-    client.force_login(user_with_roles("auditor"))
-    return client
 
 
 def deliveries(send: Send, status: str, count: int, *, at: datetime) -> None:
