@@ -92,7 +92,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     readonly_fields = (
         "campaign",
         "occurrence_key",
-        "status_badge",
+        "status_now",
         "trigger",
         "triggered_by",
         "total",
@@ -158,6 +158,14 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         if wait := send_wait(obj):
             return ("waiting", wait.describe())
         return obj.status
+
+    @display(description="Status")
+    def status_now(self, obj: Send) -> str:
+        # The change page draws read-only fields as text: the same badge, drawn here.
+        key, text = ("waiting", wait.describe()) if (wait := send_wait(obj)) else (obj.status,) * 2
+        return render_to_string(
+            "unfold/helpers/label.html", {"text": text, "type": SEND_STATUS_COLOURS.get(key, "")}
+        )
 
     @display(description="Progress")
     def progress(self, obj: Send) -> str:

@@ -211,7 +211,7 @@ def test_a_send_page_offers_only_the_controls_its_status_allows(client: Client) 
 
 
 def test_an_interruption_and_its_recovery_read_as_sentences_linked_to_the_send() -> None:
-    campaign = CampaignFactory()
+    campaign = CampaignFactory.create()
     send = running_send(campaign, outcomes=[Delivery.Status.SENT])
     interrupted = AuditEntry.objects.create(
         action=AuditEntry.Action.INTERRUPTED,

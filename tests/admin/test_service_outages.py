@@ -48,7 +48,7 @@ def redis_down(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def waiting_send(service: str, *, retry_in: timedelta | None = None, name: str = "News") -> Send:
     since = timezone.now().replace(hour=16, minute=32, second=5, microsecond=0, tzinfo=UTC)
     return Send.objects.create(
-        campaign=CampaignFactory(name=name),
+        campaign=CampaignFactory.create(name=name),
         occurrence_key="once",
         total=10,
         sent_count=4,
