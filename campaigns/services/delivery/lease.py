@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -129,21 +129,21 @@ class BatchLease:
 def batch_leases_held(*, task_ids: Iterable[str]) -> set[str]:
     """The task ids whose batch is held by a live run, in one query on PostgreSQL."""
     by_key = {_task_key(task_id): task_id for task_id in task_ids}
-    if not by_key:
-        return set()
-    if _uses_advisory_locks(default_connection):
-        return {by_key[key] for key in _advisory_held(list(by_key))}
-    return {task_id for task_id in by_key.values() if state_get(f"batch:{task_id}:lease")}
+    return _held(by_key, lambda task_id: bool(state_get(f"batch:{task_id}:lease")))
 
 
 def sends_with_live_batch(*, send_ids: Iterable[int]) -> set[int]:
     """The sends at least one running batch is working on."""
-    by_key = {_send_key(send_id): send_id for send_id in send_ids}
+    return _held({_send_key(send_id): send_id for send_id in send_ids}, _cache_marked)
+
+
+def _held[T](by_key: dict[int, T], in_cache: Callable[[T], bool]) -> set[T]:
+    """The values whose advisory lock someone holds (or, on SQLite, ``in_cache`` says so)."""
     if not by_key:
         return set()
     if _uses_advisory_locks(default_connection):
         return {by_key[key] for key in _advisory_held(list(by_key))}
-    return {send_id for send_id in by_key.values() if _cache_marked(send_id)}
+    return {value for value in by_key.values() if in_cache(value)}
 
 
 def _cache_marked(send_id: int) -> bool:
