@@ -214,6 +214,13 @@ def test_a_lease_is_exclusive_across_sessions_and_ends_with_its_connection() -> 
     assert delivery.sends_with_live_batch(send_ids=[7]) == set()
 
 
+@needs_postgres
+def test_a_run_that_reconnects_after_another_took_its_batch_stops_with_a_typed_error() -> None:
+    lease = BatchLease("task-c", 9)
+    with lease_held_elsewhere("task-c", 9), pytest.raises(delivery.DeliveryInterrupted):
+        lease.retake()
+
+
 # --- Redis down -------------------------------------------------------------------------------
 
 

@@ -207,6 +207,7 @@ def _send_rows(
                     break
                 done += 1
                 if len(pending.rows) >= flush_every:
+                    control.push()  # the journal holds every accepted message before the write
                     watch.redis_ok = control.connected or not settings.REDIS_URL
                     _flush(
                         send_id=send.pk, pending=pending, lease=lease, watch=watch, result=result

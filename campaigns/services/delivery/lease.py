@@ -24,6 +24,8 @@ from django.db import DatabaseError
 from django.db import connection as default_connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from campaigns.models import Service
+from campaigns.services.delivery.outcomes import DeliveryInterrupted
 from campaigns.services.delivery.state import state_delete, state_get, state_set
 from campaigns.services.redisclient import redis_failed
 
@@ -52,8 +54,12 @@ def _uses_advisory_locks(conn: BaseDatabaseWrapper) -> bool:
     return conn.vendor == "postgresql"
 
 
-class LeaseLost(Exception):
-    """A reconnected run could not take its lease back: another run has the batch now."""
+class LeaseLost(DeliveryInterrupted):
+    """A reconnected run could not take its lease back: another run has the batch now (and
+    records this run's journal before it claims anything)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(Service.DATABASE, f"batch {task_id} was taken over after a reconnect")
 
 
 class BatchLease:

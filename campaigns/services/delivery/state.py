@@ -195,6 +195,15 @@ class ControlProbe:
             self.notes.append(("EXPIRE", self.journal, str(JOURNAL_TTL)))
             self.journal_expiring = True
 
+    def push(self) -> None:
+        """Sends the journal notes not sent yet (before an outcome write, which may stall)."""
+        if self.conn is None or not self.notes:
+            return
+        try:
+            self._send([])
+        except redis.RedisError as exc:
+            self._drop(exc)
+
     def _send(self, commands: list[tuple[str, ...]]) -> None:
         """One write for the journal notes and ``commands``; no health-check PING (it would
         read a reply meant for us), the GET every message keeps the connection checked."""
