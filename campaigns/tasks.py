@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import random
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import amqp.exceptions
+import kombu.exceptions
+import redis
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.db.models import F
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
 
-from campaigns.models import TaskLink
+from campaigns.models import Send, Service, TaskLink
 from campaigns.publishers import publish_batch
 from campaigns.services import results
 from campaigns.services.audit import task_link_record
 from campaigns.services.campaigns import campaign_fire_scheduled
 from campaigns.services.delivery import (
     BatchResult,
+    DeliveryInterrupted,
     NextStep,
     batch_deliver,
     deliveries_reap,
     send_launch,
+    send_wait_begin,
     sends_flag_stalled,
+    sends_redispatch_orphans,
     test_message_send,
 )
+
+logger = logging.getLogger(__name__)
 
 # Backoff for a batch whose SMTP server is unreachable or answering 4xx: 5 s (the setting)
 # doubling to 5 min, with jitter so that many batches do not retry in lockstep. After the last
@@ -34,15 +49,67 @@ BATCH_MAX_RETRIES = 12
 BATCH_WAIT_RETRIES = 10_000
 
 
+# A service that went away for a moment (Redis, the database, the broker): the task waits a
+# few seconds and runs again, however often; an outage is not a failure of the task.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.RedisError,
+    OperationalError,
+    InterfaceError,
+    DeliveryInterrupted,
+    kombu.exceptions.OperationalError,
+    amqp.exceptions.ConnectionError,
+    ConnectionError,
+)
+
+
 def _backoff(retries: int) -> float:
     base: float = settings.OPSDASH_DELIVERY_RETRY_BASE_SECONDS
     doubling: int = 2**retries  # int ** int is Any to the type checker (negative powers)
     return min(300.0, base * doubling) * random.uniform(0.8, 1.2)
 
 
-@shared_task(name="campaigns.tasks.launch_send")
+def _outage_countdown(retries: int) -> float:
+    """1 s doubling to 5 s, with jitter: back within seconds of the service."""
+    return min(5.0, 2.0**retries) * random.uniform(0.7, 1.3)
+
+
+def _service_of(exc: Exception) -> str:
+    if isinstance(exc, DeliveryInterrupted):
+        return exc.service
+    if isinstance(exc, redis.RedisError):
+        return Service.REDIS
+    if isinstance(exc, DatabaseError):
+        return Service.DATABASE
+    return Service.BROKER
+
+
+def _retry_on_outage[R](body: Callable[..., R]) -> Callable[..., R]:
+    """Turns a transient outage raised by a bound task's body into a short retry.
+
+    The database connection is closed first, so the next run starts on a fresh one.
+    """
+
+    @functools.wraps(body)
+    def run(self: Task[Any, Any], *args: Any, **kwargs: Any) -> R:
+        try:
+            return body(self, *args, **kwargs)
+        except TRANSIENT_ERRORS as exc:
+            connection.close()
+            countdown = _outage_countdown(self.request.retries)
+            logger.warning("%s waits %.1fs for %s: %s", self.name, countdown, _service_of(exc), exc)
+            raise self.retry(countdown=countdown, max_retries=BATCH_WAIT_RETRIES) from exc
+
+    return run
+
+
+@shared_task(bind=True, name="campaigns.tasks.launch_send")
+@_retry_on_outage
 def launch_send(
-    campaign_id: int, occurrence_key: str, trigger: str, triggered_by_id: int | None = None
+    self: Task[Any, Any],
+    campaign_id: int,
+    occurrence_key: str,
+    trigger: str,
+    triggered_by_id: int | None = None,
 ) -> dict[str, Any]:
     send = send_launch(
         campaign_id=campaign_id,
@@ -57,6 +124,7 @@ def launch_send(
 
 
 @shared_task(bind=True, name="campaigns.tasks.fire_scheduled_send")
+@_retry_on_outage
 def fire_scheduled_send(self: Task[Any, Any], campaign_id: int) -> dict[str, Any]:
     if self.request.id:
         task_link_record(
@@ -79,10 +147,38 @@ def deliver_batch(
     except SoftTimeLimitExceeded:
         # The batch recorded what it sent and handed the rest back: carry on in a fresh run.
         raise self.retry(countdown=1, max_retries=BATCH_WAIT_RETRIES) from None
+    except TRANSIENT_ERRORS as exc:
+        # The rows stay claimed by this task id (or queued); its next run takes them back.
+        result = BatchResult(next_step=NextStep.WAIT_SERVICE, waiting_for=_service_of(exc))
+        result.deferred = str(exc)[:200]
+        connection.close()
+        _wait_report(send_id, result.waiting_for)
     countdown = _retry_countdown(self, result)
     if countdown is not None:
+        _retry_due_record(send_id, countdown)
         raise self.retry(countdown=countdown, max_retries=_retry_bound(result))
     return result.as_dict()
+
+
+def _wait_report(send_id: int, service: str) -> None:
+    """Tells the Send page which service the batch waits for; silent if that fails too."""
+    if service == Service.BROKER:
+        return
+    try:
+        send_wait_begin(send_id=send_id, service=service)
+    except (DatabaseError, redis.RedisError):
+        connection.close()
+
+
+def _retry_due_record(send_id: int, countdown: float) -> None:
+    """Tells the watchdog when this batch runs again: the send is not orphaned until then."""
+    due = timezone.now() + timedelta(seconds=countdown)
+    try:
+        Send.objects.filter(pk=send_id).update(
+            retry_due_at=Greatest(Coalesce(F("retry_due_at"), due), due)
+        )
+    except DatabaseError:  # the database is out: the watchdog cannot run either
+        connection.close()
 
 
 def _retry_countdown(task: Task[Any, Any], result: BatchResult) -> float | None:
@@ -98,6 +194,9 @@ def _retry_countdown(task: Task[Any, Any], result: BatchResult) -> float | None:
         case NextStep.BACKOFF:
             # Rows that met a transient error are queued again; this same task picks them up.
             return _backoff(task.request.retries)
+        case NextStep.WAIT_SERVICE:
+            # Redis, the database or the broker went away: look again within seconds.
+            return _outage_countdown(task.request.retries)
     return None
 
 
@@ -117,11 +216,18 @@ def send_test_message(
     return {"to": to_email, "smtp": reply}
 
 
-@shared_task(name="campaigns.tasks.reap_deliveries")
-def reap_deliveries() -> dict[str, int]:
+@shared_task(bind=True, name="campaigns.tasks.reap_deliveries")
+@_retry_on_outage
+def reap_deliveries(self: Task[Any, Any]) -> dict[str, int]:
     reaped = deliveries_reap(publish=publish_batch)
     flagged = sends_flag_stalled(publish=publish_batch)
     return {"reaped": reaped, "stalled": flagged}
+
+
+@shared_task(name="campaigns.tasks.redispatch_orphans", ignore_result=True)
+def redispatch_orphans() -> dict[str, int]:
+    # No retry on an outage: beat runs it again in five seconds.
+    return {"dispatched": sends_redispatch_orphans(publish=publish_batch)}
 
 
 @shared_task(name="campaigns.tasks.purge_task_results")
@@ -132,9 +238,11 @@ def purge_task_results() -> dict[str, int]:
     return {"deleted": deleted}
 
 
-@shared_task(name="campaigns.tasks.run_import")
-def run_import(import_job_id: int) -> dict[str, Any]:
-    # No retries: the import is one transaction, so a failure leaves nothing to resume.
+@shared_task(bind=True, name="campaigns.tasks.run_import")
+@_retry_on_outage
+def run_import(self: Task[Any, Any], import_job_id: int) -> dict[str, Any]:
+    # Retried only on an outage: the import is one transaction, so a failure leaves nothing to
+    # resume, and a job an outage stopped after its claim is finished (failed) by then.
     from campaigns.services.imports import import_job_run
 
     job = import_job_run(import_job_id=import_job_id)

@@ -12,6 +12,7 @@ allowed hosts); ``manage.py check --deploy`` passes with it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -206,6 +207,12 @@ OPSDASH_SMTP_RATE_PER_DAY = env_int("OPSDASH_SMTP_RATE_PER_DAY", 0, minimum=0)
 # A batch that would wait longer than this for a rate-limit token hands its rows back and
 # retries later instead of holding a worker.
 OPSDASH_RATE_MAX_WAIT_SECONDS = env_float("OPSDASH_RATE_MAX_WAIT_SECONDS", 20.0)
+# While Redis is down each worker process sends at the configured rates divided by this, from a
+# bucket of its own: set it to the number of worker processes sending at once (all hosts) so
+# that together they stay within the limit. The default guesses one host's prefork pool.
+OPSDASH_RATE_FALLBACK_SHARE = env_int(
+    "OPSDASH_RATE_FALLBACK_SHARE", max(4, os.cpu_count() or 1), minimum=1
+)
 # A running batch renews a lease this long; a redelivered copy of it waits for the lease to
 # lapse before taking over, and the reaper never touches rows under a live lease.
 OPSDASH_DELIVERY_HEARTBEAT_SECONDS = env_int("OPSDASH_DELIVERY_HEARTBEAT_SECONDS", 60, minimum=2)
@@ -213,6 +220,13 @@ OPSDASH_DELIVERY_HEARTBEAT_SECONDS = env_int("OPSDASH_DELIVERY_HEARTBEAT_SECONDS
 OPSDASH_DELIVERY_RETRY_BASE_SECONDS = env_float("OPSDASH_DELIVERY_RETRY_BASE_SECONDS", 5.0)
 # This many temporary failures in a row pause the batch (the server is struggling, not the rows).
 OPSDASH_DELIVERY_TRANSIENT_STREAK = env_int("OPSDASH_DELIVERY_TRANSIENT_STREAK", 3, minimum=1)
+# A batch whose outcome write fails on a lost database connection reconnects and tries again for
+# this long (sending nothing new meanwhile) before its task retries; what SMTP accepted is kept
+# in the batch's Redis journal either way, so a database restart sends nothing twice.
+OPSDASH_DELIVERY_DB_RETRY_SECONDS = env_float("OPSDASH_DELIVERY_DB_RETRY_SECONDS", 60.0)
+# The watchdog (every 5 s) re-dispatches the queued rows of a running send that has had no
+# progress for this long, no live batch and no retry due, while the delivery queue is empty.
+OPSDASH_DELIVERY_ORPHAN_SECONDS = env_int("OPSDASH_DELIVERY_ORPHAN_SECONDS", 10, minimum=1)
 OPSDASH_IMPORT_MAX_BYTES = env_int("OPSDASH_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1)
 # Uploads larger than this (or any upload, when the staff member asks) run as a background
 # ImportJob on the imports queue instead of django-import-export's in-request preview.
@@ -260,7 +274,14 @@ else:
     # Publisher confirms: publish() returns only once RabbitMQ has taken the message.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_RESULT_BACKEND = "django-db"
+# django_celery_results' table, through a backend that reconnects and retries (about 30 s of
+# backoff) when the database drops the connection, so a result is never left at STARTED by a
+# database restart and a task delivered meanwhile is not lost before its body runs.
+CELERY_RESULT_BACKEND = "opsdash.results_backend:ResilientDatabaseBackend"
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 10
+CELERY_RESULT_BACKEND_BASE_SLEEP_BETWEEN_RETRIES_MS = 1000
+CELERY_RESULT_BACKEND_MAX_SLEEP_BETWEEN_RETRIES_MS = 8000
 CELERY_RESULT_EXTENDED = True
 CELERY_CACHE_BACKEND = "django-cache"
 CELERY_TASK_TRACK_STARTED = True
@@ -281,6 +302,13 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Installed into the database by the DatabaseScheduler; campaigns add their own PeriodicTasks.
 CELERY_BEAT_SCHEDULE = {
     "reap-deliveries": {"task": "campaigns.tasks.reap_deliveries", "schedule": 60.0},
+    # Sends whose queued rows lost their batch messages (an outage, a killed worker) go on
+    # within seconds; a run older than its period is dropped rather than piled up.
+    "redispatch-orphans": {
+        "task": "campaigns.tasks.redispatch_orphans",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
     # Batched purge of old TaskResult rows (OPSDASH_TASK_RESULT_RETENTION_DAYS), hourly so
     # each run has little to do.
     "purge-task-results": {"task": "campaigns.tasks.purge_task_results", "schedule": 3600.0},

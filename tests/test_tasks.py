@@ -16,14 +16,17 @@ from numbers import Real
 from typing import Any
 
 import pytest
+import redis
 from celery.exceptions import MaxRetriesExceededError, Retry, SoftTimeLimitExceeded
+from django.db import OperationalError
 from pytest_django import Settings
 
 from campaigns.models import Delivery, Send
-from campaigns.services.delivery import BatchLease, send_launch, send_pause
-from campaigns.tasks import BATCH_MAX_RETRIES, deliver_batch
+from campaigns.services.delivery import send_launch, send_pause
+from campaigns.tasks import BATCH_MAX_RETRIES, deliver_batch, launch_send
 from opsdash.smtp_sink import SmtpSink
 from tests.factories import CampaignFactory, audience_with
+from tests.services.leases import lease_held_elsewhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -91,13 +94,10 @@ def test_a_busy_batch_looks_again_once_the_other_runs_lease_would_lapse(
 ) -> None:
     settings.OPSDASH_DELIVERY_HEARTBEAT_SECONDS = 10
     batch = launched(2)
-    lease = BatchLease(batch[3])
-    assert lease.acquire()
-
     # Waiting is not failing: far past the failure bound, the task still waits.
-    countdown = retry_countdown(batch, retries=BATCH_MAX_RETRIES + 5)
+    with lease_held_elsewhere(batch[3]):
+        countdown = retry_countdown(batch, retries=BATCH_MAX_RETRIES + 5)
 
-    lease.release()
     assert 10 <= countdown <= 13
     assert smtp_sink.messages == []
 
@@ -177,3 +177,39 @@ def test_the_soft_time_limit_records_what_was_sent_and_carries_on_in_a_fresh_run
     smtp_sink.rule = None
     assert run_task(batch, retries=1)["requeued"] == 0
     assert statuses(batch[0]) == {Delivery.Status.SENT: 6}
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OperationalError("server closed the connection"), redis.ConnectionError("refused")],
+    ids=["database", "redis"],
+)
+def test_an_outage_makes_the_batch_retry_within_seconds_not_fail(
+    error: Exception,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    batch = launched(1)
+
+    def outage(**_: object) -> None:
+        raise error
+
+    monkeypatch.setattr("campaigns.tasks.batch_deliver", outage)
+
+    # Far past the failure bound: an outage is waited out, never counted as a failure.
+    countdown = retry_countdown(batch, retries=BATCH_MAX_RETRIES + 5)
+
+    assert 0.5 <= countdown <= 6.5
+    assert Send.objects.get(pk=batch[0]).retry_due_at is not None
+
+
+def test_an_outage_in_the_launch_retries_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    def outage(**_: object) -> None:
+        raise OperationalError("the database system is starting up")
+
+    monkeypatch.setattr("campaigns.tasks.send_launch", outage)
+    launch_send.push_request(id="launch", retries=0, is_eager=True, called_directly=False)
+    try:
+        with pytest.raises(Retry):
+            launch_send.run(campaign_id=1, occurrence_key="once", trigger="manual")
+    finally:
+        launch_send.pop_request()

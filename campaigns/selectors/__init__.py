@@ -4,6 +4,9 @@
 - sends: one send's deliveries and the results of its tasks
 - campaigns: the campaign page's preview recipient and test-message task state
 - system: workers online and queue depths (the broker I/O itself is services.broker)
+- imports: an import job's sample rows, progress and rejected rows
+- health: whether a running send waits for a service, in words for the pages
+- cache: cache reads that compute the value themselves while Redis is out
 
 Callers import from the area module (``from campaigns.selectors import sends``).
 """

@@ -9,14 +9,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from campaigns.models import Send, Service
-
-
-def send_waiting(send: Send) -> tuple[str, datetime | None]:
-    """The service ``send``'s batches wait for and since when; ("", None) while nothing is wrong.
-
-    Reads the send's own fields, which the delivery engine writes when a batch starts waiting.
-    """
-    return send.waiting_for, send.waiting_since
+from campaigns.selectors.sends import send_waiting
 
 
 def clock(moment: datetime) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import connection
 from django.db.models import QuerySet
 from django_celery_results.models import TaskResult
 
-from campaigns.models import Delivery, TaskLink
+from campaigns.models import Delivery, Send, TaskLink
+from campaigns.services.delivery.health import send_wait_marker
 
 SEND_PAGE_ROWS = 50
 
@@ -53,3 +56,17 @@ def send_task_results(*, send_id: int, limit: int = SEND_PAGE_ROWS) -> list[Task
         .defer("task_args", "task_kwargs")
         .order_by("-date_created")[:limit]
     )
+
+
+def send_waiting(send: Send) -> tuple[str, datetime | None]:
+    """The service a running send's batches wait for (a ``models.Service`` value) and since when.
+
+    ("", None) while nothing is wrong. The Send's own fields come first; a database outage is
+    only in Redis until the database answers and a batch copies it over, so that is read too.
+    A send that is not running waits for nothing.
+    """
+    if send.status != Send.Status.RUNNING:
+        return "", None
+    if send.waiting_for:
+        return send.waiting_for, send.waiting_since
+    return send_wait_marker(send_id=send.pk)

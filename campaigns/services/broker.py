@@ -72,3 +72,18 @@ def _queue_depths(conn: Any, queues: Sequence[str]) -> list[QueueDepth]:
             with contextlib.suppress(Exception):  # the broker closes a channel after a 404
                 channel.close()
     return depths
+
+
+def queue_ready_messages(*, queue: str) -> int | None:
+    """Messages ready in ``queue`` (passive declare); None when the broker cannot tell."""
+    from opsdash.celery import app
+
+    if str(app.conf.broker_url).split("://", 1)[0] not in _AMQP_SCHEMES:
+        return None
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+            (depth,) = _queue_depths(conn, [queue])
+    except Exception:
+        return None
+    return depth.messages

@@ -3,6 +3,11 @@
 With Redis configured, a bucket lives in one Redis hash updated by a Lua script, so all workers
 on all hosts draw from the same budget. Without Redis (the embedded profile) the bucket is
 in-process, which is exact for the single worker the demo runs.
+
+While Redis does not answer, each process falls back to an in-process bucket holding its share
+of the budget, the configured rate divided by OPSDASH_RATE_FALLBACK_SHARE (about the number of
+worker processes), so the send goes on without ever exceeding the limit; it goes back to the
+shared bucket as soon as Redis answers again.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from typing import Any
 
 import redis
 from django.conf import settings
+
+from campaigns.services.redisclient import redis_client, redis_failed, redis_up
 
 # Refills the bucket for the time elapsed, then takes ``n`` tokens if it can. Returns 0 when the
 # tokens were taken, otherwise the milliseconds to wait before trying again.
@@ -74,18 +81,36 @@ _local_lock = threading.Lock()
 
 
 @cache
-def _redis_script() -> Any:
+def _redis_script(url: str) -> Any:
     """The take script, registered once per process (then run by its SHA, not re-sent)."""
-    client = redis.Redis.from_url(settings.REDIS_URL or "")
-    return client.register_script(_LUA_TAKE)
+    return redis_client(decode_responses=False).register_script(_LUA_TAKE)
 
 
 def _try_take(spec: BucketSpec, n: int) -> float:
     """Seconds to wait before ``n`` tokens are available; 0 when they were taken."""
-    if settings.REDIS_URL:
+    if not settings.REDIS_URL:
+        return _local_take(spec, n)
+    if redis_up():
         key = f"{settings.REDIS_KEY_PREFIX}:ratelimit:{spec.name}"
-        wait_ms = _redis_script()(keys=[key], args=[spec.rate_per_second, spec.capacity, n])
-        return int(wait_ms) / 1000
+        try:
+            script = _redis_script(settings.REDIS_URL)
+            wait_ms = script(keys=[key], args=[spec.rate_per_second, spec.capacity, n])
+        except redis.RedisError as exc:
+            redis_failed(exc)
+        else:
+            return int(wait_ms) / 1000
+    return _local_take(_fallback_share(spec), n)
+
+
+def _fallback_share(spec: BucketSpec) -> BucketSpec:
+    """This process's share of a shared bucket while Redis is down: it errs on sending less."""
+    share = settings.OPSDASH_RATE_FALLBACK_SHARE
+    return BucketSpec(
+        f"fallback:{spec.name}", spec.rate_per_second / share, max(1.0, spec.capacity / share)
+    )
+
+
+def _local_take(spec: BucketSpec, n: int) -> float:
     with _local_lock:
         bucket = _local_buckets.setdefault(spec.name, _LocalBucket(spec))
     return bucket.try_take(n)

@@ -14,9 +14,10 @@ from pytest_django import Settings
 
 from campaigns.models import Campaign, Delivery, Recipient, Send, Subscription, TaskLink
 from campaigns.services import delivery
-from campaigns.services.delivery import BatchLease, NextStep, batch_deliver, send_launch
+from campaigns.services.delivery import NextStep, batch_deliver, send_launch
 from opsdash.smtp_sink import DROP, SmtpSink
 from tests.factories import CampaignFactory, RecipientFactory, SubscriptionFactory, audience_with
+from tests.services.leases import lease_held_elsewhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -146,14 +147,11 @@ def test_a_batch_waits_while_another_run_of_it_holds_the_lease(smtp_sink: SmtpSi
     campaign = CampaignFactory.create(audiences=[audience_with(3)])
     _, published = launch(campaign.pk)
     (send_id, first, last, task_id) = published[0]
-    lease = BatchLease(task_id)
-    assert lease.acquire()
-
-    result = batch_deliver(send_id=send_id, first_id=first, last_id=last, task_id=task_id)
+    with lease_held_elsewhere(task_id):
+        result = batch_deliver(send_id=send_id, first_id=first, last_id=last, task_id=task_id)
 
     assert result.next_step is NextStep.BUSY
     assert smtp_sink.messages == []
-    lease.release()
     assert batch_deliver(send_id=send_id, first_id=first, last_id=last, task_id=task_id).sent == 3
 
 
@@ -396,13 +394,11 @@ def test_the_reaper_returns_rows_of_dead_batches_and_leaves_live_ones_alone(
     assert live_send is not None and dead_send is not None
     _stuck(live_send, "live-task", minutes=30)
     _stuck(dead_send, "dead-task", minutes=30)
-    lease = BatchLease("live-task")
-    assert lease.acquire()
     republished: Published = []
 
-    reaped = delivery.deliveries_reap(publish=lambda *batch: republished.append(batch))
+    with lease_held_elsewhere("live-task"):
+        reaped = delivery.deliveries_reap(publish=lambda *batch: republished.append(batch))
 
-    lease.release()
     assert reaped == 3
     assert statuses(live_send) == {Delivery.Status.SENDING: 2}
     assert statuses(dead_send) == {Delivery.Status.QUEUED: 3}

@@ -1,7 +1,8 @@
 """The batch loop: claim a range of rows, then pace, render and send them over one SMTP session.
 
 The Delivery row is the truth. A batch claims its rows with a conditional UPDATE, asks for the
-Send's status before every message, and writes outcomes every few messages (``outcomes``).
+Send's status before every message, journals each message SMTP accepted in Redis, and writes
+outcomes every few messages (``outcomes``), waiting out a database that went away.
 """
 
 from __future__ import annotations
@@ -13,21 +14,24 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns.models import Delivery, Send
+from campaigns.models import Delivery, Send, Service
 from campaigns.services import ratelimit
 from campaigns.services.audiences import unsubscribe_url
 from campaigns.services.delivery.compiled import compiled_with_frame
 from campaigns.services.delivery.control import send_close_if_done
+from campaigns.services.delivery.health import send_wait_begin, send_wait_end, send_wait_sync
+from campaigns.services.delivery.lease import BatchLease
 from campaigns.services.delivery.outcomes import (
     BatchResult,
     NextStep,
     Pending,
+    journal_apply,
     outcome_record,
-    outcomes_flush,
+    outcomes_write,
     rows_release,
     rows_skip,
 )
-from campaigns.services.delivery.state import BatchLease, ControlProbe
+from campaigns.services.delivery.state import ControlProbe, journal_drop
 from campaigns.services.mime import WireFrame, wire_message
 from campaigns.services.rendering import (
     CompiledCampaign,
@@ -44,10 +48,13 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
 
     1. Stop at once unless the Send is running (a cancelled one skips what is left in range).
     2. Take the batch lease; if another run of this task holds it, report BUSY.
-    3. Claim the range's queued rows (conditional UPDATE: a second run finds nothing to claim).
-    4. For each row: check the Send is still running, take rate tokens, render, send.
-    5. Write outcomes every few messages; transient failures go back to ``queued``.
-    6. Hand back unsent claimed rows when stopped; close the Send when nothing is left.
+    3. Record what an earlier run of this task sent but could not write (its journal).
+    4. Claim the range's queued rows (conditional UPDATE: a second run finds nothing to claim).
+    5. For each row: check the Send is still running, take rate tokens, render, send, journal.
+    6. Write outcomes every few messages (waiting out a lost database connection); transient
+       failures go back to ``queued``.
+    7. Hand back unsent claimed rows when stopped, drop the journal, close the Send when
+       nothing is left.
     """
     send = Send.objects.select_related("campaign").get(pk=send_id)
     result = BatchResult()
@@ -56,18 +63,25 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
         if send.status == Send.Status.CANCELLED:
             _skip_range(send_id=send_id, first_id=first_id, last_id=last_id, result=result)
         return result
-    lease = BatchLease(task_id)
+    lease = BatchLease(task_id, send_id)
     if not lease.acquire():
         result.next_step = NextStep.BUSY
         return result
     try:
+        journal_apply(task_id=task_id)
         if claimed := _claim(send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id):
             rows = _claimed_rows(
                 send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id
             )
             if len(rows) < claimed:
                 _skip_orphans(send_id=send_id, task_id=task_id, rows=rows, result=result)
-            _send_rows(send=send, rows=rows, task_id=task_id, lease=lease, result=result)
+            watch = _Watch(
+                send_id, waiting=bool(send.waiting_for) or send_wait_sync(send_id=send_id)
+            )
+            _send_rows(
+                send=send, rows=rows, task_id=task_id, lease=lease, watch=watch, result=result
+            )
+        journal_drop(task_id=task_id)  # every outcome is written
     finally:
         lease.release()
     send_close_if_done(send_id=send_id)
@@ -132,6 +146,30 @@ def _skip_range(*, send_id: int, first_id: int, last_id: int, result: BatchResul
 
 
 @dataclass
+class _Watch:
+    """A batch's view of the services it needs, reported to the Send at most once per flush."""
+
+    send_id: int
+    waiting: bool  # the Send shows a wait, or Redis keeps a database outage for it
+    redis_ok: bool = True  # whether the last message's status came from Redis
+    redis_told: bool = False
+    database_told: bool = False
+
+    def database_lost(self) -> None:
+        if not self.database_told:
+            send_wait_begin(send_id=self.send_id, service=Service.DATABASE)
+            self.database_told = self.waiting = True
+
+    def after_flush(self) -> None:
+        if not self.redis_ok and not self.redis_told:
+            send_wait_begin(send_id=self.send_id, service=Service.REDIS)
+            self.redis_told = self.waiting = True
+        elif self.waiting and self.redis_ok:
+            send_wait_end(send_id=self.send_id)
+            self.waiting = self.redis_told = self.database_told = False
+
+
+@dataclass
 class _Loop:
     """What the send loop needs for every message of one batch."""
 
@@ -146,7 +184,13 @@ class _Loop:
 
 
 def _send_rows(
-    *, send: Send, rows: list[Delivery], task_id: str, lease: BatchLease, result: BatchResult
+    *,
+    send: Send,
+    rows: list[Delivery],
+    task_id: str,
+    lease: BatchLease,
+    watch: _Watch,
+    result: BatchResult,
 ) -> None:
     compiled, frame = compiled_with_frame(send.campaign)
     buckets = ratelimit.buckets_for(
@@ -156,22 +200,45 @@ def _send_rows(
     pending = Pending()
     done = 0
     try:
-        with SmtpSession() as smtp, ControlProbe(send.pk) as control:
+        with SmtpSession() as smtp, ControlProbe(send.pk, task_id) as control:
             loop = _Loop(lease, smtp, control, compiled, frame, buckets, pending)
             for row in rows:
                 if not _send_one(loop=loop, row=row, result=result):
                     break
                 done += 1
                 if len(pending.rows) >= flush_every:
-                    outcomes_flush(send_id=send.pk, pending=pending, result=result)
+                    control.push()  # the journal holds every accepted message before the write
+                    watch.redis_ok = control.connected or not settings.REDIS_URL
+                    _flush(
+                        send_id=send.pk, pending=pending, lease=lease, watch=watch, result=result
+                    )
                 if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
                     result.deferred = "the SMTP server keeps answering with temporary errors"
                     break
+            watch.redis_ok = control.connected or not settings.REDIS_URL
     finally:
         # Also when the loop is interrupted (time limit, lost database): what was sent is
-        # recorded, so only a crash of the process itself can leave a message to send again.
-        outcomes_flush(send_id=send.pk, pending=pending, result=result)
+        # recorded first, retrying on a fresh connection while the database is away, and only
+        # then are the rows the loop did not reach handed back. If the database stays away,
+        # DeliveryInterrupted leaves the rows ``sending`` under this task id, and the journal
+        # tells the task's next run which of them SMTP accepted.
+        _flush(send_id=send.pk, pending=pending, lease=lease, watch=watch, result=result)
         rows_release(send_id=send.pk, task_id=task_id, rows=rows[done:], result=result)
+
+
+def _flush(
+    *, send_id: int, pending: Pending, lease: BatchLease, watch: _Watch, result: BatchResult
+) -> None:
+    if not pending.rows:
+        return
+    outcomes_write(
+        send_id=send_id,
+        pending=pending,
+        result=result,
+        reconnected=lease.retake,
+        interrupted=watch.database_lost,
+    )
+    watch.after_flush()
 
 
 def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
@@ -205,6 +272,8 @@ def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
     if not outcome.attempted:
         result.deferred = outcome.summary
         return False
+    if outcome.outcome is Outcome.SENT:
+        loop.control.note(row.pk, outcome.summary)
     outcome_record(row=row, outcome=outcome, pending=loop.pending)
     transient = outcome.outcome is Outcome.TRANSIENT
     loop.transient_streak = loop.transient_streak + 1 if transient else 0

@@ -1,24 +1,35 @@
 """Outcome writes of a batch: what it tells its task, and its rows written back in bulk.
 
-Outcomes are kept in memory and flushed every few messages in one short transaction, so a
-killed worker re-sends at most the messages it had in flight.
+Outcomes are kept in memory and flushed every few messages in one short transaction; each
+message SMTP accepted is also in the batch's Redis journal until its outcome is written. So a
+killed worker, or a database that went away, re-sends at most the message in flight.
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from campaigns.models import Delivery, Recipient, Send
+from campaigns.models import Delivery, Recipient, Send, Service
 from campaigns.services.audiences import recipient_suppress
+from campaigns.services.delivery.state import journal_read
 from campaigns.services.smtp import Outcome, SmtpResult
+
+logger = logging.getLogger(__name__)
+
+# Errors of a lost database connection (a restart, a failover): worth a fresh connection.
+DB_CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 class NextStep(StrEnum):
@@ -29,6 +40,18 @@ class NextStep(StrEnum):
     BUSY = "busy"  # another run of this same task still holds the batch: look again later
     RATE_LIMITED = "rate_limited"  # rows requeued until the rate limit allows, in ``retry_in``
     BACKOFF = "backoff"  # rows requeued after temporary SMTP trouble: the usual backoff
+    WAIT_SERVICE = "wait_service"  # a service is out (``BatchResult.waiting_for``): retry soon
+
+
+class DeliveryInterrupted(Exception):
+    """A batch stopped because a service it needs stayed out; its task retries shortly.
+
+    What SMTP accepted is in the batch's journal, so the next run records it first.
+    """
+
+    def __init__(self, service: str, detail: str = "") -> None:
+        super().__init__(f"{service} unavailable: {detail}" if detail else service)
+        self.service = service
 
 
 @dataclass
@@ -44,10 +67,12 @@ class BatchResult:
     stopped: str = ""
     # Why rows were handed back early (the rate limit, the SMTP server), for the task result.
     deferred: str = ""
+    # WAIT_SERVICE: the service (models.Service) the batch waits for.
+    waiting_for: str = ""
 
     def settle(self) -> None:
         """Decides the next step once every row is written: a retry only if rows went back."""
-        if self.next_step in (NextStep.STOPPED, NextStep.BUSY):
+        if self.next_step in (NextStep.STOPPED, NextStep.BUSY, NextStep.WAIT_SERVICE):
             return
         if not self.requeued:
             self.next_step = NextStep.DONE
@@ -119,19 +144,19 @@ def outcomes_flush(*, send_id: int, pending: Pending, result: BatchResult) -> No
         pending.rows.clear()
         return
     with transaction.atomic():
-        _write_sent(sent, now=now)
+        written = _write_sent(sent, now=now)
         if others:
             fields = ["status", "attempts", "smtp_response", "last_error", "updated_at"]
             Delivery.objects.bulk_update(others, fields)
         if pending.no_mailbox:
             recipient_suppress(recipient_ids=pending.no_mailbox, status=Recipient.Status.BOUNCED)
         Send.objects.filter(pk=send_id).update(
-            sent_count=F("sent_count") + len(sent),
+            sent_count=F("sent_count") + written,
             failed_count=F("failed_count") + failed,
             last_progress_at=now,
             stalled_reason="",
         )
-    result.sent += len(sent)
+    result.sent += written
     result.failed += failed
     result.requeued += len(others) - failed
     pending.rows.clear()
@@ -168,18 +193,98 @@ def _write_all_sent(*, send_id: int, rows: list[Delivery], now: datetime) -> boo
     return True
 
 
-def _write_sent(rows: list[Delivery], *, now: datetime) -> None:
+def _write_sent(rows: list[Delivery], *, now: datetime) -> int:
+    """Marks rows still ``sending`` sent, one UPDATE per reply text; returns how many.
+
+    Only rows still ``sending``: a write retried after its commit was lost, or a journal
+    applied meanwhile, must not count a message twice.
+    """
+    replies = {row.pk: row.smtp_response for row in rows}
+    return _write_replies(replies, now=now)
+
+
+def _write_replies(replies: dict[int, str], *, now: datetime) -> int:
     by_reply: dict[str, list[int]] = {}
-    for row in rows:
-        by_reply.setdefault(row.smtp_response, []).append(row.pk)
-    for reply, ids in by_reply.items():
-        Delivery.objects.filter(pk__in=ids).update(
+    for pk, reply in replies.items():
+        by_reply.setdefault(reply, []).append(pk)
+    return sum(
+        Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
             status=Delivery.Status.SENT,
             attempts=F("attempts") + 1,
             sent_at=now,
             smtp_response=reply,
             updated_at=now,
         )
+        for reply, ids in by_reply.items()
+    )
+
+
+def outcomes_write(
+    *,
+    send_id: int,
+    pending: Pending,
+    result: BatchResult,
+    reconnected: Callable[[], None],
+    interrupted: Callable[[], None],
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Writes pending outcomes, waiting out a lost database connection; nothing is sent meanwhile.
+
+    1. Try the flush.
+    2. On a lost connection: close it (the next query opens a fresh one), tell ``interrupted``
+       (once), and wait with backoff and jitter.
+    3. Call ``reconnected`` (the batch takes its lease back on the new session) and try again,
+       for OPSDASH_DELIVERY_DB_RETRY_SECONDS; then raise DeliveryInterrupted, and the task
+       retries (the journal keeps what SMTP accepted).
+    """
+    deadline = time.monotonic() + settings.OPSDASH_DELIVERY_DB_RETRY_SECONDS
+    delay, told = 0.25, False
+    while True:
+        try:
+            if told:
+                reconnected()
+            outcomes_flush(send_id=send_id, pending=pending, result=result)
+            return
+        except DB_CONNECTION_ERRORS as exc:
+            connection.close()
+            if not told:
+                logger.warning("Outcome write of send %s failed (%s); retrying", send_id, exc)
+                interrupted()
+                told = True
+            if time.monotonic() + delay > deadline:
+                raise DeliveryInterrupted(Service.DATABASE, str(exc)) from exc
+            sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 5.0)
+
+
+def journal_apply(*, task_id: str) -> int:
+    """Records what an earlier run of ``task_id`` sent but could not write; returns how many.
+
+    Rows still ``sending`` under this task id and in its journal were accepted by SMTP: they
+    become ``sent`` with their reply and the Send's counters move, in one transaction. Called
+    before a batch claims its rows, and by the reaper before it requeues a dead batch's rows.
+    """
+    journal = journal_read(task_id=task_id)
+    if not journal:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        found = dict(
+            Delivery.objects.select_for_update()
+            .filter(pk__in=list(journal), task_id=task_id, status=Delivery.Status.SENDING)
+            .values_list("id", "send_id")
+        )
+        written = _write_replies({pk: journal[pk] for pk in found}, now=now)
+        by_send: dict[int, int] = {}
+        for send_id in found.values():
+            by_send[send_id] = by_send.get(send_id, 0) + 1
+        for send_id, count in by_send.items():
+            Send.objects.filter(pk=send_id).update(
+                sent_count=F("sent_count") + count, last_progress_at=now, stalled_reason=""
+            )
+    if written:
+        logger.warning("Recorded %s sent messages of batch %s from its journal", written, task_id)
+    return written
 
 
 def rows_release(*, send_id: int, task_id: str, rows: list[Delivery], result: BatchResult) -> None:

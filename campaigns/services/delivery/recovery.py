@@ -1,4 +1,5 @@
-"""Recovery: rows whose batch died go back to the queue; sends that stopped moving are flagged."""
+"""Recovery: rows whose batch died go back to the queue; orphaned sends go on within seconds;
+sends that stopped moving are flagged (the last resort)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from campaigns.models import Delivery, Send
 from campaigns.publishers import publish_batch
+from campaigns.services.broker import queue_ready_messages
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
-from campaigns.services.delivery.state import batch_lease_held, state_set
+from campaigns.services.delivery.lease import batch_leases_held, sends_with_live_batch
+from campaigns.services.delivery.outcomes import journal_apply
+from campaigns.services.delivery.state import state_set
 
 logger = logging.getLogger(__name__)
 
@@ -20,15 +25,18 @@ def deliveries_reap(*, publish: BatchPublisher = publish_batch) -> int:
     """Returns rows stuck in ``sending`` past their lease to ``queued`` and re-dispatches them.
 
     1. Find rows in ``sending`` claimed longer ago than the lease.
-    2. Leave alone the batches whose run still renews its lease (slow, e.g. rate-limited).
-    3. Requeue the rest and publish batches for exactly those rows of running sends.
+    2. Leave alone the batches whose run still holds its lease (slow, e.g. rate-limited).
+    3. Record what the dead runs sent but could not write (their journals).
+    4. Requeue the rest and publish batches for exactly those rows of running sends.
     """
     lease = timedelta(seconds=settings.OPSDASH_DELIVERY_LEASE_SECONDS)
     stale = Delivery.objects.filter(
         status=Delivery.Status.SENDING, claimed_at__lt=timezone.now() - lease
     )
     task_ids = set(stale.values_list("task_id", flat=True).distinct())
-    dead = [task_id for task_id in task_ids if not batch_lease_held(task_id=task_id)]
+    dead = sorted(task_ids - batch_leases_held(task_ids=task_ids))
+    for task_id in dead:
+        journal_apply(task_id=task_id)
     reaped_rows = list(stale.filter(task_id__in=dead).values_list("id", "send_id"))
     reaped = Delivery.objects.filter(
         pk__in=[pk for pk, _ in reaped_rows], status=Delivery.Status.SENDING
@@ -67,3 +75,43 @@ def sends_flag_stalled(*, publish: BatchPublisher = publish_batch) -> int:
         if state_set(key, "1", ttl=minutes * 60, only_new=True):
             send_dispatch(send_id=send.pk, publish=publish)
     return flagged
+
+
+def sends_redispatch_orphans(*, publish: BatchPublisher = publish_batch) -> int:
+    """Re-dispatches the queued rows of running sends that no batch serves; returns how many.
+
+    A brief outage can leave a send with queued rows and no batch message left anywhere (its
+    batches gave up or were acked before they ran). Every few seconds:
+
+    1. Pick running sends with queued rows, no progress for OPSDASH_DELIVERY_ORPHAN_SECONDS,
+       and no batch retry due (``retry_due_at`` null or past).
+    2. Stop if the delivery queue still holds ready messages: they may be these sends' batches.
+    3. Drop the sends a live batch is working on (its shared lock on the send).
+    4. Claim each remaining send for the next OPSDASH_DELIVERY_ORPHAN_SECONDS (a conditional
+       UPDATE of ``retry_due_at``, so two watchdogs dispatch it once) and dispatch its rows.
+    """
+    quiet = settings.OPSDASH_DELIVERY_ORPHAN_SECONDS
+    now = timezone.now()
+    due = Q(retry_due_at__isnull=True) | Q(retry_due_at__lte=now)
+    queued = Delivery.objects.filter(send_id=OuterRef("pk"), status=Delivery.Status.QUEUED)
+    candidates = set(
+        Send.objects.filter(due, status=Send.Status.RUNNING)
+        .filter(
+            Q(last_progress_at__isnull=True)
+            | Q(last_progress_at__lt=now - timedelta(seconds=quiet))
+        )
+        .filter(Exists(queued))
+        .values_list("pk", flat=True)
+    )
+    if not candidates or queue_ready_messages(queue=settings.QUEUE_DELIVERY):
+        return 0
+    dispatched = 0
+    for send_id in sorted(candidates - sends_with_live_batch(send_ids=candidates)):
+        claimed = Send.objects.filter(due, pk=send_id).update(
+            retry_due_at=now + timedelta(seconds=quiet)
+        )
+        if claimed:
+            logger.warning("Send %s has queued deliveries and no batch: dispatching them", send_id)
+            send_dispatch(send_id=send_id, publish=publish)
+            dispatched += 1
+    return dispatched

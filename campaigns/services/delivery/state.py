@@ -1,15 +1,16 @@
-"""Small values every worker reads on every message: a send's status and the batch leases.
+"""Small values every worker reads on every message: a send's status and its in-flight journal.
 
 Straight to Redis when configured: Django's RedisCache builds a client object per call, which
 costs more than the rest of the per-message bookkeeping. Otherwise the Django cache (local
 memory in the embedded profile, whose single worker process shares it between its threads).
+
+Redis is a helper here, never a dependency: every use survives it being down. The client gives
+up within about a second, and once a call fails the process stops asking for a few seconds
+(``redis_up``), so a send goes on at database speed instead of waiting on every message.
 """
 
 from __future__ import annotations
 
-import functools
-import time
-import uuid
 from typing import Any
 
 import redis
@@ -18,20 +19,20 @@ from django.core.cache import cache
 from django.db import transaction
 
 from campaigns.models import Send
+from campaigns.services.redisclient import redis_client, redis_failed, redis_up
 
 
-@functools.cache
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL or "", decode_responses=True)
+    return redis_client()
 
 
-def _state_key(key: str) -> str:
+def state_key(key: str) -> str:
     return f"{settings.REDIS_KEY_PREFIX}:delivery:{key}"
 
 
 def state_get(key: str) -> str | None:
     if settings.REDIS_URL:
-        value = _redis().get(_state_key(key))
+        value = _redis().get(state_key(key))
         return None if value is None else str(value)
     cached = cache.get(key)
     return None if cached is None else str(cached)
@@ -40,7 +41,7 @@ def state_get(key: str) -> str | None:
 def state_set(key: str, value: str, *, ttl: int, only_new: bool = False) -> bool:
     """Sets ``key``; with ``only_new``, only if it does not exist (returns whether it was set)."""
     if settings.REDIS_URL:
-        return bool(_redis().set(_state_key(key), value, ex=ttl, nx=only_new))
+        return bool(_redis().set(state_key(key), value, ex=ttl, nx=only_new))
     if only_new:
         return bool(cache.add(key, value, timeout=ttl))
     cache.set(key, value, timeout=ttl)
@@ -49,7 +50,7 @@ def state_set(key: str, value: str, *, ttl: int, only_new: bool = False) -> bool
 
 def state_delete(key: str) -> None:
     if settings.REDIS_URL:
-        _redis().delete(_state_key(key))
+        _redis().delete(state_key(key))
     else:
         cache.delete(key)
 
@@ -64,7 +65,12 @@ def _control_key(send_id: int) -> str:
 
 
 def control_set(send_id: int, status: str) -> None:
-    state_set(_control_key(send_id), status, ttl=CONTROL_TTL)
+    try:
+        state_set(_control_key(send_id), status, ttl=CONTROL_TTL)
+    except redis.RedisError as exc:
+        # The loops fall back to the database while Redis is down; a value it kept from
+        # before the outage is corrected by the next transition or expires.
+        redis_failed(exc)
 
 
 def control_publish(send_id: int, status: str) -> None:
@@ -76,105 +82,170 @@ def send_control_state(*, send_id: int) -> str:
     """The Send's status as the delivery loop sees it, checked before every message.
 
     With Redis the status is read from the shared store (written after every transition
-    commits); without it, from the database, which the embedded profile's single worker can
-    afford. A miss is filled with "set if absent", so it can never overwrite a transition.
+    commits); without it, or while it does not answer, from the database. A miss is filled
+    with "set if absent", so it can never overwrite a transition.
     """
-    if settings.REDIS_URL:
-        value = state_get(_control_key(send_id))
+    use_redis = bool(settings.REDIS_URL) and redis_up()
+    if use_redis:
+        try:
+            value = state_get(_control_key(send_id))
+        except redis.RedisError as exc:
+            redis_failed(exc)
+            use_redis, value = False, None
         if value is not None:
             return value
     found = Send.objects.filter(pk=send_id).values_list("status", flat=True).first()
     status = str(found or Send.Status.CANCELLED)
-    if settings.REDIS_URL:
-        state_set(_control_key(send_id), status, ttl=CONTROL_TTL, only_new=True)
+    if use_redis:
+        try:
+            state_set(_control_key(send_id), status, ttl=CONTROL_TTL, only_new=True)
+        except redis.RedisError as exc:
+            redis_failed(exc)
     return status
 
 
+# --- The in-flight journal --------------------------------------------------------------------
+
+JOURNAL_TTL = 86_400
+
+
+def journal_key(task_id: str) -> str:
+    return state_key(f"journal:{task_id}")
+
+
 class ControlProbe:
-    """Reads a Send's status once per message on a connection of its own.
+    """Reads a Send's status once per message on a connection of its own, and journals sends.
 
     ``ask`` sends the GET without waiting, ``answer`` reads the reply (or falls back to
-    ``send_control_state`` without Redis or after any Redis error).
+    ``send_control_state`` without Redis or after any Redis error). ``note`` keeps a message
+    SMTP accepted for the batch's journal: the HSET goes out in the same write as the next GET
+    and its reply is read with the GET's, so the journal costs no round trip of its own.
     """
 
-    def __init__(self, send_id: int) -> None:
+    def __init__(self, send_id: int, task_id: str = "") -> None:
         self.send_id = send_id
-        self.key = _state_key(_control_key(send_id))
+        self.key = state_key(_control_key(send_id))
+        self.journal = journal_key(task_id) if task_id else ""
         self.conn: Any = None
         self.asked = False
+        self.notes: list[tuple[str, ...]] = []  # journal writes to send with the next GET
+        self.unread = 0  # replies of journal writes not read yet
+        self.journal_expiring = False
+        # True once a Redis call of this probe failed: the batch reports the outage.
+        self.failed = False
 
     def __enter__(self) -> ControlProbe:
-        if settings.REDIS_URL:
-            self.conn = _redis().connection_pool.get_connection()
+        self._connect()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.conn is not None:
-            _redis().connection_pool.release(self.conn)
-            self.conn = None
-
-    def ask(self) -> None:
         if self.conn is None:
             return
         try:
-            self.conn.send_command("GET", self.key)
+            self._send([])
+            self._drain()
+        except redis.RedisError as exc:
+            self._drop(exc)
+            return
+        _redis().connection_pool.release(self.conn)
+        self.conn = None
+
+    @property
+    def connected(self) -> bool:
+        return self.conn is not None
+
+    def _connect(self) -> None:
+        if not settings.REDIS_URL or not redis_up():
+            return
+        try:
+            self.conn = _redis().connection_pool.get_connection()
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def ask(self) -> None:
+        if self.conn is None:
+            if not settings.REDIS_URL or not redis_up():
+                return
+            self._connect()  # Redis is worth another try: back from the database fallback
+            if self.conn is None:
+                return
+        try:
+            self._send([("GET", self.key)])
             self.asked = True
-        except redis.RedisError:
-            self._drop()
+        except redis.RedisError as exc:
+            self._drop(exc)
 
     def answer(self) -> str:
         value = None
         if self.conn is not None and self.asked:
             self.asked = False
             try:
+                self._drain()
                 value = self.conn.read_response()
-            except redis.RedisError:
-                self._drop()
+            except redis.RedisError as exc:
+                self._drop(exc)
         return str(value) if value is not None else send_control_state(send_id=self.send_id)
 
-    def _drop(self) -> None:
+    def note(self, delivery_id: int, reply: str) -> None:
+        """Journals a message SMTP accepted (nothing while Redis is down)."""
+        if self.conn is None or not self.journal:
+            return
+        self.notes.append(("HSET", self.journal, str(delivery_id), reply))
+        if not self.journal_expiring:
+            self.notes.append(("EXPIRE", self.journal, str(JOURNAL_TTL)))
+            self.journal_expiring = True
+
+    def push(self) -> None:
+        """Sends the journal notes not sent yet (before an outcome write, which may stall)."""
+        if self.conn is None or not self.notes:
+            return
+        try:
+            self._send([])
+        except redis.RedisError as exc:
+            self._drop(exc)
+
+    def _send(self, commands: list[tuple[str, ...]]) -> None:
+        """One write for the journal notes and ``commands``; no health-check PING (it would
+        read a reply meant for us), the GET every message keeps the connection checked."""
+        batch, self.notes = [*self.notes, *commands], []
+        if batch:
+            self.unread += len(batch) - len(commands)
+            self.conn.send_packed_command(self.conn.pack_commands(batch), check_health=False)
+
+    def _drain(self) -> None:
+        while self.unread:
+            self.unread -= 1
+            self.conn.read_response()
+
+    def _drop(self, exc: Exception) -> None:
+        self._fail(exc)
         self.conn.disconnect()
         _redis().connection_pool.release(self.conn)
         self.conn = None
+        self.unread, self.asked, self.notes = 0, False, []
+
+    def _fail(self, exc: Exception) -> None:
+        self.failed = True
+        redis_failed(exc)
 
 
-# --- Batch leases -----------------------------------------------------------------------------
+def journal_read(*, task_id: str) -> dict[int, str]:
+    """Delivery id -> SMTP reply of the messages a run of ``task_id`` sent; {} without Redis."""
+    if not settings.REDIS_URL or not redis_up():
+        return {}
+    try:
+        entries = _redis().hgetall(journal_key(task_id))
+    except redis.RedisError as exc:
+        redis_failed(exc)
+        return {}
+    return {int(pk): str(reply) for pk, reply in dict(entries).items()}
 
 
-def _lease_key(task_id: str) -> str:
-    return f"batch:{task_id}:lease"
-
-
-class BatchLease:
-    """At most one run of a batch task works on its rows at a time.
-
-    RabbitMQ redelivers a batch whose worker died or lost its connection, possibly while the
-    first run is still sending. The lease (a cache key with a short TTL, renewed while the run
-    works) tells the second run to wait, and tells the reaper that rows in ``sending`` are
-    still in someone's hands however old their claim is.
-    """
-
-    def __init__(self, task_id: str) -> None:
-        self.key = _lease_key(task_id)
-        self.ttl = settings.OPSDASH_DELIVERY_HEARTBEAT_SECONDS
-        self.token = uuid.uuid4().hex
-        self.renewed_at = 0.0
-
-    def acquire(self) -> bool:
-        if not state_set(self.key, self.token, ttl=self.ttl, only_new=True):
-            return False
-        self.renewed_at = time.monotonic()
-        return True
-
-    def renew(self) -> None:
-        if time.monotonic() - self.renewed_at >= self.ttl / 4:
-            state_set(self.key, self.token, ttl=self.ttl)
-            self.renewed_at = time.monotonic()
-
-    def release(self) -> None:
-        if state_get(self.key) == self.token:
-            state_delete(self.key)
-
-
-def batch_lease_held(*, task_id: str) -> bool:
-    return state_get(_lease_key(task_id)) is not None
+def journal_drop(*, task_id: str) -> None:
+    """Forgets a batch's journal once every outcome in it is written."""
+    if not settings.REDIS_URL or not redis_up():
+        return
+    try:
+        _redis().delete(journal_key(task_id))
+    except redis.RedisError as exc:
+        redis_failed(exc)
