@@ -122,6 +122,12 @@ class SinkCount:
     expected: set[str]
     received: Counter[str]
 
+    def __repr__(self) -> str:  # short, for assertion messages
+        return (
+            f"SinkCount({len(self.expected)} sent in the database, {self.received.total()} at "
+            f"the sink, lost {sorted(self.lost)[:5]}, duplicated {sorted(self.duplicated)[:5]})"
+        )
+
     @property
     def lost(self) -> set[str]:
         return self.expected - set(self.received)

@@ -125,14 +125,18 @@ def test_sigkill_of_one_pool_child_mid_batch_resends_at_most_the_message_in_flig
     worker = worker_factory[0]
     pid, task_id = _busy_child(worker, send)
 
+    def in_hand() -> set[str]:
+        rows = Delivery.objects.filter(send=send, task_id=task_id, status=Delivery.Status.SENDING)
+        return set(rows.values_list("recipient__email", flat=True))
+
+    # Strike between two outcome writes, when the batch has sent messages it has not recorded.
+    deadline = time.monotonic() + 3
+    while not in_hand() & set(received(smtp_sink)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     worker.kill_pool_child(pid)  # as the OOM killer would: the parent stays
     killed_at = time.time()
-    in_hand = set(
-        Delivery.objects.filter(
-            send=send, task_id=task_id, status=Delivery.Status.SENDING
-        ).values_list("recipient__email", flat=True)
-    )
-    in_flight = len(in_hand & set(received(smtp_sink)))  # sent, not yet recorded
+    held = in_hand()
+    in_flight = len(held & set(received(smtp_sink)))  # sent, not yet recorded
     recovery = recovery_start(smtp_sink, send, back_at=killed_at, rate=profile.rate)
     recovery_wait(recovery, send, [*worker_factory, beat], report)
 
@@ -145,7 +149,7 @@ def test_sigkill_of_one_pool_child_mid_batch_resends_at_most_the_message_in_flig
     assert runs >= 2  # redelivered (reject_on_worker_lost), not dropped
     assert statuses(send) == {"sent": RECIPIENTS}
     assert result.count.lost == set()
-    assert result.count.duplicated <= in_hand  # only what the killed batch had in hand
+    assert result.count.duplicated <= held  # only what the killed batch had in hand
     assert result.count.duplicates <= 1  # with the in-flight journal: the one message at most
     assert recovery.seconds is not None and recovery.seconds <= recovery.allowance
     assert result.started == []
