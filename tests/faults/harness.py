@@ -188,14 +188,22 @@ def recovery_start(sink: SmtpSink, send: Send, *, back_at: float, rate: float) -
 
 
 def recovery_wait(
-    recovery: Recovery, send: Send, workers: list[CeleryProcess], report: list[str]
+    recovery: Recovery,
+    sink: SmtpSink,
+    send: Send,
+    workers: list[CeleryProcess],
+    report: list[str],
 ) -> Recovery:
     """Waits for the send to finish (allowance + grace) and reports the time it took."""
     try:
         wait_done(send, workers, timeout=recovery.allowance + GRACE_SECONDS)
     except AssertionError:
+        count = at_sink(sink, send)
         report.append(f"{recovery.line()} within {recovery.allowance + GRACE_SECONDS:.0f}s")
-        report.append(progress(send))
+        report.append(
+            f"{progress(send)}; at the sink {count.received.total()} messages, "
+            f"{len(count.received)} recipients, duplicates so far {count.duplicates}"
+        )
         raise
     if send.finished_at is not None:
         recovery.seconds = send.finished_at.timestamp() - recovery.back_at

@@ -138,7 +138,7 @@ def test_sigkill_of_one_pool_child_mid_batch_resends_at_most_the_message_in_flig
     held = in_hand()
     in_flight = len(held & set(received(smtp_sink)))  # sent, not yet recorded
     recovery = recovery_start(smtp_sink, send, back_at=killed_at, rate=profile.rate)
-    recovery_wait(recovery, send, [*worker_factory, beat], report)
+    recovery_wait(recovery, smtp_sink, send, [*worker_factory, beat], report)
 
     note = f" (sent, not recorded at the kill: {in_flight})"
     result = verdict(smtp_sink, send, report, note=note)
@@ -176,7 +176,7 @@ def test_a_rabbitmq_restart_mid_send_loses_and_duplicates_nothing(
         time.sleep(3)
     recovery = recovery_start(smtp_sink, send, back_at=outage.back_at, rate=profile.rate)
     report.append(f"RabbitMQ down {outage.seconds:.1f}s")
-    recovery_wait(recovery, send, [*worker_factory, beat], report)
+    recovery_wait(recovery, smtp_sink, send, [*worker_factory, beat], report)
 
     result = verdict(smtp_sink, send, report)
     assert statuses(send) == {"sent": profile.recipients}

@@ -44,7 +44,7 @@ def test_redis_gone_for_seconds_and_back_empty_delays_the_send_by_seconds_only(
     report.append(
         f"Redis down {outage.seconds:.1f}s; the send said it waited for {sorted(waiting)}"
     )
-    recovery_wait(recovery, send, [*worker_factory, beat], report)
+    recovery_wait(recovery, smtp_sink, send, [*worker_factory, beat], report)
 
     result = verdict(smtp_sink, send, report)
     assert send.status == Send.Status.COMPLETED
@@ -71,7 +71,7 @@ def test_a_postgresql_fast_restart_mid_send_loses_and_duplicates_nothing(
         f"PostgreSQL down {outage.seconds:.1f}s; sent but not yet recorded just before: "
         f"{in_flight}; beat alive after it: {beat.alive()}"
     )
-    recovery_wait(recovery, send, [*worker_factory, beat], report)
+    recovery_wait(recovery, smtp_sink, send, [*worker_factory, beat], report)
 
     result = verdict(smtp_sink, send, report)
     assert send.status == Send.Status.COMPLETED
