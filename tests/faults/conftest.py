@@ -11,6 +11,9 @@ from opsdash.smtp_sink import SmtpSink
 from tests.outages import services_restore
 from tests.processes import CeleryProcess
 
+# The shared checks of tests/faults/harness.py report their operands like a test's own asserts.
+pytest.register_assert_rewrite("tests.faults.harness")
+
 WORKER_CONCURRENCY = 2
 FLUSH_EVERY = 5
 # Small batches and frequent outcome writes, a short lease and backoff so recovery happens within

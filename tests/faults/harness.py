@@ -263,3 +263,13 @@ def verdict(sink: SmtpSink, send: Send, report: list[str], *, note: str = "") ->
         f"results left STARTED {len(started)}; {interruptions(send)}"
     )
     return Verdict(count, started)
+
+
+def assert_healed(send: Send, result: Verdict, recovery: Recovery, *, recipients: int) -> None:
+    """The promise for a brief outage of a service: every row sent, none lost, none twice,
+    done within the allowance once the service is back, and no task result left STARTED."""
+    assert send.status == Send.Status.COMPLETED, progress(send)
+    assert statuses(send) == {"sent": recipients}
+    assert result.count.lost == set() and result.count.duplicates == 0, result.count
+    assert recovery.seconds is not None and recovery.seconds <= recovery.allowance, recovery.line()
+    assert result.started == [], f"results left STARTED: {result.started}"
