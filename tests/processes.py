@@ -108,6 +108,28 @@ class CeleryProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def pool_pids(self) -> list[int]:
+        """The prefork pool's child processes of this worker (never the worker itself)."""
+        if not self.alive():
+            return []
+        assert self.proc is not None
+        out = subprocess.run(
+            ["ps", "--ppid", str(self.proc.pid), "-o", "pid="],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def kill_pool_child(self, pid: int) -> None:
+        """SIGKILL one pool child, as the kernel's OOM killer would; the worker replaces it."""
+        if pid not in self.pool_pids():
+            raise ValueError(f"{pid} is not a pool process of this worker")
+        os.kill(pid, signal.SIGKILL)
+
     def stop(self, timeout: float = 30) -> None:
         if not self.proc or self.proc.poll() is not None:
             return
