@@ -56,7 +56,7 @@ def _safely(predicate: Callable[[], bool]) -> bool:
 def campaign_of(count: int, **fields: object) -> Campaign:
     """A campaign whose one audience has ``count`` subscribed recipients, inserted in bulk."""
     tag = uuid.uuid4().hex[:6]
-    audience = AudienceFactory()
+    audience = AudienceFactory.create()
     recipients = Recipient.objects.bulk_create(
         Recipient(
             email=f"fault-{tag}-{i}@example.com",
@@ -69,7 +69,7 @@ def campaign_of(count: int, **fields: object) -> Campaign:
     Subscription.objects.bulk_create(
         Subscription(recipient=recipient, audience=audience) for recipient in recipients
     )
-    return CampaignFactory(audiences=[audience], **fields)
+    return CampaignFactory.create(audiences=[audience], **fields)
 
 
 def start_send(campaign: Campaign, key: str = "once") -> Send:

@@ -198,7 +198,7 @@ def test_two_beat_processes_at_once_fire_one_schedule_once(
             schedule_kind=Campaign.ScheduleKind.ONCE,
             scheduled_at=timezone.now() + timedelta(seconds=3),
         )
-        campaign_schedule(campaign=campaign, by=UserFactory())
+        campaign_schedule(campaign=campaign, by=UserFactory.create())
         wait_for(lambda: Send.objects.filter(campaign=campaign).exists(), timeout=30, what="launch")
         send = wait_done(Send.objects.get(campaign=campaign), [*worker_factory, beat, second_beat])
 
