@@ -228,14 +228,16 @@ def results_started(send: Send, *, settle: float = 5.0) -> list[str]:
 
 
 def interruptions(send: Send) -> str:
-    """The audit trail's account of the fault, for the report."""
-    actions = Counter(
-        AuditEntry.objects.filter(
-            send=send,
-            action__in=[AuditEntry.Action.INTERRUPTED, AuditEntry.Action.RECOVERED],
-        ).values_list("action", flat=True)
-    )
-    return f"audit interrupted {actions['interrupted']}, recovered {actions['recovered']}"
+    """The audit trail's account of the fault, for the report: each entry with its time."""
+    entries = AuditEntry.objects.filter(
+        send=send, action__in=[AuditEntry.Action.INTERRUPTED, AuditEntry.Action.RECOVERED]
+    ).order_by("id")
+    told = [
+        f"{entry.action} {entry.changes.get('service', '')} at {entry.created_at:%H:%M:%S.%f}"[:-3]
+        + (f" after {entry.changes['seconds']}s" if entry.changes.get("seconds") else "")
+        for entry in entries
+    ]
+    return f"audit: {', '.join(told) or 'nothing'}"
 
 
 def hold(seconds: float, send: Send) -> set[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from campaigns.models import AuditEntry, Send, Service
 from opsdash.smtp_sink import SmtpSink
 from tests.faults.conftest import DEFAULT_SIZES, SMALL_BATCHES, Profile
 from tests.faults.harness import (
@@ -28,13 +29,14 @@ pytestmark = [pytest.mark.faults, pytest.mark.services, pytest.mark.django_db(tr
 REDIS_DOWN_SECONDS = 5
 
 
+@pytest.mark.parametrize("profile", [SMALL_BATCHES, DEFAULT_SIZES], ids=str)
 def test_redis_gone_for_seconds_and_back_empty_delays_the_send_by_seconds_only(
     smtp_sink: SmtpSink,
     worker_factory: list[CeleryProcess],
     beat: CeleryProcess,
     report: list[str],
+    profile: Profile,
 ) -> None:
-    profile = SMALL_BATCHES
     send = send_under_way(smtp_sink, worker_factory, profile)
 
     with redis_down() as outage:  # shut down without saving: it comes back with no keys
@@ -47,6 +49,9 @@ def test_redis_gone_for_seconds_and_back_empty_delays_the_send_by_seconds_only(
 
     result = verdict(smtp_sink, send, report)
     assert_healed(send, result, recovery, recipients=profile.recipients)
+    # The send page said what it waited for, and the trail tells the outage once, start to end.
+    assert Service.REDIS in waiting
+    assert told(send) == [AuditEntry.Action.INTERRUPTED, AuditEntry.Action.RECOVERED]
 
 
 @pytest.mark.parametrize("profile", [SMALL_BATCHES, DEFAULT_SIZES], ids=str)
@@ -71,3 +76,11 @@ def test_a_postgresql_fast_restart_mid_send_loses_and_duplicates_nothing(
     # 0 duplicates: every outcome is knowable (SMTP answered; only the database was away).
     result = verdict(smtp_sink, send, report)
     assert_healed(send, result, recovery, recipients=profile.recipients)
+    assert told(send) == [AuditEntry.Action.INTERRUPTED, AuditEntry.Action.RECOVERED]
+
+
+def told(send: Send) -> list[str]:
+    """The interruption and recovery entries of the send's audit trail, oldest first."""
+    outage = [AuditEntry.Action.INTERRUPTED, AuditEntry.Action.RECOVERED]
+    entries = AuditEntry.objects.filter(send=send, action__in=outage).order_by("id")
+    return list(entries.values_list("action", flat=True))

@@ -289,6 +289,25 @@ def test_the_waiting_state_ends_with_the_first_progress_once_the_service_is_back
     assert entry.changes["service"] == Service.REDIS and entry.changes["seconds"] >= 30
 
 
+def test_a_process_that_still_sees_redis_down_just_after_a_recovery_reports_no_new_outage(
+    smtp_sink: SmtpSink,
+) -> None:
+    """Another worker process may keep its failed view of Redis for a few seconds after one
+    batch saw it come back: its report is the tail of the same outage, not a new one."""
+    send, _ = launched(1)
+    delivery.send_wait_begin(send_id=send.pk, service=Service.REDIS)
+    assert delivery.send_wait_end(send_id=send.pk)
+
+    delivery.send_wait_begin(send_id=send.pk, service=Service.REDIS)  # a lagging process
+
+    send.refresh_from_db()
+    assert send.waiting_for == ""
+    actions = list(
+        AuditEntry.objects.filter(send=send).order_by("id").values_list("action", flat=True)
+    )
+    assert actions == [AuditEntry.Action.INTERRUPTED, AuditEntry.Action.RECOVERED]
+
+
 @needs_redis
 def test_a_database_outage_kept_in_redis_is_shown_then_recorded_once_the_database_answers(
     smtp_sink: SmtpSink,

@@ -8,7 +8,7 @@ once the service is back clears the fields; both moments go to the audit trail.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import redis
 from django.db import transaction
@@ -17,9 +17,12 @@ from django.utils import timezone
 from campaigns.models import AuditEntry, Send, Service
 from campaigns.services.audit import audit_record
 from campaigns.services.delivery.state import state_delete, state_get, state_set
-from campaigns.services.redisclient import redis_failed
+from campaigns.services.redisclient import REDIS_RECHECK_SECONDS, redis_failed
 
 MARKER_TTL = 86_400
+# A process that saw Redis fail leaves it alone this long, so its view can lag another
+# process's recovery by as much: a report within it is the tail of the outage just ended.
+_VIEW_LAG = timedelta(seconds=REDIS_RECHECK_SECONDS + 1)
 
 
 def _marker_key(send_id: int) -> str:
@@ -65,6 +68,8 @@ def send_wait_sync(*, send_id: int) -> bool:
 
 
 def _fields_set(*, send_id: int, service: str, since: datetime) -> None:
+    if _recovered_lately(send_id=send_id, service=service, now=since):
+        return
     with transaction.atomic():
         marked = Send.objects.filter(pk=send_id, waiting_for="").update(
             waiting_for=service, waiting_since=since
@@ -75,6 +80,15 @@ def _fields_set(*, send_id: int, service: str, since: datetime) -> None:
             audit_record(
                 action=AuditEntry.Action.INTERRUPTED, actor=None, send=send, changes=changes
             )
+
+
+def _recovered_lately(*, send_id: int, service: str, now: datetime) -> bool:
+    return AuditEntry.objects.filter(
+        send_id=send_id,
+        action=AuditEntry.Action.RECOVERED,
+        changes__service=service,
+        created_at__gte=now - _VIEW_LAG,
+    ).exists()
 
 
 def send_wait_end(*, send_id: int) -> bool:
