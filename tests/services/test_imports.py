@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.core.files import File
+from django.db import OperationalError
 from pytest_django import Settings
 
 from campaigns.models import AuditEntry, ImportJob, Recipient, Subscription
@@ -21,6 +22,7 @@ from campaigns.services.imports import (
     import_job_create,
     import_job_run,
     import_job_start,
+    jobs,
 )
 from tests.factories import AudienceFactory, RecipientFactory, SubscriptionFactory, UserFactory
 
@@ -373,3 +375,24 @@ def test_the_report_escapes_cells_a_spreadsheet_would_run(tmp_path: Path) -> Non
 
     [row] = report_rows(job)
     assert row["email"] == '\'=HYPERLINK("http://x")'
+
+
+def test_a_lost_database_leaves_the_job_running_for_its_task_to_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    by = UserFactory.create()
+    job = create("valid.csv", by=by)
+    import_job_start(job=job, columns=job.mapping["columns"], by=by, publish=lambda _pk: "task")
+
+    def connection_lost(**_: object) -> None:
+        raise OperationalError("terminating connection due to administrator command")
+
+    monkeypatch.setattr(jobs, "staged_merge", connection_lost)
+    with pytest.raises(OperationalError):
+        import_job_run(import_job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.RUNNING and not emails()
+
+    monkeypatch.undo()  # the database is back: the task's next run imports the file
+    finished = import_job_run(import_job_id=job.pk)
+    assert finished.status == ImportJob.Status.COMPLETED and finished.created_count > 0

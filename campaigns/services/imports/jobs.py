@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files import File
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from campaigns.models import Audience, AuditEntry, ImportJob
@@ -188,6 +188,10 @@ def import_job_run(*, import_job_id: int) -> ImportJob:
         _job_stop(job, Status.CANCELLED, "Cancelled; nothing was written.")
     except ImportFileError as exc:
         _job_stop(job, Status.FAILED, f"{exc} Nothing was written.")
+    except (OperationalError, InterfaceError):
+        # A lost database is an outage, not a broken file: the job stays running, nothing was
+        # written (one transaction), and the task runs it again once the database is back.
+        raise
     except Exception as exc:
         message = f"The import stopped on an unexpected error ({type(exc).__name__}); nothing "
         _job_stop(job, Status.FAILED, message + "was written.")
