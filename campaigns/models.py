@@ -34,6 +34,10 @@ class Recipient(models.Model):
         ordering = ["id"]
         indexes = [models.Index(fields=["status"], name="recipient_status_idx")]
         constraints = [models.UniqueConstraint(fields=["email"], name="recipient_email_unique")]
+        permissions = [
+            ("resubscribe_recipient", "Can re-subscribe opted-out or suppressed recipients"),
+            ("change_recipient_status", "Can change a recipient's consent status"),
+        ]
 
     def __str__(self) -> str:
         return self.email
@@ -167,6 +171,8 @@ class Campaign(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     approved_at = models.DateTimeField(null=True, blank=True)
+    # When content, audiences or schedule last changed: an approval older than this is void.
+    edited_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -233,6 +239,9 @@ class Send(models.Model):
     stalled_reason = models.CharField(max_length=255, blank=True)
     # A service the send's batches are waiting for (Redis, the database), and since when; empty
     # while nothing is wrong. Written by the delivery engine, shown instead of "running".
+    # The exact content this send delivers (subject, from, reply-to, bodies), frozen at launch:
+    # editing the campaign afterwards never changes it, and it answers "what did they get?".
+    content = models.JSONField(default=dict, blank=True)
     waiting_for = models.CharField(max_length=16, choices=Service.choices, blank=True, default="")
     waiting_since = models.DateTimeField(null=True, blank=True)
     # The latest time a batch of this send is due to try again (backoff, rate limit): until

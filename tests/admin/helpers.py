@@ -17,8 +17,10 @@ ROLES = ("editor", "approver", "auditor")
 def ensure_role_groups() -> None:
     """The groups come from a data migration; a transactional test's flush removes them."""
     if Group.objects.filter(name__in=ROLES).count() < len(ROLES):
-        migration = importlib.import_module("campaigns.migrations.0002_role_groups")
-        migration.create_role_groups(django_apps, None)
+        roles = importlib.import_module("campaigns.migrations.0002_role_groups")
+        roles.create_role_groups(django_apps, None)
+        consent = importlib.import_module("campaigns.migrations.0013_approver_consent_permissions")
+        consent.grant(django_apps, None)
 
 
 def user_with_roles(*roles: str, **fields: Any) -> User:
