@@ -7,7 +7,10 @@ A secret may also come from a file: ``NAME_FILE=/run/secrets/name`` wins over ``
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import tempfile
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -82,4 +85,32 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default).strip().lower()
     if value not in choices:
         raise ImproperlyConfigured(f"{name}={value!r} must be one of {', '.join(choices)}.")
+    return value
+
+
+def persistent_secret(path: Path) -> str:
+    """A random secret generated on first use and kept in ``path`` (mode 0600) from then on.
+
+    Web, worker and beat often start together and must agree on the value, so it is created
+    atomically:
+    1. A file already there wins (read and returned).
+    2. Otherwise a fresh value is written in full to a private temporary file beside ``path``
+       (``mkstemp`` creates it 0600) and hard-linked to ``path``. The link fails if another
+       process got there first, and then that process's value is the one returned: nobody ever
+       reads a half-written file or keeps a value that lost the race.
+    """
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(64))
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, path)
+        finally:
+            Path(temporary).unlink()
+    value = path.read_text().strip()
+    if not value:
+        raise ImproperlyConfigured(f"{path} is empty: delete it to generate a new secret.")
     return value

@@ -27,6 +27,7 @@ from opsdash.env import (
     env_list,
     env_optional,
     env_str,
+    persistent_secret,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -38,10 +39,14 @@ ENVIRONMENT = env_choice("OPSDASH_ENV", "development", ("development", "producti
 PRODUCTION = ENVIRONMENT == "production"
 
 # --- Core -----------------------------------------------------------------------------------
-DEBUG = False if PRODUCTION else env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = env_str(
-    "DJANGO_SECRET_KEY",
-    None if PRODUCTION else "development-only-key-never-use-in-production-0123456789abcdef",
+# Off unless asked for (`make demo` asks): debug pages show settings and source to anyone.
+DEBUG = False if PRODUCTION else env_bool("DJANGO_DEBUG", False)
+# Signs sessions and unsubscribe links. Production must be given one; elsewhere each
+# installation generates its own on first run, so no key that works anywhere is ever committed.
+SECRET_KEY = (
+    env_str("DJANGO_SECRET_KEY")
+    if PRODUCTION
+    else env_optional("DJANGO_SECRET_KEY") or persistent_secret(VAR_DIR / "secret_key")
 )
 ALLOWED_HOSTS = env_list(
     "DJANGO_ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
@@ -164,6 +169,9 @@ STORAGES = {
         )
     },
 }
+# Outside production the static files are served from the apps' folders whatever DEBUG says,
+# so turning DEBUG off does not leave a local admin without its styles (nothing secret there).
+WHITENOISE_USE_FINDERS = not PRODUCTION
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 10_000
 
 # --- Deployment hardening -------------------------------------------------------------------

@@ -44,12 +44,7 @@ class Command(BaseCommand):
         if no_run:
             return
         maildir = Path(settings.VAR_DIR) / "mailbox"
-        env = {
-            **os.environ,
-            "OPSDASH_MAILBOX_DIR": str(maildir),
-            "EMAIL_PORT": str(smtp_port),
-            "OPSDASH_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        }
+        env = demo_env(port=port, smtp_port=smtp_port, maildir=maildir)
         processes = _start_all(port=port, smtp_port=smtp_port, maildir=maildir, env=env)
         self.stdout.write(
             self.style.SUCCESS(
@@ -64,6 +59,22 @@ class Command(BaseCommand):
             )
         )
         _supervise(processes)
+
+
+def demo_env(*, port: int, smtp_port: int, maildir: Path) -> dict[str, str]:
+    """The environment of the demo's processes.
+
+    DEBUG is off by default everywhere; the demo asks for it (runserver then serves the static
+    files and shows error pages) unless DJANGO_DEBUG is already set. The secret key needs
+    nothing here: every process reads the same generated one from the shared var/ folder.
+    """
+    return {
+        **os.environ,
+        "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "true"),
+        "OPSDASH_MAILBOX_DIR": str(maildir),
+        "EMAIL_PORT": str(smtp_port),
+        "OPSDASH_PUBLIC_URL": f"http://127.0.0.1:{port}",
+    }
 
 
 def _ensure_database() -> None:
