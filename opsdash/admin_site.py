@@ -21,6 +21,10 @@ def _has_mailbox(request: HttpRequest) -> bool:
     return bool(settings.OPSDASH_MAILBOX_DIR) and request.user.is_staff
 
 
+def _is_superuser(request: HttpRequest) -> bool:
+    return bool(request.user.is_superuser)
+
+
 def _perm(codename: str) -> Any:
     return lambda request: request.user.has_perm(codename)
 
@@ -115,6 +119,12 @@ def navigation(request: HttpRequest) -> list[dict[str, Any]]:
             "items": [
                 item("Users", "manage_accounts", "admin:auth_user_changelist", "auth.view_user"),
                 item("Groups", "group", "admin:auth_group_changelist", "auth.view_group"),
+                {
+                    "title": "Login lockouts",
+                    "icon": "lock_person",
+                    "link": reverse_lazy("admin:axes_accessattempt_changelist"),
+                    "permission": _is_superuser,
+                },
             ],
         },
     ]

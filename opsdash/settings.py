@@ -13,6 +13,7 @@ allowed hosts); ``manage.py check --deploy`` passes with it.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "django_celery_results",
     "import_export",
+    "axes",
     "campaigns",
 ]
 
@@ -80,6 +82,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "opsdash.urls"
@@ -150,6 +154,29 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+# django-axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login brute-force protection. Failures are counted in the database (AxesDatabaseHandler) so
+# every web process sees the same count and superusers see the lockouts in the admin
+# (campaigns/admin/security.py); a success resets the count of that user from that address.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("OPSDASH_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_LOCKOUT_MINUTES = env_int("OPSDASH_LOGIN_LOCKOUT_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+# Per user and address: a guesser is stopped without letting anyone lock a colleague out from
+# elsewhere by typing their name.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_ENABLE_ADMIN = False  # registered by campaigns.admin.security, for superusers only
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_DISABLE_ACCESS_LOG = True  # successful logins are not logged (an ever-growing table)
+AXES_COOLOFF_MESSAGE = (
+    f"Too many failed logins: this account is locked from your address for "
+    f"{LOGIN_LOCKOUT_MINUTES} minutes. Try again later, or ask a superuser to lift the lock."
+)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("OPSDASH_TIME_ZONE", "UTC")
 USE_I18N = True
