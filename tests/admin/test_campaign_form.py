@@ -131,7 +131,8 @@ def test_a_weekly_schedule_in_plain_words_becomes_one_periodic_task() -> None:
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("30", "9", "3")
     assert str(task.crontab.timezone) == "Europe/Oslo"
 
-    # Editing the time later keeps the same PeriodicTask in step.
+    # Editing the time later returns the campaign to draft without its PeriodicTask; scheduled
+    # again, it has exactly one with the new time.
     campaign.refresh_from_db()
     url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
     data = campaign_form_data(
@@ -141,7 +142,11 @@ def test_a_weekly_schedule_in_plain_words_becomes_one_periodic_task() -> None:
         schedule_weekday="2",
         schedule_timezone="Europe/Oslo",
     )
-    assert editor.post(url, data).status_code == 302
+    response = editor.post(url, data, follow=True)
+    assert "is back to draft" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DRAFT and not PeriodicTask.objects.exists()
+    approver.post(reverse("admin:campaigns_campaign_schedule_campaign", args=[campaign.pk]))
     task = PeriodicTask.objects.get()
     assert (task.crontab.minute, task.crontab.hour) == ("0", "18")
 
