@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import time
 
 import pytest
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django_celery_beat.models import PeriodicTask
 from pytest_django import Settings
@@ -19,7 +20,7 @@ from tests.factories import AudienceFactory, CampaignFactory, UserFactory, audie
 pytestmark = pytest.mark.django_db
 
 
-def approved_and_scheduled(**fields: object) -> tuple[Campaign, object, object]:
+def approved_and_scheduled(**fields: object) -> tuple[Campaign, User, User]:
     """A daily campaign saved by an editor, approved and scheduled by an approver."""
     editor, approver = UserFactory.create(), UserFactory.create()
     campaign = CampaignFactory.create(
