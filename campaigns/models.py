@@ -429,6 +429,8 @@ class AuditEntry(models.Model):
         CREATED = "created", "Created"
         EDITED = "edited", "Edited"
         APPROVED = "approved", "Approved"
+        APPROVAL_CLEARED = "approval_cleared", "Approval cleared"
+        SEND_REFUSED = "send_refused", "Send refused"
         SCHEDULED = "scheduled", "Scheduled"
         UNSCHEDULED = "unscheduled", "Unscheduled"
         SENT = "sent", "Sent"

@@ -83,6 +83,13 @@ class CampaignForm(_CampaignModelForm):
             campaign_services.campaign_check(campaign=self.instance)
         except ValidationError as exc:
             self.add_error(None, exc)
+        # The page may have been drawn before a send started: say why the edit cannot be saved.
+        if self.instance.pk is not None and (
+            refusal := campaign_services.campaign_edit_refusal(
+                status=self.instance.status, changed=self.changed_data
+            )
+        ):
+            self.add_error(None, refusal)
 
 
 class CampaignPermissions:
@@ -109,6 +116,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         "schedule",
         "owner",
         "last_edited_by",
+        "edited_at",
         "approved_by",
         "approved_at",
         "periodic_task_link",
@@ -129,6 +137,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
                     "periodic_task_link",
                     "owner",
                     "last_edited_by",
+                    "edited_at",
                     "approved_by",
                     "approved_at",
                     "recent_sends",
@@ -230,8 +239,32 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
             return "—"
         return format_html('<a href="{}">{}</a>', admin_url(obj.periodic_task), obj.periodic_task)
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        """A started send keeps what it was composed with; a finished campaign is a record."""
+        fields = [*super().get_readonly_fields(request, obj)]
+        status = obj.status if obj is not None else Campaign.Status.DRAFT
+        for field in CampaignForm.Meta.fields:
+            if campaign_services.campaign_edit_refusal(status=status, changed=[field]):
+                fields.append(field)
+        return fields
+
     def save_model(self, request: HttpRequest, obj: Campaign, form: Any, change: bool) -> None:
-        campaign_services.campaign_save(campaign=obj, by=request.user, changed=form.changed_data)
+        was = obj.status
+        audiences = form.cleaned_data["audiences"] if "audiences" in form.fields else None
+        campaign_services.campaign_save(
+            campaign=obj, by=request.user, changed=form.changed_data, audiences=audiences
+        )
+        if was == Campaign.Status.SCHEDULED and obj.status == Campaign.Status.DRAFT:
+            messages.warning(
+                request,
+                f"“{obj.name}” is back to draft: an edit removes its schedule and clears its "
+                "approval. Schedule it again once it is approved.",
+            )
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        # The audiences were saved by campaign_save with the rest of the edit (they count as one).
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
 
     def delete_model(self, request: HttpRequest, obj: Campaign) -> None:
         campaign_services.campaign_delete(campaign=obj, by=request.user)

@@ -106,9 +106,11 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "last_progress_at",
         "stalled_reason",
         "audit_links",
+        "frozen_content",
     )
-    # The engine's wait bookkeeping reads as the status ("Waiting for Redis since …").
-    exclude = ("waiting_for", "waiting_since", "retry_due_at")
+    # The engine's wait bookkeeping reads as the status ("Waiting for Redis since …"); the
+    # content is drawn by frozen_content, not as raw JSON.
+    exclude = ("waiting_for", "waiting_since", "retry_due_at", "content")
     actions_detail = ("pause", "resume", "cancel")
     show_full_result_count = False
     change_form_outer_before_template = "admin/campaigns/send_services.html"
@@ -181,6 +183,13 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
                 "wait": send_wait(obj),
             },
         )
+
+    @display(description="Content sent")
+    def frozen_content(self, obj: Send) -> str:
+        """What this send's recipients get, frozen at launch: later campaign edits never show."""
+        if not obj.content:
+            return "Not recorded (this send started before sends kept their content)."
+        return render_to_string("admin/campaigns/send_content.html", {"content": obj.content})
 
     @display(description="Audit")
     def audit_links(self, obj: Send) -> str:

@@ -7,6 +7,7 @@ module decides *when* to ask for a move (after validation, the audience and the 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from django.conf import settings
@@ -15,9 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns import publishers
-from campaigns.models import AuditEntry, Campaign, Send
+from campaigns.models import Audience, AuditEntry, Campaign, Send
+from campaigns.services.approval import approval_clear, approval_problem
 from campaigns.services.audit import By, acting_user, acting_user_id, audit_record
 from campaigns.services.delivery import BatchPublisher, LaunchPublisher, send_launch
+from campaigns.services.delivery.compiled import FROZEN_FIELDS
 from campaigns.services.rendering import (
     TemplateProblem,
     address_check,
@@ -46,7 +49,7 @@ class PublishTestMessage(Protocol):
 
 # What staff compose on a campaign. A save writes these and never the status, which only
 # transitions.campaign_move changes: a form opened before a send finished must not undo it.
-CONTENT_FIELDS = ("name", "subject", "from_email", "reply_to", "text_body", "html_body")
+CONTENT_FIELDS = FROZEN_FIELDS  # exactly what a send freezes at launch
 SCHEDULE_FIELDS = (
     "schedule_kind",
     "scheduled_at",
@@ -102,30 +105,119 @@ def campaign_check(*, campaign: Campaign) -> None:
 
 
 def _diff(campaign: Campaign, changed: list[str]) -> dict[str, Any]:
-    return {name: str(getattr(campaign, name, ""))[:500] for name in changed}
+    values: dict[str, Any] = {name: str(getattr(campaign, name, ""))[:500] for name in changed}
+    if "audiences" in values:
+        values["audiences"] = sorted(campaign.audiences.values_list("name", flat=True))
+    return values
+
+
+# An edit of these changes what an approval was given for (audiences count too).
+GUARDED_FIELDS = frozenset({*CONTENT_FIELDS, *SCHEDULE_FIELDS, "audiences"})
+_FINAL = (Campaign.Status.SENT, Campaign.Status.CANCELLED, Campaign.Status.FAILED)
+_SEND_FROZEN = (Campaign.Status.SENDING, Campaign.Status.PAUSED)
+
+
+def campaign_edit_refusal(*, status: str, changed: Iterable[str]) -> str | None:
+    """Why a campaign in ``status`` may not take an edit of ``changed``, or None if it may.
+
+    Content, audiences and schedule change only on a draft (a scheduled campaign goes back to
+    draft); a one-off campaign whose send has started keeps its frozen content; a finished
+    campaign is a record.
+    """
+    label = Campaign.Status(status).label.lower()
+    if status in _FINAL:
+        return f"This campaign is {label}: a finished campaign is read-only."
+    if status in _SEND_FROZEN and GUARDED_FIELDS.intersection(changed):
+        return (
+            f"This campaign is {label}: its send keeps the content, audiences and schedule it "
+            "started with. Cancel it, or start a new campaign with the changes."
+        )
+    return None
+
+
+def _changed_fields(
+    stored: Campaign, campaign: Campaign, changed: list[str] | None, audiences: set[int] | None
+) -> list[str]:
+    """What differs from the stored row, plus what the caller says it changed."""
+    fields = {name for name in COMPOSED_FIELDS if getattr(stored, name) != getattr(campaign, name)}
+    fields |= set(changed or []) & {*COMPOSED_FIELDS, "audiences"}
+    if audiences is not None and audiences != set(stored.audiences.values_list("pk", flat=True)):
+        fields.add("audiences")
+    return sorted(fields)
 
 
 @transaction.atomic
-def campaign_save(*, campaign: Campaign, by: By, changed: list[str] | None = None) -> Campaign:
-    """Validates and saves a composed campaign, records who changed what, syncs its schedule."""
+def campaign_save(
+    *,
+    campaign: Campaign,
+    by: By,
+    changed: list[str] | None = None,
+    audiences: Iterable[Audience] | None = None,
+) -> Campaign:
+    """Validates and saves a composed campaign; an edit of what was approved voids the approval.
+
+    1. Validate; lock the stored row, so a launch freezes either the old content or the new.
+    2. Refuse an edit the status does not allow (a started send's campaign, a finished one).
+    3. Save the fields and the audiences; a change of content, audiences or schedule stamps
+       ``edited_at``, returns a scheduled campaign to draft and clears any approval.
+    4. Audit the edit and each consequence; sync the PeriodicTask (removed off schedule).
+    """
     campaign_check(campaign=campaign)
-    created = campaign.pk is None
-    user = acting_user(by)
-    if created and user is not None:
-        campaign.owner = user
-    campaign.last_edited_by = user
-    if created:
-        campaign.save()
-    else:
-        campaign.save(update_fields=[*COMPOSED_FIELDS, "last_edited_by", "updated_at"])
-    audit_record(
-        action=AuditEntry.Action.CREATED if created else AuditEntry.Action.EDITED,
-        actor=by,
-        campaign=campaign,
-        changes=_diff(campaign, changed or []),
-    )
+    if campaign.pk is None:
+        return _campaign_create(campaign=campaign, by=by, audiences=audiences)
+    stored = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    wanted = None if audiences is None else {audience.pk for audience in audiences}
+    fields = _changed_fields(stored, campaign, changed, wanted)
+    if refusal := campaign_edit_refusal(status=stored.status, changed=fields):
+        raise ValidationError(refusal)
+    campaign.last_edited_by = acting_user(by)
+    guarded = bool(GUARDED_FIELDS.intersection(fields))
+    stamped = ["edited_at"] if guarded else []
+    campaign.edited_at = timezone.now() if guarded else stored.edited_at
+    campaign.save(update_fields=[*COMPOSED_FIELDS, *stamped, "last_edited_by", "updated_at"])
+    if wanted is not None:
+        campaign.audiences.set(wanted)
+    changes = _diff(campaign, fields)
+    audit_record(action=AuditEntry.Action.EDITED, actor=by, campaign=campaign, changes=changes)
+    if guarded:
+        _edit_consequences(campaign=campaign, stored=stored, by=by)
     campaign_schedule_sync(campaign=campaign)
     return campaign
+
+
+def _campaign_create(
+    *, campaign: Campaign, by: By, audiences: Iterable[Audience] | None
+) -> Campaign:
+    user = acting_user(by)
+    campaign.owner = campaign.last_edited_by = user
+    campaign.edited_at = timezone.now()
+    campaign.save()
+    if audiences is not None:
+        campaign.audiences.set(audiences)
+    audit_record(action=AuditEntry.Action.CREATED, actor=by, campaign=campaign)
+    campaign_schedule_sync(campaign=campaign)
+    return campaign
+
+
+def _edit_consequences(*, campaign: Campaign, stored: Campaign, by: By) -> None:
+    """A scheduled campaign goes back to draft and any approval is cleared, each audited."""
+    if stored.status == Campaign.Status.SCHEDULED:
+        campaign_move(campaign, to=Campaign.Status.DRAFT)
+        audit_record(
+            action=AuditEntry.Action.UNSCHEDULED,
+            actor=by,
+            campaign=campaign,
+            changes={"reason": "edited; back to draft, its schedule removed"},
+        )
+    if stored.approved_at is not None:
+        campaign.approved_by_id, campaign.approved_at = stored.approved_by_id, stored.approved_at
+        approval_clear(campaign=campaign, by=by, reason="edited after its approval")
+
+
+def _lock(campaign: Campaign) -> None:
+    """Locks the row and reads it afresh: an edit saved since the page was drawn counts."""
+    Campaign.objects.select_for_update().filter(pk=campaign.pk).exists()
+    campaign.refresh_from_db()
 
 
 def _require_audience(campaign: Campaign) -> None:
@@ -142,12 +234,15 @@ def _require_four_eyes(campaign: Campaign, by: By) -> None:
             "Four-eyes rule: the last editor of a campaign cannot send or schedule it; "
             "ask another approver."
         )
+    if problem := approval_problem(campaign):
+        raise IllegalTransition(f"Four-eyes rule: “{campaign.name}” cannot go yet: {problem}.")
 
 
 @transaction.atomic
 def campaign_schedule(*, campaign: Campaign, by: By) -> Campaign:
     if campaign.schedule_kind == Campaign.ScheduleKind.MANUAL:
         raise ValidationError({"schedule_kind": ["Choose when to send before scheduling."]})
+    _lock(campaign)
     campaign_check(campaign=campaign)
     _require_audience(campaign)
     _require_four_eyes(campaign, by)
@@ -172,7 +267,14 @@ def campaign_unschedule(*, campaign: Campaign, by: By) -> Campaign:
 
 @transaction.atomic
 def campaign_approve(*, campaign: Campaign, by: By) -> Campaign:
+    """Approves the campaign as stored now; any later edit of what it sends clears this."""
+    _lock(campaign)
     campaign_check(campaign=campaign)
+    user_id = acting_user_id(by)
+    if settings.OPSDASH_FOUR_EYES and user_id is not None and campaign.last_edited_by_id == user_id:
+        raise IllegalTransition(
+            "Four-eyes rule: the last editor of a campaign cannot approve it; ask another approver."
+        )
     campaign.approved_by = acting_user(by)
     campaign.approved_at = timezone.now()
     campaign.save(update_fields=["approved_by", "approved_at", "updated_at"])
@@ -188,11 +290,12 @@ def campaign_send_now(
     Returns the occurrence key. A one-off campaign has a single occurrence ("once"); a recurring
     one gets a manual occurrence per minute, so a double click still maps to one Send.
     """
-    campaign_control_check(campaign, CampaignControl.SEND_NOW)
-    campaign_check(campaign=campaign)
-    _require_audience(campaign)
-    _require_four_eyes(campaign, by)
     with transaction.atomic():
+        _lock(campaign)
+        campaign_control_check(campaign, CampaignControl.SEND_NOW)
+        campaign_check(campaign=campaign)
+        _require_audience(campaign)
+        _require_four_eyes(campaign, by)
         if campaign.is_recurring:
             key = f"manual:{timezone.now():%Y-%m-%dT%H:%M}"
         else:
@@ -247,9 +350,16 @@ def campaign_send_test(
 def campaign_fire_scheduled(
     *, campaign_id: int, publish: BatchPublisher = publishers.publish_batch
 ) -> Send | None:
-    """What Beat's PeriodicTask runs: launches the occurrence due now, at most once."""
+    """What Beat's PeriodicTask runs: launches the occurrence due now, at most once.
+
+    A campaign whose approval no longer covers it (four-eyes) does not launch: it goes back to
+    draft without its PeriodicTask, audited, and waits for a new approval.
+    """
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.status != Campaign.Status.SCHEDULED:
+        return None
+    if problem := approval_problem(campaign):
+        _fire_refuse(campaign=campaign, problem=problem)
         return None
     key = occurrence_key_for(campaign)
     send = send_launch(
@@ -269,6 +379,19 @@ def campaign_fire_scheduled(
         campaign.refresh_from_db()
         campaign_schedule_sync(campaign=campaign)
     return send
+
+
+@transaction.atomic
+def _fire_refuse(*, campaign: Campaign, problem: str) -> None:
+    if not campaign_move(campaign, to=Campaign.Status.DRAFT, strict=False):
+        return  # moved on meanwhile (unscheduled, or sent by hand): nothing left to refuse
+    campaign_schedule_sync(campaign=campaign)
+    audit_record(
+        action=AuditEntry.Action.SEND_REFUSED,
+        actor=None,
+        campaign=campaign,
+        changes={"trigger": Send.Trigger.SCHEDULE, "reason": problem, "now": "draft"},
+    )
 
 
 @transaction.atomic

@@ -131,7 +131,8 @@ def test_a_weekly_schedule_in_plain_words_becomes_one_periodic_task() -> None:
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("30", "9", "3")
     assert str(task.crontab.timezone) == "Europe/Oslo"
 
-    # Editing the time later keeps the same PeriodicTask in step.
+    # Editing the time later returns the campaign to draft without its PeriodicTask; scheduled
+    # again, it has exactly one with the new time.
     campaign.refresh_from_db()
     url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
     data = campaign_form_data(
@@ -141,7 +142,11 @@ def test_a_weekly_schedule_in_plain_words_becomes_one_periodic_task() -> None:
         schedule_weekday="2",
         schedule_timezone="Europe/Oslo",
     )
-    assert editor.post(url, data).status_code == 302
+    response = editor.post(url, data, follow=True)
+    assert "is back to draft" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.DRAFT and not PeriodicTask.objects.exists()
+    approver.post(reverse("admin:campaigns_campaign_schedule_campaign", args=[campaign.pk]))
     task = PeriodicTask.objects.get()
     assert (task.crontab.minute, task.crontab.hour) == ("0", "18")
 
@@ -244,3 +249,63 @@ def test_a_test_message_needs_an_address_on_the_account() -> None:
     response = client.post(url, follow=True)
     assert "Your account has no email address" in response.content.decode()
     assert not AuditEntry.objects.exists()
+
+
+def test_ticking_other_audiences_in_the_form_voids_the_approval_and_the_schedule() -> None:
+    """The audiences are saved with the edit (not by a later save_m2m), so they count as one."""
+    campaign = CampaignFactory.create(
+        audiences=[audience_with(1)], schedule_kind="daily", schedule_time="09:00"
+    )
+    approver = logged_in("approver")
+    approver.post(reverse("admin:campaigns_campaign_approve", args=[campaign.pk]))
+    approver.post(reverse("admin:campaigns_campaign_schedule_campaign", args=[campaign.pk]))
+    campaign.refresh_from_db()
+    assert campaign.status == Campaign.Status.SCHEDULED and campaign.approved_at is not None
+
+    other = audience_with(1)
+    data = campaign_form_data(campaign, audiences=[other.pk], schedule_kind="daily")
+    data["schedule_time"] = "09:00"
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    assert logged_in("editor").post(url, data).status_code == 302
+
+    campaign.refresh_from_db()
+    assert list(campaign.audiences.all()) == [other]
+    assert campaign.status == Campaign.Status.DRAFT and campaign.approved_at is None
+    assert campaign.edited_at is not None and not PeriodicTask.objects.exists()
+    edited = AuditEntry.objects.filter(action="edited").order_by("-id").first()
+    assert edited is not None and edited.changes == {"audiences": [other.name]}
+    assert AuditEntry.objects.filter(action="approval_cleared", campaign=campaign).exists()
+
+
+def test_a_paused_campaign_shows_its_content_read_only_and_keeps_it() -> None:
+    campaign = CampaignFactory.create(audiences=[audience_with(1)], status="paused")
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    editor = logged_in("editor")
+    page = editor.get(url).content.decode()
+    assert 'name="subject"' not in page and 'name="rate_limit_per_minute"' in page
+
+    editor.post(url, campaign_form_data(campaign, subject="Changed while paused"))
+    campaign.refresh_from_db()
+    assert campaign.subject != "Changed while paused"
+
+
+def test_the_send_page_shows_the_content_it_froze_escaped_and_sandboxed() -> None:
+    from campaigns.services.delivery import send_launch
+
+    campaign = CampaignFactory.create(
+        audiences=[audience_with(1)],
+        subject="Frozen subject",
+        html_body='<p>Frozen</p><script>alert("x")</script>',
+    )
+    send = send_launch(
+        campaign_id=campaign.pk, occurrence_key="once", trigger="manual", publish=lambda *a: None
+    )
+    assert send is not None
+    Campaign.objects.filter(pk=campaign.pk).update(subject="Live subject")
+
+    page = logged_in("auditor").get(reverse("admin:campaigns_send_change", args=[send.pk]))
+    html = page.content.decode()
+    assert "Frozen subject" in html and "Live subject" not in html
+    assert '<iframe sandbox=""' in html
+    assert escape('<script>alert("x")</script>') in html
+    assert '<script>alert("x")</script>' not in html

@@ -150,6 +150,7 @@ def test_four_eyes_stops_the_last_editor_from_sending(settings: Settings) -> Non
     assert not AuditEntry.objects.filter(action="sent").exists()
 
     other, _ = client_for("approver")
+    other.post(action_url("approve", campaign))  # an approval by someone else, after the edit
     other.post(action_url("send_now", campaign))
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SENDING

@@ -87,13 +87,17 @@ def test_saving_records_who_created_and_edited() -> None:
 
 
 def test_saving_an_edit_never_writes_the_status_back() -> None:
-    """A form opened while the campaign was a draft is saved after it was sent."""
+    """A form opened while the campaign was a draft is saved after it was sent: refused."""
     campaign = services.campaign_save(campaign=unsaved(), by=UserFactory.create())
     Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENT)
     campaign.subject = "Edited"
-    services.campaign_save(campaign=campaign, by=UserFactory.create(), changed=["subject"])
+    with pytest.raises(ValidationError, match="read-only"):
+        services.campaign_save(campaign=campaign, by=UserFactory.create(), changed=["subject"])
     stored = Campaign.objects.get(pk=campaign.pk)
-    assert (stored.status, stored.subject) == (Campaign.Status.SENT, "Edited")
+    assert (stored.status, stored.subject) == (
+        Campaign.Status.SENT,
+        "Hi {{ recipient.first_name }}",
+    )
 
 
 def test_scheduling_needs_an_audience() -> None:
@@ -148,8 +152,10 @@ def test_send_now_twice_launches_once(
 def test_the_four_eyes_rule_stops_the_last_editor(settings: Settings) -> None:
     settings.OPSDASH_FOUR_EYES = True
     editor, approver = UserFactory.create(), UserFactory.create()
-    campaign = services.campaign_save(campaign=unsaved(), by=editor)
-    campaign.audiences.set([AudienceFactory.create()])
+    campaign = services.campaign_save(
+        campaign=unsaved(), by=editor, audiences=[AudienceFactory.create()]
+    )
+    services.campaign_approve(campaign=campaign, by=approver)
     with pytest.raises(IllegalTransition, match="Four-eyes"):
         services.campaign_send_now(campaign=campaign, by=editor, launch=lambda *a: None)
     assert services.campaign_send_now(campaign=campaign, by=approver, launch=lambda *a: None)

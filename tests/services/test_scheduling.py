@@ -30,7 +30,7 @@ def test_a_one_off_schedule_becomes_one_clocked_periodic_task() -> None:
     assert json.loads(task.kwargs) == {"campaign_id": campaign.pk}
 
 
-def test_a_weekly_schedule_uses_cron_numbering_and_follows_edits() -> None:
+def test_a_weekly_schedule_uses_cron_numbering_and_an_edit_removes_it() -> None:
     campaign = scheduled(
         schedule_kind="weekly",
         schedule_time=time(9, 30),
@@ -44,7 +44,11 @@ def test_a_weekly_schedule_uses_cron_numbering_and_follows_edits() -> None:
     campaign.schedule_kind = Campaign.ScheduleKind.DAILY
     campaign.schedule_time = time(7, 0)
     services.campaign_save(campaign=campaign, by=UserFactory.create(), changed=["schedule_kind"])
-    task = PeriodicTask.objects.get()  # still exactly one, updated in place
+    # An edited schedule is not what was approved: back to draft, no PeriodicTask until the
+    # campaign is scheduled again, then exactly one with the new time.
+    assert campaign.status == Campaign.Status.DRAFT and not PeriodicTask.objects.exists()
+    services.campaign_schedule(campaign=campaign, by=UserFactory.create())
+    task = PeriodicTask.objects.get()
     assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "7", "*")
 
 

@@ -10,7 +10,7 @@
     control.py   send_pause / send_resume / send_cancel / send_close_if_done (Send state machine)
     recovery.py  deliveries_reap, sends_redispatch_orphans and sends_flag_stalled
     testmail.py  test_message_send
-    compiled.py  templates compiled once per campaign version per process
+    compiled.py  a send's frozen content, compiled once per send per process
 
 The Delivery row is the truth: a batch claims its rows with a conditional UPDATE, journals each
 accepted message in Redis and writes outcomes every few messages, so a killed worker or a

@@ -17,7 +17,7 @@ from django.utils import timezone
 from campaigns.models import Delivery, Send, Service
 from campaigns.services import ratelimit
 from campaigns.services.audiences import unsubscribe_url
-from campaigns.services.delivery.compiled import compiled_with_frame
+from campaigns.services.delivery.compiled import compiled_for_send
 from campaigns.services.delivery.control import send_close_if_done
 from campaigns.services.delivery.health import send_wait_begin, send_wait_end, send_wait_sync
 from campaigns.services.delivery.lease import BatchLease
@@ -192,7 +192,7 @@ def _send_rows(
     watch: _Watch,
     result: BatchResult,
 ) -> None:
-    compiled, frame = compiled_with_frame(send.campaign)
+    compiled, frame = compiled_for_send(send)
     buckets = ratelimit.buckets_for(
         campaign_id=send.campaign_id, campaign_per_minute=send.campaign.rate_limit_per_minute
     )

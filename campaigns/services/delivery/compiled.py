@@ -1,25 +1,58 @@
-"""A campaign's templates compiled, and its fixed headers encoded, once per version per process."""
+"""A send's frozen content compiled, and its fixed headers encoded, once per send per process.
+
+At launch a Send keeps the exact content it delivers (``Send.content``); every batch compiles
+from that, never from the live campaign, so an edit during a running send changes nothing for
+its recipients and the send page can always show what they got.
+"""
 
 from __future__ import annotations
 
-from campaigns.models import Campaign
+from campaigns.models import Campaign, Send
 from campaigns.services.mime import WireFrame, wire_frame
-from campaigns.services.rendering import CompiledCampaign, campaign_compile_for
+from campaigns.services.rendering import CompiledCampaign, campaign_compile, campaign_compile_for
 
-_compiled_cache: dict[tuple[int, str], tuple[CompiledCampaign, WireFrame]] = {}
+# What staff compose and a send freezes: everything rendering a message reads.
+FROZEN_FIELDS = ("name", "subject", "from_email", "reply_to", "text_body", "html_body")
+
+_compiled_cache: dict[int, tuple[CompiledCampaign, WireFrame]] = {}
+
+
+def content_of(campaign: Campaign) -> dict[str, str]:
+    """The campaign's content as a Send freezes it."""
+    return {field: str(getattr(campaign, field)) for field in FROZEN_FIELDS}
 
 
 def compiled_for(campaign: Campaign) -> CompiledCampaign:
-    return compiled_with_frame(campaign)[0]
+    """The live campaign compiled, for a test message or a preview (never for a send)."""
+    return campaign_compile_for(campaign)
 
 
-def compiled_with_frame(campaign: Campaign) -> tuple[CompiledCampaign, WireFrame]:
-    """Keyed by the campaign's last edit, so an edited campaign compiles afresh."""
-    key = (campaign.pk, campaign.updated_at.isoformat())
-    cached = _compiled_cache.get(key)
+def compiled_for_send(send: Send) -> tuple[CompiledCampaign, WireFrame]:
+    """Keyed by the send's id: its content never changes, so each process compiles it once."""
+    cached = _compiled_cache.get(send.pk)
     if cached is None:
         if len(_compiled_cache) > 64:
             _compiled_cache.clear()
-        compiled = campaign_compile_for(campaign)
-        cached = _compiled_cache[key] = (compiled, wire_frame(compiled))
+        content = send_content(send)
+        compiled = campaign_compile(
+            campaign_id=send.campaign_id,
+            name=content["name"],
+            subject=content["subject"],
+            from_email=content["from_email"],
+            reply_to=content["reply_to"],
+            text_body=content["text_body"],
+            html_body=content["html_body"],
+        )
+        cached = _compiled_cache[send.pk] = (compiled, wire_frame(compiled))
     return cached
+
+
+def send_content(send: Send) -> dict[str, str]:
+    """The send's frozen content; a send launched before sends kept it freezes it on first use.
+
+    The conditional UPDATE makes the first batch's copy the one every later batch uses.
+    """
+    if not send.content:
+        Send.objects.filter(pk=send.pk, content={}).update(content=content_of(send.campaign))
+        send.refresh_from_db(fields=["content"])
+    return {field: str(send.content.get(field, "")) for field in FROZEN_FIELDS}

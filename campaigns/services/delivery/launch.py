@@ -7,9 +7,12 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery, Recipient, Send, Subscription
+from campaigns.models import AuditEntry, Campaign, Delivery, Recipient, Send, Subscription
 from campaigns.publishers import publish_batch
+from campaigns.services.approval import approval_problem
 from campaigns.services.audiences import SUPPRESSED_STATUSES
+from campaigns.services.audit import audit_record
+from campaigns.services.delivery.compiled import content_of
 from campaigns.services.delivery.control import send_close_if_done
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
 from campaigns.services.delivery.state import control_set
@@ -24,10 +27,13 @@ def send_launch(
     publish: BatchPublisher = publish_batch,
     triggered_by_id: int | None = None,
 ) -> Send | None:
-    """Creates the Send for one occurrence and queues its deliveries; None if it exists already.
+    """Creates the Send for one occurrence and queues its deliveries; None if it exists already,
+    or if the four-eyes rule no longer allows the campaign to go (edited since it was approved).
 
-    1. Lock the campaign row so concurrent launches of one campaign run one after another.
-    2. Create the Send; the (campaign, occurrence_key) constraint makes a repeat a no-op.
+    1. Lock the campaign row so concurrent launches (and edits) of one campaign run one after
+       another; refuse, audited, a campaign whose approval an edit voided since it was sent.
+    2. Create the Send with the campaign's content frozen in it; the (campaign, occurrence_key)
+       constraint makes a repeat a no-op.
     3. Materialise every Delivery row in one INSERT ... SELECT, suppressed addresses left out.
     4. A one-off campaign shows its send as ``sending`` (through the campaign state machine).
     5. After commit, publish one batch task per id range.
@@ -35,6 +41,14 @@ def send_launch(
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if Send.objects.filter(campaign=campaign, occurrence_key=occurrence_key).exists():
+            return None
+        if problem := approval_problem(campaign):
+            audit_record(
+                action=AuditEntry.Action.SEND_REFUSED,
+                actor=None,
+                campaign=campaign,
+                changes={"occurrence": occurrence_key, "reason": problem},
+            )
             return None
         now = timezone.now()
         send = Send.objects.create(
@@ -44,6 +58,7 @@ def send_launch(
             triggered_by_id=triggered_by_id,
             started_at=now,
             last_progress_at=now,
+            content=content_of(campaign),
         )
         send.total, span = _materialise_deliveries(send_id=send.pk, campaign_id=campaign.pk)
         send.save(update_fields=["total"])
