@@ -206,6 +206,25 @@ def test_a_launch_after_an_edit_voided_the_approval_does_not_happen(settings: Se
     assert "send_refused" in actions(campaign)
 
 
+def test_a_one_off_campaign_whose_launch_is_refused_ends_failed_not_stuck_sending(
+    settings: Settings,
+) -> None:
+    settings.OPSDASH_FOUR_EYES = True
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
+    Campaign.objects.filter(pk=campaign.pk).update(status=Campaign.Status.SENDING)
+
+    send = send_launch(
+        campaign_id=campaign.pk,
+        occurrence_key="once",
+        trigger=Send.Trigger.MANUAL,
+        publish=lambda *a: None,
+    )
+
+    assert send is None
+    assert Campaign.objects.get(pk=campaign.pk).status == Campaign.Status.FAILED
+    assert "send_refused" in actions(campaign)
+
+
 def test_with_four_eyes_off_an_unapproved_campaign_sends_as_before(settings: Settings) -> None:
     settings.OPSDASH_FOUR_EYES = False
     campaign = CampaignFactory.create(audiences=[audience_with(1)])

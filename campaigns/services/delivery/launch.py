@@ -16,7 +16,7 @@ from campaigns.services.delivery.compiled import content_of
 from campaigns.services.delivery.control import send_close_if_done
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
 from campaigns.services.delivery.state import control_set
-from campaigns.services.transitions import campaign_mirror_send
+from campaigns.services.transitions import campaign_mirror_send, campaign_move
 
 
 def send_launch(
@@ -49,6 +49,8 @@ def send_launch(
                 campaign=campaign,
                 changes={"occurrence": occurrence_key, "reason": problem},
             )
+            if not campaign.is_recurring:  # "Send now" moved it to sending: this launch fails
+                campaign_move(campaign, to=Campaign.Status.FAILED, strict=False)
             return None
         now = timezone.now()
         send = Send.objects.create(
