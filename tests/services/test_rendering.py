@@ -12,8 +12,8 @@ from campaigns.services.rendering import (
     message_render,
     recipient_fields,
     sample_recipient_fields,
-    template_compile,
 )
+from campaigns.services.template_engine import template_compile
 
 
 def compile_basic(**overrides: str) -> CompiledCampaign:
