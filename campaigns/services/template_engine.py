@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from django.template import (
@@ -34,7 +34,15 @@ from django.template import (
     defaulttags,
     loader_tags,
 )
-from django.template.base import FilterExpression, Node, NodeList, Parser, Token, VariableNode
+from django.template.base import (
+    FilterExpression,
+    Node,
+    NodeList,
+    Parser,
+    Token,
+    Variable,
+    VariableNode,
+)
 from django.template.defaulttags import ForNode, WithNode
 from django.template.smartif import TokenBase
 
@@ -262,6 +270,8 @@ def _iter_child_nodelists(node: Node) -> Iterator[NodeList]:
 
 def _check_nodes(nodelist: NodeList, *, label: str, scope: _Scope) -> None:
     for node in nodelist:
+        if asvar := getattr(node, "asvar", None):  # {% now "Y" as year %}: a name from here on
+            scope = replace(scope, local_names=scope.local_names | {asvar})
         if isinstance(node, _Metered):  # the loop's own wrapper: check what it wraps
             _check_nodes(node.nodelist, label=label, scope=scope)
             continue
@@ -328,10 +338,12 @@ class _Bound:
     describe: str
     text: bool = False  # the limit is a length of text, not a number
 
-    def allows(self, lookup: bool, value: object) -> bool:
-        if lookup:  # from data, so of any size
-            return False
-        value = str(value)
+    def allows(self, lookup: bool, argument: object) -> bool:
+        if lookup:  # a Variable: a literal number, or data (so of any size)
+            if not isinstance(argument, Variable) or argument.lookups is not None:
+                return False
+            argument = argument.literal
+        value = str(argument)
         if self.text:
             return len(value) <= self.limit
         if not self.shape.fullmatch(value):
