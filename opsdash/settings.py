@@ -280,6 +280,11 @@ OPSDASH_TASK_RESULT_RETENTION_DAYS = env_int("OPSDASH_TASK_RESULT_RETENTION_DAYS
 OPSDASH_FOUR_EYES = env_bool("OPSDASH_FOUR_EYES", False)
 # Where the local SMTP catcher of the demo keeps its mail; the admin shows it when set.
 OPSDASH_MAILBOX_DIR = env_optional("OPSDASH_MAILBOX_DIR")
+# The most one rendered part of a message may weigh: each body, and the subject. A campaign
+# whose sample render is already larger is refused at save; a recipient whose data makes one
+# larger fails alone, with the reason on its delivery.
+OPSDASH_TEMPLATE_MAX_BYTES = env_int("OPSDASH_TEMPLATE_MAX_BYTES", 512 * 1024, minimum=1024)
+OPSDASH_TEMPLATE_SUBJECT_MAX_BYTES = env_int("OPSDASH_TEMPLATE_SUBJECT_MAX_BYTES", 1024, minimum=78)
 
 # --- Celery ---------------------------------------------------------------------------------
 # Queue names carry an optional prefix so that several test runs can share one broker.

@@ -1,7 +1,9 @@
 """The campaign page's own endpoints: the live preview and the state of a test message's task.
 
 Both answer the page's script in JSON; they parse the request and leave the work to a service
-(the preview) or a selector (the task state).
+(the preview) or a selector (the task state). The preview renders whatever is posted, so it
+needs the permission to write it (change, or add for a campaign not saved yet); reading the
+state of a task needs only the view permission.
 """
 
 from __future__ import annotations
@@ -47,14 +49,24 @@ class CampaignToolViews:
         if not self.model_admin.has_view_or_change_permission(request):
             raise PermissionDenied
 
+    def _require_compose(self, request: HttpRequest, *, campaign_id: int | None) -> None:
+        # A preview renders content the poster wrote: only those who may write it may render it.
+        if campaign_id is None:
+            allowed = self.model_admin.has_add_permission(request)
+        else:
+            allowed = self.model_admin.has_change_permission(request)
+        if not allowed:
+            raise PermissionDenied
+
     def _preview(self, request: HttpRequest) -> HttpResponse:
-        self._require_view(request)
         posted = request.POST
-        campaign_id = posted.get("campaign_id", "")
+        posted_id = posted.get("campaign_id", "")
+        # Only a plain number names a campaign; anything else previews the form alone.
+        campaign_id = int(posted_id) if posted_id.isdigit() else None
+        self._require_compose(request, campaign_id=campaign_id)
         try:
             preview = campaign_preview(
-                # Only a plain number names a campaign; anything else previews the form alone.
-                campaign_id=int(campaign_id) if campaign_id.isdigit() else None,
+                campaign_id=campaign_id,
                 data={name: posted[name] for name in PREVIEW_FIELDS if name in posted},
                 recipient_email=posted.get("recipient", ""),
             )

@@ -1,15 +1,15 @@
 """Campaign templates: compile once, validate fields, render per recipient, build the MIME.
 
-Templates use Django template syntax in a locked-down engine: no loaders (so no include or
-extends of server files), no ``{% load %}`` of tag libraries, no ``{% debug %}``. The context
-offers only ``recipient`` (email, first_name, last_name, full_name, attributes.<key>),
-``campaign`` (name) and ``unsubscribe_url``; anything else is refused at compose time.
+Templates use Django template syntax in the locked-down engine of ``template_engine`` (its
+allow-list of tags and filters, and the cost bounds of a render). The context offers only
+``recipient`` (email, first_name, last_name, full_name, attributes.<key>), ``campaign`` (name)
+and ``unsubscribe_url``; anything else is refused at compose time.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -17,89 +17,17 @@ from email.utils import format_datetime, formataddr, parseaddr
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.template import Context, Engine, Template, TemplateSyntaxError
-from django.template.base import Node, NodeList, VariableNode
-from django.template.defaulttags import DebugNode, ForNode, WithNode
+from django.template import Template
 from django.utils import timezone
+
+from campaigns.services.template_engine import TemplateProblem as TemplateProblem
+from campaigns.services.template_engine import part_render, template_compile
 
 if TYPE_CHECKING:
     from campaigns.models import Campaign, Recipient
 
-RECIPIENT_FIELDS = frozenset({"email", "first_name", "last_name", "full_name", "attributes"})
-CAMPAIGN_FIELDS = frozenset({"name"})
-TOP_LEVEL_NAMES = frozenset({"recipient", "campaign", "unsubscribe_url", "forloop"})
 _NEWLINES = re.compile(r"[\r\n\x0b\x0c\x85\u2028\u2029]|%0[ad]", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
-
-
-class TemplateProblem(ValueError):
-    """A template that cannot be used; the message names the problem for the staff member."""
-
-
-class _CampaignEngine(Engine):
-    # loader_tags (include, extends, block) are left out on purpose.
-    default_builtins = ["django.template.defaulttags", "django.template.defaultfilters"]
-
-
-_ENGINE = _CampaignEngine(libraries={}, loaders=[], debug=False)
-
-
-def template_compile(source: str, *, label: str) -> Template:
-    """Compiles and checks one template; raises TemplateProblem naming ``label``."""
-    try:
-        template = _ENGINE.from_string(source)
-    except TemplateSyntaxError as exc:
-        raise TemplateProblem(f"{label}: the template does not compile: {exc}") from exc
-    _check_nodes(template.nodelist, label=label, local_names=frozenset())
-    return template
-
-
-def _iter_child_nodelists(node: Node) -> Iterator[NodeList]:
-    for attr in node.child_nodelists:
-        nodelist = getattr(node, attr, None)
-        if nodelist:
-            yield nodelist
-    for _condition, nodelist in getattr(node, "conditions_nodelists", ()):
-        yield nodelist
-
-
-def _check_nodes(nodelist: NodeList, *, label: str, local_names: frozenset[str]) -> None:
-    for node in nodelist:
-        if isinstance(node, DebugNode):
-            raise TemplateProblem(f"{label}: the {{% debug %}} tag is not allowed.")
-        if isinstance(node, VariableNode):
-            _check_variable(node, label=label, local_names=local_names)
-        names = local_names
-        if isinstance(node, ForNode):
-            names = names | frozenset(node.loopvars)
-        elif isinstance(node, WithNode):
-            names = names | frozenset(node.extra_context)
-        for child in _iter_child_nodelists(node):
-            _check_nodes(child, label=label, local_names=names)
-
-
-def _check_variable(node: VariableNode, *, label: str, local_names: frozenset[str]) -> None:
-    var = node.filter_expression.var
-    lookups = getattr(var, "lookups", None)
-    if not lookups:  # a literal such as {{ "text" }}
-        return
-    root = lookups[0]
-    if root in local_names:
-        return
-    if root not in TOP_LEVEL_NAMES:
-        raise TemplateProblem(
-            f"{label}: unknown field {{{{ {var} }}}}. Use recipient.email, recipient.first_name, "
-            "recipient.last_name, recipient.full_name, recipient.attributes.<name>, "
-            "campaign.name or unsubscribe_url."
-        )
-    if root == "recipient" and len(lookups) > 1 and lookups[1] not in RECIPIENT_FIELDS:
-        raise TemplateProblem(
-            f"{label}: the recipient has no field '{lookups[1]}' ({{{{ {var} }}}})."
-        )
-    if root == "campaign" and len(lookups) > 1 and lookups[1] not in CAMPAIGN_FIELDS:
-        raise TemplateProblem(
-            f"{label}: the campaign has no field '{lookups[1]}' ({{{{ {var} }}}})."
-        )
 
 
 def header_value_check(value: str, *, label: str) -> None:
@@ -154,9 +82,14 @@ def campaign_compile(
     text_body: str,
     html_body: str,
 ) -> CompiledCampaign:
+    """Compiles a campaign's templates and renders them once for the sample recipient.
+
+    The sample render refuses, naming the field, a template that is already over a limit of
+    ``part_render`` without any recipient's data (a loop over a long literal, say).
+    """
     if not text_body.strip() and not html_body.strip():
         raise TemplateProblem("Body: write a text body, an HTML body, or both.")
-    return CompiledCampaign(
+    compiled = CompiledCampaign(
         campaign_id=campaign_id,
         campaign_name=name,
         from_email=from_email,
@@ -165,6 +98,23 @@ def campaign_compile(
         text=template_compile(text_body, label="Text body") if text_body.strip() else None,
         html=template_compile(html_body, label="HTML body") if html_body.strip() else None,
     )
+    _sample_render(compiled)
+    return compiled
+
+
+def _sample_render(compiled: CompiledCampaign) -> None:
+    values = _template_values(
+        compiled,
+        recipient=sample_recipient_fields(email="sample@example.com"),
+        unsubscribe_url=public_url("/unsubscribe/sample/"),
+    )
+    for part in _parts(compiled):
+        try:
+            part.render(values)
+        except TemplateProblem:
+            raise
+        except Exception as exc:  # anything a template can raise, said in the field's name
+            raise TemplateProblem(f"{part.label}: the template fails to render: {exc}") from exc
 
 
 def campaign_compile_for(campaign: Campaign) -> CompiledCampaign:
@@ -206,19 +156,55 @@ def recipient_context(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def message_render(
+@dataclass(frozen=True)
+class _Part:
+    """One template of a message with its label, its size limit and its escaping."""
+
+    label: str
+    template: Template | None
+    max_bytes: int
+    autoescape: bool
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        if self.template is None:
+            return ""
+        return part_render(
+            self.template,
+            values,
+            label=self.label,
+            max_bytes=self.max_bytes,
+            autoescape=self.autoescape,
+        )
+
+
+def _parts(compiled: CompiledCampaign) -> tuple[_Part, _Part, _Part]:
+    """Subject, text and HTML; only the HTML escapes what it inserts."""
+    body_max = settings.OPSDASH_TEMPLATE_MAX_BYTES
+    return (
+        _Part("Subject", compiled.subject, settings.OPSDASH_TEMPLATE_SUBJECT_MAX_BYTES, False),
+        _Part("Text body", compiled.text, body_max, False),
+        _Part("HTML body", compiled.html, body_max, True),
+    )
+
+
+def _template_values(
     compiled: CompiledCampaign, *, recipient: Mapping[str, Any], unsubscribe_url: str
-) -> RenderedMessage:
-    values = {
+) -> dict[str, Any]:
+    return {
         "recipient": recipient_context(recipient),
         "campaign": {"name": compiled.campaign_name},
         "unsubscribe_url": unsubscribe_url,
     }
+
+
+def message_render(
+    compiled: CompiledCampaign, *, recipient: Mapping[str, Any], unsubscribe_url: str
+) -> RenderedMessage:
+    """Renders each part; one over its limit raises TemplateProblem naming it."""
+    values = _template_values(compiled, recipient=recipient, unsubscribe_url=unsubscribe_url)
+    subject, text, html = (part.render(values) for part in _parts(compiled))
     # The subject comes from recipient data too: fold any line break into a space.
-    subject = _WHITESPACE.sub(" ", compiled.subject.render(Context(values, autoescape=False)))
-    text = compiled.text.render(Context(values, autoescape=False)) if compiled.text else ""
-    html = compiled.html.render(Context(values)) if compiled.html else ""
-    return RenderedMessage(subject=subject.strip(), text=text, html=html)
+    return RenderedMessage(subject=_WHITESPACE.sub(" ", subject).strip(), text=text, html=html)
 
 
 def message_build(

@@ -76,7 +76,7 @@ def test_the_preview_escapes_recipient_data_in_html() -> None:
 
 def test_the_preview_falls_back_to_the_saved_campaign_and_a_sample_recipient() -> None:
     campaign = CampaignFactory.create(subject="Hello {{ recipient.first_name }}")
-    data = logged_in("auditor").post(reverse(PREVIEW), {"campaign_id": campaign.pk}).json()
+    data = logged_in("editor").post(reverse(PREVIEW), {"campaign_id": campaign.pk}).json()
     assert data["subject"] == "Hello Sample"
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from pytest_django import Settings
 
 from campaigns.services.previews import PreviewProblem, campaign_preview
 from tests.factories import CampaignFactory, RecipientFactory
@@ -43,3 +44,20 @@ def test_a_preview_that_cannot_be_drawn_says_why(
 ) -> None:
     with pytest.raises(PreviewProblem, match=message):
         campaign_preview(campaign_id=None, data=data, recipient_email=recipient_email)
+
+
+def test_a_preview_over_a_limit_for_the_chosen_recipient_says_which_part(
+    settings: Settings,
+) -> None:
+    settings.OPSDASH_TEMPLATE_MAX_BYTES = 2000
+    RecipientFactory.create(email="long@example.com", attributes={"bio": "b" * 3000})
+    data = {"subject": "s", "text_body": "{{ recipient.attributes.bio }}"}
+    assert campaign_preview(campaign_id=None, data=data, recipient_email="").text == ""
+    with pytest.raises(PreviewProblem, match="Text body: the rendered text is over the limit"):
+        campaign_preview(campaign_id=None, data=data, recipient_email="long@example.com")
+
+
+def test_a_preview_of_a_refused_tag_names_the_field_and_the_tag() -> None:
+    data = {"subject": "s", "html_body": "{% lorem 99999 w %}"}
+    with pytest.raises(PreviewProblem, match="HTML body: the tag 'lorem' is not allowed"):
+        campaign_preview(campaign_id=None, data=data, recipient_email="")
