@@ -9,6 +9,7 @@ from django.db import transaction
 from django.urls import reverse
 
 from campaigns.models import Recipient, Subscription
+from campaigns.services.audit import By, acting_user
 from campaigns.services.rendering import public_url
 
 _UNSUBSCRIBE_SALT = "opsdash.unsubscribe.v1"
@@ -21,6 +22,19 @@ SUPPRESSED_STATUSES = (
 # The suppressed statuses a person may lift by asking to be subscribed again (an import with
 # "resubscribe"); a spam complaint is never lifted that way.
 RESUBSCRIBABLE_STATUSES = (Recipient.Status.UNSUBSCRIBED, Recipient.Status.BOUNCED)
+# Both override what a person asked for (or what their mail server said), so they are
+# permissions of their own, given to approvers (migration 0013), not to editors.
+RESUBSCRIBE_PERMISSION = "campaigns.resubscribe_recipient"
+STATUS_CHANGE_PERMISSION = "campaigns.change_recipient_status"
+
+
+def actor_may(*, by: By, permission: str) -> bool:
+    """Whether ``by`` holds ``permission``. ``None`` is the system itself (a management
+    command, a worker acting on a person's earlier request) and may; an anonymous user may not."""
+    if by is None:
+        return True
+    user = acting_user(by)
+    return user is not None and user.has_perm(permission)
 
 
 class InvalidEmail(ValueError):
