@@ -378,3 +378,16 @@ def test_another_users_import_is_not_found_on_every_one_of_its_views(
     superuser = Client()
     superuser.force_login(UserFactory.create(is_superuser=True, is_staff=True))
     assert superuser.get(report).status_code == 200
+
+
+def test_a_tiny_workbook_claiming_a_whole_sheet_is_refused_on_the_upload_form(
+    admin_client: Client, settings: Settings
+) -> None:
+    response = admin_client.post(
+        reverse("admin:campaigns_importjob_add"),
+        {"file": fixture_upload("huge_dimension.xlsx")},
+    )
+    assert response.status_code == 200
+    assert "declares 1,048,576 rows x 16,384 columns" in response.content.decode()
+    assert ImportJob.objects.count() == 0
+    assert not any(Path(settings.MEDIA_ROOT).rglob("*.*"))
