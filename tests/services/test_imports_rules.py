@@ -303,6 +303,11 @@ def test_more_rows_than_the_request_cap_always_go_to_the_background(
     """A file small in bytes but long in rows is not imported in the web request."""
     settings.OPSDASH_IMPORT_SYNC_MAX_ROWS = 3
     published: list[int] = []
+
+    def publish(pk: int) -> str:
+        published.append(pk)
+        return "task"
+
     job = create(FIXTURES / "valid.csv")  # six rows, a few hundred bytes
     assert job.file.size < settings.OPSDASH_IMPORT_BACKGROUND_BYTES
     with django_capture_on_commit_callbacks(execute=True):
@@ -311,7 +316,7 @@ def test_more_rows_than_the_request_cap_always_go_to_the_background(
             columns=job.mapping["columns"],
             by=None,
             background=False,
-            publish=lambda pk: str(published.append(pk)),
+            publish=publish,
         )
     assert job.status == ImportJob.Status.PENDING and published == [job.pk]
     assert Recipient.objects.count() == 0
