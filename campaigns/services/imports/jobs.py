@@ -105,8 +105,13 @@ def _file_store(job: ImportJob, upload: File[Any], name: str) -> None:
 
 
 def import_job_runs_in_background(*, job: ImportJob, background: bool) -> bool:
-    """A file over the background threshold always goes to a worker; a smaller one when asked."""
-    return background or job.file.size > settings.OPSDASH_IMPORT_BACKGROUND_BYTES
+    """A file over the background thresholds (bytes, or rows) always goes to a worker; a
+    smaller one when asked. ``total_rows`` counts line breaks, never fewer than the rows."""
+    return (
+        background
+        or job.file.size > settings.OPSDASH_IMPORT_BACKGROUND_BYTES
+        or job.total_rows > settings.OPSDASH_IMPORT_SYNC_MAX_ROWS
+    )
 
 
 def import_job_start(
