@@ -444,6 +444,8 @@ class AuditEntry(models.Model):
         IMPORT_CANCELLED = "import_cancelled", "Import cancelled"
         INTERRUPTED = "interrupted", "Interrupted"
         RECOVERED = "recovered", "Recovered"
+        RESUBSCRIBED = "resubscribed", "Opted-out recipients re-subscribed"
+        RECIPIENT_STATUS_CHANGED = "recipient_status_changed", "Recipient status changed"
 
     action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
     campaign = models.ForeignKey(

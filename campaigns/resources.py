@@ -6,6 +6,7 @@ run by campaigns.services.imports, the one place the import rules live.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from import_export import fields, resources, widgets
@@ -13,11 +14,24 @@ from import_export import fields, resources, widgets
 from campaigns.models import Delivery, Recipient
 
 # Spreadsheet programs run a cell starting with one of these as a formula.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_PREFIXES = ("=", "+", "-", "@")
+# Control characters a spreadsheet may act on in the cell's first position.
+_CONTROL_PREFIXES = ("\t", "\r", "\n")
+# What a spreadsheet skips before a formula sign: Unicode whitespace (spaces, tabs, no-break
+# spaces, line breaks) and the zero-width characters and byte-order mark.
+_LEADING_BLANKS = re.compile(r"^[\s\u200b-\u200d\u2060\ufeff]+")
 
 
 def escape_formula(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
+    """Prefixes a quote to a text cell a spreadsheet would run.
+
+    Excel and LibreOffice skip leading blanks before a formula sign, so the sign is looked for
+    after them.
+    """
+    if not isinstance(value, str):
+        return value
+    stripped = _LEADING_BLANKS.sub("", value)
+    if value.startswith(_CONTROL_PREFIXES) or stripped.startswith(_FORMULA_PREFIXES):
         return "'" + value
     return value
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from campaigns.models import Send, Service, TaskLink
 from campaigns.publishers import publish_batch
-from campaigns.services import results
+from campaigns.services import results, retention
 from campaigns.services.audit import task_link_record
 from campaigns.services.campaigns import campaign_fire_scheduled
 from campaigns.services.delivery import (
@@ -236,6 +236,15 @@ def purge_task_results() -> dict[str, int]:
         older_than=timedelta(days=settings.OPSDASH_TASK_RESULT_RETENTION_DAYS)
     )
     return {"deleted": deleted}
+
+
+@shared_task(name="campaigns.tasks.purge_import_files")
+def purge_import_files() -> dict[str, int]:
+    counts = retention.import_files_purge(
+        older_than=timedelta(days=settings.OPSDASH_IMPORT_RETENTION_DAYS),
+        unstarted_after=timedelta(hours=settings.OPSDASH_IMPORT_UNSTARTED_HOURS),
+    )
+    return counts.as_dict()
 
 
 @shared_task(bind=True, name="campaigns.tasks.run_import")

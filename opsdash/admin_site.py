@@ -18,7 +18,7 @@ def environment_callback(request: HttpRequest) -> list[str]:
 
 
 def _has_mailbox(request: HttpRequest) -> bool:
-    return bool(settings.OPSDASH_MAILBOX_DIR) and request.user.is_staff
+    return bool(settings.OPSDASH_MAILBOX_DIR) and request.user.is_superuser
 
 
 def _is_superuser(request: HttpRequest) -> bool:

@@ -275,6 +275,14 @@ OPSDASH_IMPORT_TEMP_BUFFERS = env_str("OPSDASH_IMPORT_TEMP_BUFFERS", "256MB")
 OPSDASH_IMPORT_WORK_MEM = env_str("OPSDASH_IMPORT_WORK_MEM", "256MB")
 # Addresses an import dedupes in worker memory (~110 bytes each); beyond, the database does it.
 OPSDASH_IMPORT_DEDUPE_IN_MEMORY = env_int("OPSDASH_IMPORT_DEDUPE_IN_MEMORY", 2_000_000, minimum=0)
+# An import of more rows than this never runs in the web request, whatever its size in bytes
+# (a file of short lines): it goes to the background path.
+OPSDASH_IMPORT_SYNC_MAX_ROWS = env_int("OPSDASH_IMPORT_SYNC_MAX_ROWS", 20_000, minimum=1)
+# Retention (docs/operations.md, "Retention"): a finished import's uploaded file and rejected-row
+# report are deleted after this many days; a job uploaded but never started is cancelled and
+# its file deleted after OPSDASH_IMPORT_UNSTARTED_HOURS.
+OPSDASH_IMPORT_RETENTION_DAYS = env_int("OPSDASH_IMPORT_RETENTION_DAYS", 30, minimum=1)
+OPSDASH_IMPORT_UNSTARTED_HOURS = env_int("OPSDASH_IMPORT_UNSTARTED_HOURS", 24, minimum=1)
 OPSDASH_TASK_RESULT_RETENTION_DAYS = env_int("OPSDASH_TASK_RESULT_RETENTION_DAYS", 30, minimum=1)
 # Four-eyes rule: when on, the last editor of a campaign cannot schedule or send it.
 OPSDASH_FOUR_EYES = env_bool("OPSDASH_FOUR_EYES", False)
@@ -352,6 +360,8 @@ CELERY_BEAT_SCHEDULE = {
     # Batched purge of old TaskResult rows (OPSDASH_TASK_RESULT_RETENTION_DAYS), hourly so
     # each run has little to do.
     "purge-task-results": {"task": "campaigns.tasks.purge_task_results", "schedule": 3600.0},
+    # Uploaded import files and rejected-row reports past their retention, daily.
+    "purge-import-files": {"task": "campaigns.tasks.purge_import_files", "schedule": 86400.0},
 }
 # Celery's built-in backend_cleanup deletes every expired result in one statement; switched
 # off (no expiry) in favour of purge_task_results above.

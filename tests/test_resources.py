@@ -27,6 +27,31 @@ def test_escape_formula_prefixes_every_dangerous_start(value: str) -> None:
     assert escape_formula(value) == "'" + value
 
 
+# What a spreadsheet skips before the sign: spaces, tabs, no-break spaces, line breaks.
+LEADING_BLANKS = [" ", "  ", "\t", "\xa0", "\u202f", "\r\n", "\n", " \xa0\t\r\n", "\ufeff"]
+
+
+@pytest.mark.parametrize("prefix", ["=", "+", "-", "@"])
+@pytest.mark.parametrize("blank", LEADING_BLANKS)
+def test_escape_formula_looks_past_leading_blanks_for_each_sign(prefix: str, blank: str) -> None:
+    value = f'{blank}{prefix}HYPERLINK("http://evil")'
+    assert escape_formula(value) == "'" + value
+
+
+@pytest.mark.parametrize("value", [" Ada", "\xa0ada@example.com", "a=b", "Ann-Marie", "x@y"])
+def test_escape_formula_leaves_blanks_before_plain_text(value: str) -> None:
+    assert escape_formula(value) == value
+
+
+def test_exports_escape_a_formula_hidden_behind_blanks_in_csv_and_xlsx() -> None:
+    RecipientFactory.create(first_name="\xa0=cmd|' /C calc'!A0", last_name="\n+1+1")
+    rows = list(csv.DictReader(io.StringIO(CSV().export_data(RecipientResource().export()))))
+    assert (rows[0]["first_name"], rows[0]["last_name"]) == ("'\xa0=cmd|' /C calc'!A0", "'\n+1+1")
+    header, first = xlsx_rows(XLSX().export_data(RecipientResource().export()))[:2]
+    record = dict(zip(header, first, strict=True))
+    assert record["first_name"].startswith("'") and record["last_name"].startswith("'")
+
+
 @pytest.mark.parametrize("value", ["Ada", "ada@example.com", "", 5, None])
 def test_escape_formula_leaves_everything_else(value: Any) -> None:
     assert escape_formula(value) == value

@@ -7,19 +7,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 from unfold.admin import ModelAdmin
 from unfold.contrib.import_export.forms import ExportForm
 from unfold.decorators import action, display
+from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextareaWidget
 
 from campaigns.admin.base import EstimatedCountPaginator, ExactEmailSearch
 from campaigns.admin.imports import may_import
 from campaigns.models import Audience, Recipient, Subscription
 from campaigns.resources import DeliveryResource, RecipientResource
+from campaigns.services.audiences import (
+    RESUBSCRIBE_PERMISSION,
+    STATUS_CHANGE_PERMISSION,
+    recipient_status_change,
+)
+
+
+class RecipientStatusForm(forms.Form):
+    status = forms.ChoiceField(choices=Recipient.Status.choices, widget=UnfoldAdminSelectWidget)
+    reason = forms.CharField(
+        required=False,
+        max_length=1000,
+        widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
+        help_text="Kept in the audit trail. Required to make a complained address active.",
+    )
 
 
 @admin.register(Recipient)
@@ -40,7 +60,9 @@ class RecipientAdmin(ExactEmailSearch, ExportMixin, ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
-    readonly_fields = ("created_at", "updated_at")
+    # Consent is changed only through "Change status" (its own permission, audited).
+    readonly_fields = ("status", "created_at", "updated_at")
+    actions_detail = ["change_status"]
 
     @display(
         description="Status",
@@ -61,6 +83,43 @@ class RecipientAdmin(ExactEmailSearch, ExportMixin, ModelAdmin):
 
     def has_import_recipients_permission(self, request: HttpRequest) -> bool:
         return may_import(request)
+
+    @action(
+        description="Change status",
+        icon="how_to_reg",
+        permissions=["change_status"],
+        url_path="status",
+    )
+    def change_status(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        """A small form: the new status and why; the service checks and audits it."""
+        recipient = get_object_or_404(Recipient, pk=object_id)
+        form = RecipientStatusForm(request.POST or None, initial={"status": recipient.status})
+        if request.method == "POST" and form.is_valid():
+            try:
+                recipient_status_change(
+                    recipient=recipient,
+                    status=form.cleaned_data["status"],
+                    by=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, f"{recipient.email} is {recipient.status} now.")
+                return HttpResponseRedirect(
+                    reverse("admin:campaigns_recipient_change", args=[recipient.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Change the status of {recipient.email}",
+            "form": form,
+            "recipient": recipient,
+        }
+        return TemplateResponse(request, "admin/campaigns/recipient/status.html", context)
+
+    def has_change_status_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return bool(request.user.has_perm(STATUS_CHANGE_PERMISSION))
 
     @action(description="Export the delivery log (CSV)", permissions=["view_delivery"])
     def export_delivery_log_csv(self, request: HttpRequest) -> HttpResponse:
@@ -107,3 +166,15 @@ class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        """Putting an unsubscribed person back on a list is a re-subscription: it takes the
+        re-subscribe permission, like an import's "resubscribe"."""
+        fields = tuple(super().get_readonly_fields(request, obj))
+        if (
+            obj is not None
+            and obj.status != Subscription.Status.SUBSCRIBED
+            and not request.user.has_perm(RESUBSCRIBE_PERMISSION)
+        ):
+            return (*fields, "status")
+        return fields

@@ -33,6 +33,7 @@ from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import Audience, ImportJob
 from campaigns.selectors import imports as import_selectors
 from campaigns.services import imports as import_services
+from campaigns.services.audiences import RESUBSCRIBE_PERMISSION
 
 TARGET_CHOICES = [
     (import_services.TARGET_EMAIL, "Email address"),
@@ -64,6 +65,20 @@ def may_import(request: HttpRequest) -> bool:
     return bool(request.user.has_perms(IMPORT_PERMISSIONS))
 
 
+def owns(request: HttpRequest, job: ImportJob) -> bool:
+    """An import's file, mapping and controls are its uploader's (and a superuser's)."""
+    return bool(request.user.is_superuser) or job.created_by_id == request.user.pk
+
+
+def own_job(request: HttpRequest, pk: int) -> ImportJob:
+    """The job, when this user uploaded it; another user's job is a 404, so its id tells
+    nothing and its file is never served."""
+    job = get_object_or_404(ImportJob, pk=pk)
+    if not owns(request, job):
+        raise Http404("No such import.")
+    return job
+
+
 class ImportUploadForm(forms.Form):
     file = forms.FileField(
         label="CSV or Excel file",
@@ -89,6 +104,13 @@ class ImportUploadForm(forms.Form):
         widget=UnfoldBooleanWidget,
         help_text="Write nothing if any row is invalid.",
     )
+
+    def __init__(self, *args: Any, may_resubscribe: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not may_resubscribe:
+            # Not offered, so a hand-made POST carrying it is ignored (and the service would
+            # refuse it anyway).
+            del self.fields["resubscribe"]
 
 
 class ImportMappingForm(forms.Form):
@@ -127,7 +149,7 @@ def upload_to_job(request: HttpRequest, form: ImportUploadForm) -> ImportJob | N
         return import_services.import_job_create(
             upload=form.cleaned_data["file"],
             audience=form.cleaned_data["audience"],
-            resubscribe=form.cleaned_data["resubscribe"],
+            resubscribe=form.cleaned_data.get("resubscribe", False),
             all_or_nothing=form.cleaned_data["all_or_nothing"],
             created_by=request.user,
         )
@@ -181,6 +203,11 @@ class ImportJobAdmin(ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # a job is read-only; its views below change it through services
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is not None and not owns(request, obj):
+            return tuple(f for f in self.fields if f != "report_link")
+        return self.fields
+
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
@@ -219,7 +246,11 @@ class ImportJobAdmin(ModelAdmin):
         """The upload: the file is stored and sniffed, then the mapping page previews it."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ImportUploadForm(request.POST or None, request.FILES or None)
+        form = ImportUploadForm(
+            request.POST or None,
+            request.FILES or None,
+            may_resubscribe=request.user.has_perm(RESUBSCRIBE_PERMISSION),
+        )
         if request.method == "POST" and form.is_valid():
             job = upload_to_job(request, form)
             if job is not None:
@@ -239,7 +270,7 @@ class ImportJobAdmin(ModelAdmin):
         """The preview: each column with its first values and a target; posting runs it."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        job = get_object_or_404(ImportJob, pk=pk)
+        job = own_job(request, pk)
         change_url = reverse("admin:campaigns_importjob_change", args=[job.pk])
         if job.status != ImportJob.Status.PENDING or job.task_id:
             return HttpResponseRedirect(change_url)
@@ -288,7 +319,7 @@ class ImportJobAdmin(ModelAdmin):
             return HttpResponseNotAllowed(["POST"])
         if not self.has_add_permission(request):
             raise PermissionDenied
-        job = get_object_or_404(ImportJob, pk=pk)
+        job = own_job(request, pk)
         try:
             import_services.import_job_cancel(job=job, by=request.user)
         except import_services.ImportFileError as exc:
@@ -300,7 +331,7 @@ class ImportJobAdmin(ModelAdmin):
     def report_view(self, request: HttpRequest, pk: int) -> FileResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
-        job = get_object_or_404(ImportJob, pk=pk)
+        job = own_job(request, pk)
         if not job.error_report:
             raise Http404("This import has no rejected rows.")
         return FileResponse(
@@ -323,13 +354,19 @@ class ImportJobAdmin(ModelAdmin):
         if job is not None:
             extra["import_job"] = job
             extra["import_progress"] = import_selectors.import_job_progress(job=job)
-            extra["rejected_rows"] = import_selectors.import_job_rejected_rows(
-                job=job, limit=REJECTED_ROWS_SHOWN
+            # The rejected rows are the file's own lines: its uploader's only, like the report.
+            is_owner = owns(request, job)
+            extra["is_owner"] = is_owner
+            extra["rejected_rows"] = (
+                import_selectors.import_job_rejected_rows(job=job, limit=REJECTED_ROWS_SHOWN)
+                if is_owner
+                else []
             )
             extra["rejected_rows_limit"] = REJECTED_ROWS_SHOWN
-            extra["can_cancel"] = self.has_add_permission(request) and job.status in (
-                ImportJob.Status.PENDING,
-                ImportJob.Status.RUNNING,
+            extra["can_cancel"] = (
+                is_owner
+                and self.has_add_permission(request)
+                and job.status in (ImportJob.Status.PENDING, ImportJob.Status.RUNNING)
             )
         response: HttpResponse = super().change_view(request, object_id, form_url, extra)
         return response

@@ -1,4 +1,8 @@
-"""The demo's mailbox: what the local SMTP catcher received, readable by staff in the admin."""
+"""The demo's mailbox: what the local SMTP catcher received, readable in the admin.
+
+It holds every message of every campaign and test, so every recipient's address and
+personalised content: superusers only, whatever role a staff member has.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,16 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 PAGE_SIZE = 100
+
+
+def _superuser_only(request: HttpRequest) -> None:
+    if not request.user.is_superuser:
+        raise PermissionDenied
 
 
 def _maildir() -> mailbox.Maildir:
@@ -34,6 +44,7 @@ def _summary(key: str, message: EmailMessage) -> dict[str, Any]:
 
 
 def mailbox_view(request: HttpRequest) -> HttpResponse:
+    _superuser_only(request)
     box = _maildir()
     keys = sorted(box.keys(), reverse=True)  # Maildir keys start with the arrival time
     parser = BytesParser(policy=policy.default)
@@ -53,6 +64,7 @@ def mailbox_view(request: HttpRequest) -> HttpResponse:
 
 
 def mailbox_message_view(request: HttpRequest, key: str) -> HttpResponse:
+    _superuser_only(request)
     box = _maildir()
     try:
         message = BytesParser(policy=policy.default).parsebytes(box.get_bytes(key))

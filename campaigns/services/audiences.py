@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from django.core import signing
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
-from campaigns.models import Recipient, Subscription
+from campaigns.models import AuditEntry, Recipient, Subscription
+from campaigns.services.audit import By, acting_user, audit_record
 from campaigns.services.rendering import public_url
 
 _UNSUBSCRIBE_SALT = "opsdash.unsubscribe.v1"
@@ -21,6 +23,19 @@ SUPPRESSED_STATUSES = (
 # The suppressed statuses a person may lift by asking to be subscribed again (an import with
 # "resubscribe"); a spam complaint is never lifted that way.
 RESUBSCRIBABLE_STATUSES = (Recipient.Status.UNSUBSCRIBED, Recipient.Status.BOUNCED)
+# Both override what a person asked for (or what their mail server said), so they are
+# permissions of their own, given to approvers (migration 0013), not to editors.
+RESUBSCRIBE_PERMISSION = "campaigns.resubscribe_recipient"
+STATUS_CHANGE_PERMISSION = "campaigns.change_recipient_status"
+
+
+def actor_may(*, by: By, permission: str) -> bool:
+    """Whether ``by`` holds ``permission``. ``None`` is the system itself (a management
+    command, a worker acting on a person's earlier request) and may; an anonymous user may not."""
+    if by is None:
+        return True
+    user = acting_user(by)
+    return user is not None and user.has_perm(permission)
 
 
 class InvalidEmail(ValueError):
@@ -92,3 +107,39 @@ def recipient_suppress(*, recipient_ids: list[int], status: str) -> int:
     if status not in (Recipient.Status.BOUNCED, Recipient.Status.COMPLAINED):
         raise ValueError(f"cannot suppress with status {status!r}")
     return Recipient.objects.filter(pk__in=recipient_ids).update(status=status)
+
+
+@transaction.atomic
+def recipient_status_change(*, recipient: Recipient, status: str, by: By, reason: str = "") -> bool:
+    """Changes a recipient's consent status by hand, audited; False when it already was so.
+
+    Lifting a spam complaint overrides the strongest "no" a person can give, so complained →
+    active needs a reason in words. Unsubscribing also leaves every audience, as the person's
+    own unsubscribe link does. Raises PermissionDenied or ValidationError.
+    """
+    if not actor_may(by=by, permission=STATUS_CHANGE_PERMISSION):
+        raise PermissionDenied("Changing a recipient's status needs its own permission.")
+    if status not in Recipient.Status.values:
+        raise ValidationError(f"{status!r} is not a recipient status.")
+    reason = reason.strip()
+    old = (
+        Recipient.objects.select_for_update().values_list("status", flat=True).get(pk=recipient.pk)
+    )
+    if old == status:
+        return False
+    if old == Recipient.Status.COMPLAINED and status == Recipient.Status.ACTIVE and not reason:
+        raise ValidationError(
+            "This person marked a message as spam: say why they may be mailed again."
+        )
+    Recipient.objects.filter(pk=recipient.pk).update(status=status, updated_at=timezone.now())
+    if status == Recipient.Status.UNSUBSCRIBED:
+        Subscription.objects.filter(
+            recipient_id=recipient.pk, status=Subscription.Status.SUBSCRIBED
+        ).update(status=Subscription.Status.UNSUBSCRIBED)
+    recipient.status = status
+    audit_record(
+        action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
+        actor=by,
+        changes={"recipient": recipient.pk, "from": old, "to": status, "reason": reason},
+    )
+    return True

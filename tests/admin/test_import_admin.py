@@ -312,3 +312,82 @@ def test_importing_takes_the_recipient_permissions_as_well(client: Client) -> No
     )
     page = client.get(reverse("admin:campaigns_recipient_changelist")).content.decode()
     assert reverse("admin:campaigns_recipient_import_recipients") not in page
+
+
+# --- Consent and ownership --------------------------------------------------------------
+
+
+def logged_in(*roles: str) -> tuple[Client, Any]:
+    from tests.admin.helpers import user_with_roles
+
+    user = user_with_roles(*roles)
+    client = Client()
+    client.force_login(user)
+    return client, user
+
+
+def test_the_resubscribe_option_is_offered_only_with_its_permission() -> None:
+    RecipientFactory.create(email="ada@example.com", status=Recipient.Status.UNSUBSCRIBED)
+    editor, _ = logged_in("editor")
+    assert (
+        'name="resubscribe"'
+        not in editor.get(reverse("admin:campaigns_importjob_add")).content.decode()
+    )
+    # A hand-made POST carrying the option is not honoured.
+    job = upload(editor, "email\nada@example.com\n", resubscribe="on")
+    assert job.resubscribe is False
+    run_mapped(editor, job)
+    assert Recipient.objects.get().status == Recipient.Status.UNSUBSCRIBED
+    assert not AuditEntry.objects.filter(action=AuditEntry.Action.RESUBSCRIBED).exists()
+
+    both, user = logged_in("editor", "approver")
+    page = both.get(reverse("admin:campaigns_importjob_add")).content.decode()
+    assert 'name="resubscribe"' in page
+    run_mapped(both, upload(both, "email\nada@example.com\n", resubscribe="on"))
+    assert Recipient.objects.get().status == Recipient.Status.ACTIVE
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.RESUBSCRIBED)
+    assert (entry.actor, entry.changes["resubscribed"]) == (user, 1)
+
+
+def test_another_users_import_is_not_found_on_every_one_of_its_views(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    owner, _ = logged_in("editor")
+    other, _ = logged_in("editor")
+    job = upload(owner, "email\nada@example.com\nnot-an-email\n")
+    mapping = reverse("admin:campaigns_importjob_mapping", args=[job.pk])
+    assert other.get(mapping).status_code == 404
+    assert run_mapped(other, job).status_code == 404
+    cancel = reverse("admin:campaigns_importjob_cancel", args=[job.pk])
+    assert other.post(cancel).status_code == 404
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.PENDING and not Recipient.objects.exists()
+
+    run_mapped(owner, job)
+    job.refresh_from_db()
+    assert job.error_report
+    report = reverse("admin:campaigns_importjob_report", args=[job.pk])
+    assert other.get(report).status_code == 404
+    assert owner.get(report).status_code == 200
+    change = reverse("admin:campaigns_importjob_change", args=[job.pk])
+    assert "not-an-email" not in other.get(change).content.decode()
+    assert report not in other.get(change).content.decode()
+    assert "not-an-email" in owner.get(change).content.decode()
+    auditor, _ = logged_in("auditor")
+    assert auditor.get(report).status_code == 404
+    superuser = Client()
+    superuser.force_login(UserFactory.create(is_superuser=True, is_staff=True))
+    assert superuser.get(report).status_code == 200
+
+
+def test_a_tiny_workbook_claiming_a_whole_sheet_is_refused_on_the_upload_form(
+    admin_client: Client, settings: Settings
+) -> None:
+    response = admin_client.post(
+        reverse("admin:campaigns_importjob_add"),
+        {"file": fixture_upload("huge_dimension.xlsx")},
+    )
+    assert response.status_code == 200
+    assert "declares 1,048,576 rows x 16,384 columns" in response.content.decode()
+    assert ImportJob.objects.count() == 0
+    assert not any(Path(settings.MEDIA_ROOT).rglob("*.*"))

@@ -1,17 +1,38 @@
-"""Each role can do its part and nothing more; an account without staff status gets nothing."""
+"""Each role can do its part and nothing more; an account without staff status gets nothing.
+
+The walk at the end takes every route under admin/ (each ModelAdmin's views, custom views,
+import/export, actions, the mailbox) for every role; a route without a row fails the test.
+"""
 
 from __future__ import annotations
 
+import mailbox
+import re
+from collections.abc import Iterator
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
 import pytest
 from django.contrib.auth.models import Group, User
+from django.contrib.contenttypes.models import ContentType
+from django.core.files.base import ContentFile
 from django.test import Client
-from django.urls import reverse
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
+from django_celery_results.models import GroupResult, TaskResult
 from pytest_django import Settings
 
-from campaigns.models import AuditEntry, Campaign, Send
+from campaigns.models import AuditEntry, Campaign, Delivery, ImportJob, Send
 from campaigns.services.campaigns import campaign_save
 from tests.admin.helpers import campaign_form_data, ensure_role_groups, user_with_roles
-from tests.factories import CampaignFactory, UserFactory, audience_with
+from tests.factories import CampaignFactory, SubscriptionFactory, UserFactory, audience_with
 
 pytestmark = pytest.mark.django_db
 
@@ -194,3 +215,251 @@ def test_only_editors_may_start_an_import(role: str, allowed: bool) -> None:
     client, _ = client_for(role)
     status = client.get(reverse("admin:campaigns_importjob_add")).status_code
     assert status == (200 if allowed else 403)
+
+
+# --- Every admin URL, for every role ----------------------------------------------------
+
+WALK_ROLES = ("editor", "approver", "auditor", "nonstaff")
+
+
+def admin_routes() -> Iterator[str]:
+    def walk(patterns: list[Any], prefix: str) -> Iterator[str]:
+        for pattern in patterns:
+            route = prefix + str(pattern.pattern)
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, route)
+            elif isinstance(pattern, URLPattern) and route.startswith("admin/"):
+                yield route
+
+    return walk(get_resolver().url_patterns, "")
+
+
+class World:
+    """One object of every kind an admin URL can name."""
+
+    def __init__(self, media: Path, maildir: Path) -> None:
+        self.uploader = UserFactory.create()
+        subscription = SubscriptionFactory.create()
+        self.recipient = subscription.recipient
+        campaign = CampaignFactory.create(audiences=[subscription.audience])
+        send = Send.objects.create(campaign=campaign, occurrence_key="once")
+        job = ImportJob(created_by=self.uploader, mapping={"headers": ["email"]})
+        job.file.save("people.csv", ContentFile(b"email\nada@example.com\n"), save=False)
+        job.error_report.save("rejects.csv", ContentFile(b"line,email\n2,x\n"), save=False)
+        job.save()
+        interval = IntervalSchedule.objects.create(every=10, period="seconds")
+        message = EmailMessage()
+        message["Subject"] = "Hi"
+        self.mail_key = mailbox.Maildir(maildir, create=True).add(message)
+        self.task_id = "0b9ad0a8-aaaa-bbbb-cccc-000000000001"
+        self.ids: dict[str, Any] = {
+            "auth/group": Group.objects.get(name="editor").pk,
+            "auth/user": self.uploader.pk,
+            "campaigns/campaign": campaign.pk,
+            "campaigns/send": send.pk,
+            "campaigns/delivery": Delivery.objects.create(send=send, recipient=self.recipient).pk,
+            "campaigns/recipient": self.recipient.pk,
+            "campaigns/audience": subscription.audience.pk,
+            "campaigns/subscription": subscription.pk,
+            "campaigns/importjob": job.pk,
+            "campaigns/auditentry": AuditEntry.objects.create(
+                action="created", campaign=campaign
+            ).pk,
+            "django_celery_beat/periodictask": PeriodicTask.objects.create(
+                name="t", task="campaigns.tasks.reap_deliveries", interval=interval
+            ).pk,
+            "django_celery_beat/intervalschedule": interval.pk,
+            "django_celery_beat/crontabschedule": CrontabSchedule.objects.create().pk,
+            "django_celery_beat/solarschedule": SolarSchedule.objects.create(
+                event="sunrise", latitude=1, longitude=1
+            ).pk,
+            "django_celery_beat/clockedschedule": ClockedSchedule.objects.create(
+                clocked_time="2030-01-01T00:00Z"
+            ).pk,
+            "django_celery_results/taskresult": TaskResult.objects.create(task_id=self.task_id).pk,
+            "django_celery_results/groupresult": GroupResult.objects.create(group_id="g").pk,
+        }
+
+    def url(self, route: str) -> str:
+        model = "/".join(route.split("/")[1:3])
+        values = {
+            "object_id": self.ids.get(model, ""),
+            "pk": self.ids.get(model, ""),
+            "id": self.uploader.pk,
+            "key": self.mail_key,
+            "task_id": self.task_id,
+            "content_type_id": ContentType.objects.get_for_model(ImportJob).pk,
+            "app_label": "campaigns",
+            "url": "no-such-page/",
+        }
+        url = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values[m.group(1)]), route)
+        url = re.sub(r"\(\?P<(\w+)>[^)]*\)", lambda m: str(values[m.group(1)]), url)
+        url = url.replace("^", "").replace("$", "")
+        return "/" + url
+
+
+@pytest.fixture
+def world(settings: Settings, tmp_path: Path) -> World:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.OPSDASH_MAILBOX_DIR = str(tmp_path / "mail")
+    return World(tmp_path / "media", tmp_path / "mail")
+
+
+def walk_clients() -> dict[str, Client]:
+    """One client per role; "nonstaff" holds every role's group but not staff status."""
+    result = {}
+    for role in WALK_ROLES:
+        client = Client()
+        if role == "nonstaff":
+            user = user_with_roles("editor", "approver", "auditor", is_staff=False)
+        else:
+            user = user_with_roles(role)
+        client.force_login(user)
+        result[role] = client
+    return result
+
+
+# Expected status codes per role: (editor, approver, auditor, nonstaff). A non-staff account is
+# sent to the login page (302) everywhere. 200 reads, 302 redirects (or runs an action), 403 is
+# refused, 404 hides what is not this user's, 405 is POST-only (see POST_EXPECTED).
+Codes = tuple[int, int, int, int]
+READ: Codes = (200, 200, 200, 302)
+EDITOR: Codes = (200, 403, 403, 302)
+APPROVER: Codes = (403, 200, 403, 302)
+NOBODY: Codes = (403, 403, 403, 302)
+REDIRECT: Codes = (302, 302, 302, 302)
+NOT_FOUND: Codes = (404, 404, 404, 302)
+AUDITOR: Codes = (403, 403, 200, 302)
+
+
+def model_routes(
+    path: str, *, read: Codes = READ, add: Codes = NOBODY, delete: Codes = NOBODY
+) -> dict[str, Codes]:
+    """The six routes every ModelAdmin has."""
+    base = f"admin/{path}/"
+    return {
+        base: read,
+        f"{base}add/": add,
+        f"{base}<path:object_id>/history/": read,
+        f"{base}<path:object_id>/delete/": delete,
+        f"{base}<path:object_id>/change/": read,
+        f"{base}<path:object_id>/": REDIRECT,  # the old-style URL, redirected to change/
+    }
+
+
+EXPECTED: dict[str, Codes] = {
+    # The demo mailbox holds everyone's mail: superusers only.
+    "admin/mailbox/": NOBODY,
+    "admin/mailbox/<str:key>/": NOBODY,
+    "admin/system-status/": READ,
+    "admin/search/": READ,
+    "admin/": READ,
+    "admin/login/": (302, 302, 302, 200),  # logged in already: on to the index
+    "admin/logout/": (405, 405, 405, 302),  # POST only
+    "admin/password_change/": READ,
+    "admin/password_change/done/": READ,
+    "admin/autocomplete/": NOBODY,  # without a field to complete
+    "admin/jsi18n/": READ,
+    "admin/r/<path:content_type_id>/<path:object_id>/": NOT_FOUND,  # no public page
+    "admin/^(?P<app_label>auth|campaigns|django_celery_beat|django_celery_results)/$": NOT_FOUND,
+    "admin/(?P<url>.*)$": NOT_FOUND,
+    # Users and groups: the auditor reads them (who holds which role); nobody else.
+    **model_routes("auth/group", read=AUDITOR),
+    **model_routes("auth/user", read=AUDITOR),
+    "admin/auth/user/<id>/password/": NOBODY,
+    # Campaigns: editors write and test, approvers approve and send (POST only, below).
+    **model_routes("campaigns/campaign", add=EDITOR, delete=EDITOR),
+    "admin/campaigns/campaign/preview/": (405, 405, 405, 302),
+    "admin/campaigns/campaign/task-state/<str:task_id>/": NOT_FOUND,  # not a test task
+    "admin/campaigns/campaign/<path:object_id>/send_now/": (403, 405, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/schedule_campaign/": (403, 405, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/unschedule_campaign/": (403, 405, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/approve/": (403, 405, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/send_test_to_me/": (405, 403, 403, 302),
+    **model_routes("campaigns/send"),
+    "admin/campaigns/send/<path:object_id>/pause/": (403, 405, 403, 302),
+    "admin/campaigns/send/<path:object_id>/resume/": (403, 405, 403, 302),
+    "admin/campaigns/send/<path:object_id>/cancel/": (403, 405, 403, 302),
+    **model_routes("campaigns/delivery"),
+    # Recipients: editors add and edit (never the status); approvers change the status.
+    **model_routes("campaigns/recipient", add=EDITOR),
+    "admin/campaigns/recipient/<path:object_id>/status/": APPROVER,
+    "admin/campaigns/recipient/export/": READ,
+    "admin/campaigns/recipient/export_delivery_log_csv/": READ,
+    "admin/campaigns/recipient/export_delivery_log_xlsx/": READ,
+    "admin/campaigns/recipient/import_recipients/": (302, 403, 403, 302),  # to the upload
+    **model_routes("campaigns/audience", add=EDITOR),
+    **model_routes("campaigns/subscription", add=EDITOR),
+    # Imports: editors upload; a job's mapping and report are its uploader's (here someone
+    # else's, so 404 for the editor); its progress (counts only) is for every reader.
+    **model_routes("campaigns/importjob", add=EDITOR),
+    "admin/campaigns/importjob/<int:pk>/mapping/": (404, 403, 403, 302),
+    "admin/campaigns/importjob/<int:pk>/progress/": READ,
+    "admin/campaigns/importjob/<int:pk>/cancel/": (405, 405, 405, 302),
+    "admin/campaigns/importjob/<int:pk>/report/": NOT_FOUND,
+    **model_routes("campaigns/auditentry"),
+    # Celery: read-only for every role; beat's PeriodicTasks belong to the campaign services.
+    **model_routes("django_celery_beat/periodictask"),
+    **model_routes("django_celery_beat/intervalschedule"),
+    **model_routes("django_celery_beat/crontabschedule"),
+    **model_routes("django_celery_beat/solarschedule"),
+    **model_routes("django_celery_beat/clockedschedule"),
+    **model_routes("django_celery_results/taskresult"),
+    **model_routes("django_celery_results/groupresult"),
+}
+
+# POST to every POST-only route (and the status form): who lacks the permission gets 403.
+POST_EXPECTED: dict[str, Codes] = {
+    "admin/campaigns/importjob/<int:pk>/cancel/": (404, 403, 403, 302),
+    # Rendering a preview: open to every reader on this branch (see the preview's own rules).
+    "admin/campaigns/campaign/preview/": (200, 200, 200, 302),
+    "admin/campaigns/campaign/<path:object_id>/send_now/": (403, 302, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/schedule_campaign/": (403, 302, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/unschedule_campaign/": (403, 302, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/approve/": (403, 302, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/send_test_to_me/": (302, 403, 403, 302),
+    "admin/campaigns/send/<path:object_id>/pause/": (403, 302, 403, 302),
+    "admin/campaigns/send/<path:object_id>/resume/": (403, 302, 403, 302),
+    "admin/campaigns/send/<path:object_id>/cancel/": (403, 302, 403, 302),
+    "admin/campaigns/recipient/<path:object_id>/status/": (403, 200, 403, 302),
+}
+POST_NOT_WALKED = ("admin/logout/",)  # would log the client out; Django's own view
+
+
+def mismatches(wrong: dict[str, tuple[tuple[int, ...], Codes]]) -> str:
+    return "(got, expected) per route:\n" + "\n".join(f"{r}: {c}" for r, c in wrong.items())
+
+
+def test_every_admin_url_gives_each_role_exactly_its_part(world: World) -> None:
+    clients = walk_clients()
+    routes = list(admin_routes())
+    unknown = sorted(set(routes) - set(EXPECTED))
+    assert not unknown, f"admin URLs without an expected row (add them to EXPECTED): {unknown}"
+    assert not set(EXPECTED) - set(routes), "EXPECTED names routes that no longer exist"
+    wrong = {}
+    for route in routes:
+        url = world.url(route)
+        codes = tuple(clients[role].get(url).status_code for role in WALK_ROLES)
+        if codes != EXPECTED[route]:
+            wrong[route] = (codes, EXPECTED[route])
+    assert not wrong, "(got, expected) per route:\n" + "\n".join(
+        f"{r}: {c}" for r, c in wrong.items()
+    )
+
+
+def test_every_post_only_admin_url_refuses_roles_without_its_permission(world: World) -> None:
+    post_only = {route for route, codes in EXPECTED.items() if 405 in codes[:3]}
+    post_only -= set(POST_NOT_WALKED)
+    assert post_only <= set(POST_EXPECTED), (
+        f"POST-only routes without a row: {post_only - set(POST_EXPECTED)}"
+    )
+    clients = walk_clients()
+    wrong = {}
+    for route, expected in POST_EXPECTED.items():
+        url = world.url(route)
+        codes = tuple(clients[role].post(url).status_code for role in WALK_ROLES)
+        if codes != expected:
+            wrong[route] = (codes, expected)
+    assert not wrong, "(got, expected) per route:\n" + "\n".join(
+        f"{r}: {c}" for r, c in wrong.items()
+    )

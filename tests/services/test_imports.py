@@ -161,7 +161,8 @@ def test_resubscribe_reactivates_unsubscribed_and_bounced_but_never_complained()
     )
     RecipientFactory.create(email="grace@example.com", status=Recipient.Status.COMPLAINED)
 
-    job = run("valid.csv", audience=audience, resubscribe=True)
+    by = UserFactory.create(is_superuser=True)  # re-subscribing takes its own permission
+    job = run("valid.csv", audience=audience, resubscribe=True, by=by)
 
     ada.refresh_from_db()
     assert ada.status == Recipient.Status.ACTIVE

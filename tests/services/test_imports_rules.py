@@ -275,3 +275,52 @@ def test_a_file_named_xlsx_that_is_no_workbook_is_refused(tmp_path: Path) -> Non
     path.write_text("email\nada@example.com\n")
     with pytest.raises(ImportFileError, match="cannot be read as an Excel workbook"):
         create(path)
+
+
+def test_a_1_5_kb_workbook_declaring_a_whole_sheet_is_refused_before_any_cell_is_read(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixture is a hand-made workbook of two cells whose dimension claims A1:XFD1048576,
+    about 17 billion cells: the sheet must be refused from that claim, never iterated."""
+    from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+    path = FIXTURES / "huge_dimension.xlsx"
+    assert path.stat().st_size < 2048
+
+    def no_cells(*_: object, **__: object) -> None:
+        raise AssertionError("a cell was read")
+
+    monkeypatch.setattr(ReadOnlyWorksheet, "_cells_by_row", no_cells)
+    with pytest.raises(ImportFileError, match="declares 1,048,576 rows x 16,384 columns"):
+        create(path)
+    assert ImportJob.objects.count() == 0
+    assert not any((Path(settings.MEDIA_ROOT)).rglob("*.csv"))
+
+
+def test_more_rows_than_the_request_cap_always_go_to_the_background(
+    settings: Settings, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A file small in bytes but long in rows is not imported in the web request."""
+    settings.OPSDASH_IMPORT_SYNC_MAX_ROWS = 3
+    published: list[int] = []
+
+    def publish(pk: int) -> str:
+        published.append(pk)
+        return "task"
+
+    job = create(FIXTURES / "valid.csv")  # six rows, a few hundred bytes
+    assert job.file.size < settings.OPSDASH_IMPORT_BACKGROUND_BYTES
+    with django_capture_on_commit_callbacks(execute=True):
+        job = import_job_start(
+            job=job,
+            columns=job.mapping["columns"],
+            by=None,
+            background=False,
+            publish=publish,
+        )
+    assert job.status == ImportJob.Status.PENDING and published == [job.pk]
+    assert Recipient.objects.count() == 0
+
+    settings.OPSDASH_IMPORT_SYNC_MAX_ROWS = 6
+    job = run(FIXTURES / "valid.csv", background=False)
+    assert job.status == ImportJob.Status.COMPLETED and job.task_id == ""

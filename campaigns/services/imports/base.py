@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from campaigns.models import ImportJob
 
@@ -24,6 +24,10 @@ class ImportCounts:
     invalid: int = 0
     # Set when the file had more addresses than the parser dedupes in memory.
     needs_dedupe: bool = False
+    # Opted-out or suppressed addresses a "resubscribe" import made active again, and the
+    # first RESUBSCRIBED_IDS_KEPT of their recipient ids, for the audit trail.
+    resubscribed: int = 0
+    resubscribed_ids: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
         return (

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from campaigns.models import Audience, AuditEntry, ImportJob
 from campaigns.publishers import publish_import
+from campaigns.services.audiences import RESUBSCRIBE_PERMISSION, actor_may
 from campaigns.services.audit import By, acting_user, audit_record
 from campaigns.services.imports.base import (
     ImportCancelled,
@@ -53,7 +55,11 @@ def import_job_create(
     all_or_nothing: bool = False,
 ) -> ImportJob:
     """Stores the upload (a workbook as the CSV it converts to) and reads its shape; the job
-    then waits for its column mapping. The stored file is the only copy any later step reads."""
+    then waits for its column mapping. The stored file is the only copy any later step reads.
+
+    Raises PermissionDenied when ``resubscribe`` is asked by someone who may not re-subscribe.
+    """
+    resubscribe_check(resubscribe=resubscribe, by=created_by)
     # Checked before storing, so an oversized upload never lands in media storage.
     file_size_check(upload.size or 0)
     name = Path(upload.name or "import.csv").name
@@ -81,6 +87,12 @@ def import_job_create(
     return job
 
 
+def resubscribe_check(*, resubscribe: bool, by: By) -> None:
+    """Re-subscribing overrides what people asked for: only with its own permission."""
+    if resubscribe and not actor_may(by=by, permission=RESUBSCRIBE_PERMISSION):
+        raise PermissionDenied("Re-subscribing opted-out addresses needs its own permission.")
+
+
 def _file_store(job: ImportJob, upload: File[Any], name: str) -> None:
     if not is_workbook(name):
         job.file.save(name, upload, save=False)
@@ -93,8 +105,13 @@ def _file_store(job: ImportJob, upload: File[Any], name: str) -> None:
 
 
 def import_job_runs_in_background(*, job: ImportJob, background: bool) -> bool:
-    """A file over the background threshold always goes to a worker; a smaller one when asked."""
-    return background or job.file.size > settings.OPSDASH_IMPORT_BACKGROUND_BYTES
+    """A file over the background thresholds (bytes, or rows) always goes to a worker; a
+    smaller one when asked. ``total_rows`` counts line breaks, never fewer than the rows."""
+    return (
+        background
+        or job.file.size > settings.OPSDASH_IMPORT_BACKGROUND_BYTES
+        or job.total_rows > settings.OPSDASH_IMPORT_SYNC_MAX_ROWS
+    )
 
 
 def import_job_start(
@@ -125,6 +142,7 @@ def _job_map(job: ImportJob, columns: list[str], by: By) -> ImportJob:
     job = ImportJob.objects.select_for_update().get(pk=job.pk)
     if job.status != Status.PENDING or job.task_id:
         raise ImportFileError("This import has already been started.")
+    resubscribe_check(resubscribe=job.resubscribe, by=by)
     mapping_validate(headers=list(job.mapping.get("headers", [])), columns=columns)
     job.mapping = {**job.mapping, "columns": columns}
     job.save(update_fields=["mapping"])
@@ -279,6 +297,22 @@ def _job_finish(
             import_job=job,
             changes={"status": status, **counts.as_changes()},
         )
+    if job.resubscribe and status == Status.COMPLETED:
+        _resubscribed_record(job, counts)
+
+
+def _resubscribed_record(job: ImportJob, counts: ImportCounts) -> None:
+    """Who re-subscribed how many opted-out addresses, and which (the first ids)."""
+    audit_record(
+        action=AuditEntry.Action.RESUBSCRIBED,
+        actor=job.created_by,
+        import_job=job,
+        changes={
+            "resubscribed": counts.resubscribed,
+            "recipient_ids": counts.resubscribed_ids,
+            "audience": job.audience_id,
+        },
+    )
 
 
 def _job_progress(job: ImportJob, processed: int) -> None:

@@ -24,6 +24,8 @@ _ACTIVE = Recipient.Status.ACTIVE
 _SUBSCRIBED = Subscription.Status.SUBSCRIBED
 # What a resubscribing import still leaves alone: a spam complaint needs a person's decision.
 _NEVER_RESUBSCRIBED = tuple(s for s in SUPPRESSED_STATUSES if s not in RESUBSCRIBABLE_STATUSES)
+# How many re-subscribed recipients the audit entry names by id; the count is always exact.
+RESUBSCRIBED_IDS_KEPT = 1_000
 
 
 def _in(values: tuple[str, ...]) -> str:
@@ -56,6 +58,8 @@ def staged_merge(*, job: ImportJob, store: Staging, counts: ImportCounts) -> Non
         suppressed = _rejects_suppressed(cursor, job)
         cancel_check(job)
         created, updated, existing = _classify(cursor, job, store)
+        if job.resubscribe:
+            counts.resubscribed, counts.resubscribed_ids = _resubscribed(cursor, job)
         _recipients_upsert(cursor, job, store, now)
         cancel_check(job)
         if job.audience_id:
@@ -128,6 +132,28 @@ def _classify(cursor: CursorWrapper, job: ImportJob, store: Staging) -> tuple[in
     )
     created, updated, existing = cursor.fetchone()
     return int(created), int(updated), int(existing)
+
+
+def _resubscribed(cursor: CursorWrapper, job: ImportJob) -> tuple[int, list[int]]:
+    """Known addresses this import re-subscribes: opted out or bounced, or (with an audience)
+    unsubscribed from it. Read before the upsert changes them: (how many, the first ids)."""
+    join_subscription, params, condition = "", [], f"r.status IN {_in(RESUBSCRIBABLE_STATUSES)}"
+    if job.audience_id:
+        join_subscription = (
+            f"LEFT JOIN {SUBSCRIPTIONS} s ON s.recipient_id = r.id AND s.audience_id = %s"
+        )
+        params.append(job.audience_id)
+        condition += (
+            f" OR (s.status <> '{_SUBSCRIBED}' AND r.status NOT IN {_in(_NEVER_RESUBSCRIBED)})"
+        )
+    cursor.execute(
+        f"SELECT count(*) OVER (), r.id FROM import_stage u "
+        f"JOIN {RECIPIENTS} r ON r.email = u.email {join_subscription} "
+        f"WHERE {condition} ORDER BY r.id LIMIT {RESUBSCRIBED_IDS_KEPT}",
+        params,
+    )
+    rows = cursor.fetchall()
+    return (int(rows[0][0]) if rows else 0), [int(row[1]) for row in rows]
 
 
 def _recipients_upsert(cursor: CursorWrapper, job: ImportJob, store: Staging, now: Any) -> None:
