@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog
 from django.contrib.auth.models import Group, User
 from django.contrib.contenttypes.models import ContentType
 from django.core.files.base import ContentFile
@@ -278,6 +279,12 @@ class World:
             ).pk,
             "django_celery_results/taskresult": TaskResult.objects.create(task_id=self.task_id).pk,
             "django_celery_results/groupresult": GroupResult.objects.create(group_id="g").pk,
+            "axes/accessattempt": AccessAttempt.objects.create(
+                username="someone", ip_address="192.0.2.1", failures_since_start=3
+            ).pk,
+            "axes/accessfailurelog": AccessFailureLog.objects.create(
+                username="someone", ip_address="192.0.2.1"
+            ).pk,
         }
 
     def url(self, route: str) -> str:
@@ -361,7 +368,12 @@ EXPECTED: dict[str, Codes] = {
     "admin/autocomplete/": NOBODY,  # without a field to complete
     "admin/jsi18n/": READ,
     "admin/r/<path:content_type_id>/<path:object_id>/": NOT_FOUND,  # no public page
-    "admin/^(?P<app_label>auth|campaigns|django_celery_beat|django_celery_results)/$": NOT_FOUND,
+    "admin/^(?P<app_label>auth|campaigns|django_celery_beat|django_celery_results|axes)/$": (
+        NOT_FOUND
+    ),
+    # Login lockouts: superusers only, whatever a group grants.
+    **model_routes("axes/accessattempt", read=NOBODY),
+    **model_routes("axes/accessfailurelog", read=NOBODY),
     "admin/(?P<url>.*)$": NOT_FOUND,
     # Users and groups: the auditor reads them (who holds which role); nobody else.
     **model_routes("auth/group", read=AUDITOR),
@@ -369,7 +381,7 @@ EXPECTED: dict[str, Codes] = {
     "admin/auth/user/<id>/password/": NOBODY,
     # Campaigns: editors write and test, approvers approve and send (POST only, below).
     **model_routes("campaigns/campaign", add=EDITOR, delete=EDITOR),
-    "admin/campaigns/campaign/preview/": (405, 405, 405, 302),
+    "admin/campaigns/campaign/preview/": (405, 405, 405, 302),  # POST only; editors, below
     "admin/campaigns/campaign/task-state/<str:task_id>/": NOT_FOUND,  # not a test task
     "admin/campaigns/campaign/<path:object_id>/send_now/": (403, 405, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/schedule_campaign/": (403, 405, 403, 302),
@@ -412,7 +424,7 @@ EXPECTED: dict[str, Codes] = {
 POST_EXPECTED: dict[str, Codes] = {
     "admin/campaigns/importjob/<int:pk>/cancel/": (404, 403, 403, 302),
     # Rendering a preview: open to every reader on this branch (see the preview's own rules).
-    "admin/campaigns/campaign/preview/": (200, 200, 200, 302),
+    "admin/campaigns/campaign/preview/": EDITOR,  # rendering needs the right to write it
     "admin/campaigns/campaign/<path:object_id>/send_now/": (403, 302, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/schedule_campaign/": (403, 302, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/unschedule_campaign/": (403, 302, 403, 302),
