@@ -43,11 +43,17 @@ def advisory_key(name: str) -> int:
 
 
 def _task_key(task_id: str) -> int:
-    return advisory_key(f"opsdash:batch:{task_id}")
+    return advisory_key(f"opsdash:{_database()}:batch:{task_id}")
 
 
 def _send_key(send_id: int) -> int:
-    return advisory_key(f"opsdash:send:{send_id}")
+    return advisory_key(f"opsdash:{_database()}:send:{send_id}")
+
+
+def _database() -> str:
+    # Advisory locks are server-wide: another database on the same server (another
+    # installation, the tests) has its own send 7.
+    return str(default_connection.settings_dict["NAME"])
 
 
 def _uses_advisory_locks(conn: BaseDatabaseWrapper) -> bool:
