@@ -148,7 +148,7 @@ def test_an_outcome_write_reconnects_when_the_database_drops_the_connection() ->
         pending=pending,
         result=result,
         reconnected=lambda: calls.append("reconnected"),
-        interrupted=lambda: calls.append("interrupted"),
+        interrupted=lambda _since: calls.append("interrupted"),
         sleep=lambda _: None,
     )
 
@@ -175,7 +175,7 @@ def test_an_outcome_write_gives_up_after_its_retry_time_with_a_typed_error(
             pending=pending,
             result=BatchResult(),
             reconnected=lambda: None,
-            interrupted=lambda: None,
+            interrupted=lambda _since: None,
         )
 
     assert raised.value.service == Service.DATABASE

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db.models import Q
@@ -155,9 +156,9 @@ class _Watch:
     redis_told: bool = False
     database_told: bool = False
 
-    def database_lost(self) -> None:
+    def database_lost(self, since: datetime) -> None:
         if not self.database_told:
-            send_wait_begin(send_id=self.send_id, service=Service.DATABASE)
+            send_wait_begin(send_id=self.send_id, service=Service.DATABASE, since=since)
             self.database_told = self.waiting = True
 
     def after_flush(self) -> None:

@@ -45,9 +45,10 @@ def send_wait_marker(*, send_id: int) -> tuple[str, datetime | None]:
         return service, None
 
 
-def send_wait_begin(*, send_id: int, service: str) -> None:
-    """Records that a send's batches wait for ``service`` (the first report wins)."""
-    now = timezone.now()
+def send_wait_begin(*, send_id: int, service: str, since: datetime | None = None) -> None:
+    """Records that a send's batches wait for ``service`` since ``since`` (now when not given);
+    the first report wins."""
+    now = since or timezone.now()
     if service == Service.DATABASE:
         try:
             value = f"{service}|{now.isoformat()}"

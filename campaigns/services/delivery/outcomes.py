@@ -225,7 +225,7 @@ def outcomes_write(
     pending: Pending,
     result: BatchResult,
     reconnected: Callable[[], None],
-    interrupted: Callable[[], None],
+    interrupted: Callable[[datetime], None],
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Writes pending outcomes, waiting out a lost database connection; nothing is sent meanwhile.
@@ -240,6 +240,9 @@ def outcomes_write(
     deadline = time.monotonic() + settings.OPSDASH_DELIVERY_DB_RETRY_SECONDS
     delay, told = 0.25, False
     while True:
+        # A write to a server going down can hang before it fails: the outage began when the
+        # write was sent, not when its error came back.
+        attempted_at = timezone.now()
         try:
             if told:
                 reconnected()
@@ -249,7 +252,7 @@ def outcomes_write(
             connection.close()
             if not told:
                 logger.warning("Outcome write of send %s failed (%s); retrying", send_id, exc)
-                interrupted()
+                interrupted(attempted_at)
                 told = True
             if time.monotonic() + delay > deadline:
                 raise DeliveryInterrupted(Service.DATABASE, str(exc)) from exc
