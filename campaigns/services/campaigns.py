@@ -170,11 +170,13 @@ def campaign_save(
     fields = _changed_fields(stored, campaign, changed, wanted)
     if refusal := campaign_edit_refusal(status=stored.status, changed=fields):
         raise ValidationError(refusal)
-    campaign.last_edited_by = acting_user(by)
     guarded = bool(GUARDED_FIELDS.intersection(fields))
-    stamped = ["edited_at"] if guarded else []
+    # Only a change of what gets sent makes its author "the last editor": a Save that changes
+    # nothing must not hand the four-eyes rule to someone else.
+    stamped = ["edited_at", "last_edited_by"] if guarded else []
     campaign.edited_at = timezone.now() if guarded else stored.edited_at
-    campaign.save(update_fields=[*COMPOSED_FIELDS, *stamped, "last_edited_by", "updated_at"])
+    campaign.last_edited_by = acting_user(by) if guarded else stored.last_edited_by
+    campaign.save(update_fields=[*COMPOSED_FIELDS, *stamped, "updated_at"])
     if wanted is not None:
         campaign.audiences.set(wanted)
     changes = _diff(campaign, fields)

@@ -185,6 +185,14 @@ def _bounded_for(parser: Parser, token: Token) -> Node:
     return node
 
 
+def _join_items(value: Any, arg: str, autoescape: bool = True) -> Any:
+    """Django's ``join``, for lists only: text is one item. Django's would put the separator
+    between the letters of a text, so each ``|join`` in a chain would multiply its length."""
+    if not isinstance(value, list | tuple):
+        return value
+    return defaultfilters.join(value, arg, autoescape=autoescape)
+
+
 def _library() -> Library:
     library = Library()
     known_tags = {**defaulttags.register.tags, **loader_tags.register.tags}
@@ -192,6 +200,7 @@ def _library() -> Library:
     library.tags.update({name: known_tags[name] for name in ALLOWED_TAGS})
     library.tags["for"] = _bounded_for
     library.filters = {name: defaultfilters.register.filters[name] for name in ALLOWED_FILTERS}
+    library.filter("join", _join_items, is_safe=True, needs_autoescape=True)
     return library
 
 

@@ -155,6 +155,22 @@ def test_four_eyes_refuses_an_approval_older_than_the_last_edit(settings: Settin
         services.campaign_schedule(campaign=campaign, by=approver)
 
 
+def test_a_save_that_changes_nothing_does_not_make_its_author_the_last_editor(
+    settings: Settings,
+) -> None:
+    """Otherwise a colleague's empty Save would let the real author approve their own text."""
+    settings.OPSDASH_FOUR_EYES = True
+    author, colleague = UserFactory.create(), UserFactory.create()
+    campaign = CampaignFactory.create()
+    services.campaign_save(campaign=campaign, by=author, audiences=[audience_with(1)])
+
+    services.campaign_save(campaign=Campaign.objects.get(pk=campaign.pk), by=colleague)
+
+    assert Campaign.objects.get(pk=campaign.pk).last_edited_by == author
+    with pytest.raises(IllegalTransition, match="cannot approve"):
+        services.campaign_approve(campaign=campaign, by=author)
+
+
 def test_four_eyes_stops_the_last_editor_approving_their_own_edit(settings: Settings) -> None:
     settings.OPSDASH_FOUR_EYES = True
     both = UserFactory.create()

@@ -324,3 +324,34 @@ def test_more_rows_than_the_request_cap_always_go_to_the_background(
     settings.OPSDASH_IMPORT_SYNC_MAX_ROWS = 6
     job = run(FIXTURES / "valid.csv", background=False)
     assert job.status == ImportJob.Status.COMPLETED and job.task_id == ""
+
+
+def test_a_workbook_whose_rows_are_numbered_past_excels_last_row_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Two real rows, the second numbered 10^12: the reader yields an empty row for every
+    number skipped, so the converter must stop at Excel's last row instead of counting on."""
+    import zipfile
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["email"])
+    sheet.append(["ada@example.com"])
+    plain = tmp_path / "plain.xlsx"
+    book.save(plain)
+    crafted = tmp_path / "far_rows.xlsx"
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(crafted, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b'r="2"', b'r="1000000000000"').replace(
+                    b'r="A2"', b'r="A1000000000000"'
+                )
+            target.writestr(item, data)
+
+    with pytest.raises(ImportFileError, match="past 1,048,576"):
+        create(crafted)
+    assert ImportJob.objects.count() == 0

@@ -253,10 +253,31 @@ def test_every_allowed_tag_and_filter_renders() -> None:
     )
     assert rendered.subject == "4"
     assert rendered.text == (
-        "Hi ANN Lee ann lee|Ann Lee|Ann Lee Ann a@ex…|Ann …|An|An|3|A-n-n|1.23|d|n|ys|yes|"
+        "Hi ANN Lee ann lee|Ann Lee|Ann Lee Ann a@ex…|Ann …|An|An|3|Ann|1.23|d|n|ys|yes|"
         "&lt;b&gt;|a%20b|{{ raw }}{|4"
     )
     assert rendered.html == "<p><b>a<br>b</b></p><p>Ann</p>"
+
+
+def test_join_joins_lists_and_leaves_text_whole_so_a_chain_cannot_grow_it() -> None:
+    # Django's join puts the separator between a text's letters: six in a row would make
+    # "Paris" about 430 million characters long before any size check could see it.
+    chain = '|join:"xxxxxxxxxxxxxxxxxxxx"' * 6
+    compiled = compile_basic(
+        text_body="{{ recipient.attributes.city"
+        + chain
+        + " }}|{{ recipient.attributes.tags"
+        + chain
+        + " }}|{{ unsubscribe_url"
+        + chain
+        + " }}"
+    )
+    rendered = message_render(
+        compiled,
+        recipient={**SAMPLE, "attributes": {"city": "Paris", "tags": ["a", "b"]}},
+        unsubscribe_url="https://example.com/u",
+    )
+    assert rendered.text == "Paris|axxxxxxxxxxxxxxxxxxxxb|https://example.com/u"
 
 
 @pytest.mark.parametrize(

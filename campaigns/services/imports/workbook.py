@@ -21,6 +21,7 @@ from campaigns.services.imports.base import ImportFileError
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
 # About a million rows of ten columns; beyond this, a CSV export is the better upload.
 MAX_CELLS = 10_000_000
+EXCEL_MAX_ROWS = 1_048_576
 
 
 def is_workbook(name: str) -> bool:
@@ -63,9 +64,16 @@ def _declared_size_check(sheet: Any) -> None:
 def _rows(sheet: Any) -> Iterator[list[str]]:
     width = 0
     cells = 0
-    for values in sheet.iter_rows(values_only=True):
+    for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+        if number > EXCEL_MAX_ROWS:  # no spreadsheet writes rows past its own last one
+            raise ImportFileError(
+                f"The sheet has rows numbered past {EXCEL_MAX_ROWS:,}, Excel's last row. "
+                "Save it as CSV and upload that."
+            )
         row = [_text(value) for value in values]
-        cells += len(row)
+        # A skipped row number comes back as an empty row: count it as a cell, or a workbook
+        # whose second row is numbered 10^12 would keep this loop busy for days.
+        cells += max(1, len(row))
         if cells > MAX_CELLS:
             raise ImportFileError(
                 f"The sheet holds more than {MAX_CELLS:,} cells. Save it as CSV and upload that."
