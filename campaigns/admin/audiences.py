@@ -5,11 +5,11 @@ The Recipients "Import" button leads to the import job flow in campaigns.admin.i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -28,7 +28,10 @@ from campaigns.resources import DeliveryResource, RecipientResource
 from campaigns.services.audiences import (
     RESUBSCRIBE_PERMISSION,
     STATUS_CHANGE_PERMISSION,
+    InvalidEmail,
+    normalise_email,
     recipient_status_change,
+    subscription_status_change,
 )
 
 
@@ -40,6 +43,30 @@ class RecipientStatusForm(forms.Form):
         widget=UnfoldAdminTextareaWidget(attrs={"rows": 3}),
         help_text="Kept in the audit trail. Required to make a complained address active.",
     )
+
+
+if TYPE_CHECKING:  # the stubs make ModelForm generic; at runtime it is not subscriptable
+    _RecipientModelForm = forms.ModelForm[Recipient]
+else:
+    _RecipientModelForm = forms.ModelForm
+
+
+class RecipientForm(_RecipientModelForm):
+    """A new address is stored normalised and refused when anyone has it in any case: an
+    opted-out person must never come back as a "new" recipient."""
+
+    class Meta:
+        model = Recipient
+        fields = ("email", "first_name", "last_name", "attributes")
+
+    def clean_email(self) -> str:
+        try:
+            email = normalise_email(str(self.cleaned_data.get("email") or ""))
+        except InvalidEmail as exc:
+            raise ValidationError(str(exc)) from exc
+        if Recipient.objects.filter(email__iexact=email).exclude(pk=self.instance.pk).exists():
+            raise ValidationError("A recipient with this address exists already.")
+        return email
 
 
 @admin.register(Recipient)
@@ -60,9 +87,16 @@ class RecipientAdmin(ExactEmailSearch, ExportMixin, ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+    form = RecipientForm
     # Consent is changed only through "Change status" (its own permission, audited).
     readonly_fields = ("status", "created_at", "updated_at")
     actions_detail = ["change_status"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # An address is the person: renaming it would let a new record take over the old
+        # address with none of its opt-outs.
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if obj is None else ("email", *fields)
 
     @display(
         description="Status",
@@ -168,13 +202,27 @@ class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
     list_per_page = 50
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        """Putting an unsubscribed person back on a list is a re-subscription: it takes the
-        re-subscribe permission, like an import's "resubscribe"."""
+        """A subscription's who and which list never change; its status changes only with the
+        status permission (and putting someone back on a list with the re-subscribe one), and
+        then through the audited service (``save_model``)."""
         fields = tuple(super().get_readonly_fields(request, obj))
-        if (
-            obj is not None
-            and obj.status != Subscription.Status.SUBSCRIBED
-            and not request.user.has_perm(RESUBSCRIBE_PERMISSION)
-        ):
-            return (*fields, "status")
-        return fields
+        if obj is None:
+            return fields
+        fields = (*fields, "recipient", "audience", "source_import")
+        may_change = request.user.has_perm(STATUS_CHANGE_PERMISSION) and (
+            obj.status == Subscription.Status.SUBSCRIBED
+            or request.user.has_perm(RESUBSCRIBE_PERMISSION)
+        )
+        return fields if may_change else (*fields, "status")
+
+    def save_model(self, request: HttpRequest, obj: Subscription, form: Any, change: bool) -> None:
+        if not change or "status" not in form.changed_data:
+            super().save_model(request, obj, form, change)
+            return
+        wanted = obj.status
+        obj.status = form.initial["status"]
+        super().save_model(request, obj, form, change)  # anything else the form changed
+        try:
+            subscription_status_change(subscription=obj, status=wanted, by=request.user)
+        except (PermissionDenied, ValidationError) as exc:
+            messages.error(request, str(exc.args[0] if exc.args else exc))

@@ -143,3 +143,40 @@ def recipient_status_change(*, recipient: Recipient, status: str, by: By, reason
         changes={"recipient": recipient.pk, "from": old, "to": status, "reason": reason},
     )
     return True
+
+
+@transaction.atomic
+def subscription_status_change(*, subscription: Subscription, status: str, by: By) -> bool:
+    """Takes one person off one list, or puts them back, by hand; audited. False when it
+    already was so. Raises PermissionDenied or ValidationError.
+
+    Both directions change what the person receives, so both take the status permission;
+    putting someone back on a list is a re-subscription and takes that permission as well.
+    """
+    if status not in Subscription.Status.values:
+        raise ValidationError(f"{status!r} is not a subscription status.")
+    if not actor_may(by=by, permission=STATUS_CHANGE_PERMISSION):
+        raise PermissionDenied("Changing a subscription needs the status permission.")
+    if status == Subscription.Status.SUBSCRIBED and not actor_may(
+        by=by, permission=RESUBSCRIBE_PERMISSION
+    ):
+        raise PermissionDenied("Putting someone back on a list needs the re-subscribe permission.")
+    old = (
+        Subscription.objects.select_for_update()
+        .values_list("status", flat=True)
+        .get(pk=subscription.pk)
+    )
+    if old == status:
+        return False
+    Subscription.objects.filter(pk=subscription.pk).update(status=status)
+    subscription.status = status
+    audit_record(
+        action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
+        actor=by,
+        changes={
+            "recipient": subscription.recipient_id,
+            "audience": subscription.audience_id,
+            "subscription": {"from": old, "to": status},
+        },
+    )
+    return True
