@@ -114,6 +114,35 @@ def test_the_reaper_records_a_dead_batchs_journal_before_requeueing_its_rows() -
 
 
 @needs_redis
+def test_the_reaper_leaves_a_batch_whose_lock_is_gone_but_whose_heartbeat_beats() -> None:
+    """A database restart drops every advisory lock while the runs go on: the heartbeat in
+    Redis keeps the reaper from handing a live run's rows to a second run."""
+    send, (_, _, _, task_id) = launched(2)
+    claimed_by(send, task_id, minutes=30)
+    with ControlProbe(send.pk, task_id) as probe:
+        probe.ask()  # the first question of a run carries its heartbeat
+        probe.answer()
+
+    assert delivery.deliveries_reap(publish=lambda *batch: None) == 0
+    assert statuses(send) == {Delivery.Status.SENDING: 2}
+
+
+@needs_postgres  # on SQLite the batch lease itself is a Redis key when Redis is configured
+def test_a_batch_whose_journal_cannot_be_read_waits_instead_of_resending(
+    smtp_sink: SmtpSink, settings: Settings
+) -> None:
+    send, (send_id, first, last, task_id) = launched(2)
+    claimed_by(send, task_id)  # an earlier run of this task died with these rows in hand
+    settings.REDIS_URL = CLOSED_PORT
+
+    with pytest.raises(delivery.DeliveryInterrupted):
+        batch_deliver(send_id=send_id, first_id=first, last_id=last, task_id=task_id)
+
+    assert smtp_sink.messages == []
+    assert statuses(send) == {Delivery.Status.SENDING: 2}
+
+
+@needs_redis
 def test_the_batch_loop_journals_each_accepted_message_before_its_outcome_is_written(
     smtp_sink: SmtpSink,
 ) -> None:

@@ -207,7 +207,10 @@ def _send_rows(
                 if not _send_one(loop=loop, row=row, result=result):
                     break
                 done += 1
-                if len(pending.rows) >= flush_every:
+                # Without the journal (Redis out) every accepted message is written at once.
+                if len(pending.rows) >= flush_every or not (
+                    control.connected or not settings.REDIS_URL
+                ):
                     control.push()  # the journal holds every accepted message before the write
                     watch.redis_ok = control.connected or not settings.REDIS_URL
                     _flush(
@@ -224,7 +227,8 @@ def _send_rows(
         # DeliveryInterrupted leaves the rows ``sending`` under this task id, and the journal
         # tells the task's next run which of them SMTP accepted.
         _flush(send_id=send.pk, pending=pending, lease=lease, watch=watch, result=result)
-        rows_release(send_id=send.pk, task_id=task_id, rows=rows[done:], result=result)
+        if lease.held:  # a run that lost its batch to another leaves the rows to that run
+            rows_release(send_id=send.pk, task_id=task_id, rows=rows[done:], result=result)
 
 
 def _flush(

@@ -268,6 +268,12 @@ def journal_apply(*, task_id: str) -> int:
     before a batch claims its rows, and by the reaper before it requeues a dead batch's rows.
     """
     journal = journal_read(task_id=task_id)
+    if journal is None:
+        # Redis is out: what this task's earlier run sent cannot be known, so its rows must
+        # not go out again yet. Nothing of ours in flight, nothing to fear.
+        if Delivery.objects.filter(task_id=task_id, status=Delivery.Status.SENDING).exists():
+            raise DeliveryInterrupted(Service.REDIS, "the in-flight journal cannot be read")
+        return 0
     if not journal:
         return 0
     now = timezone.now()
@@ -318,7 +324,8 @@ def rows_skip(
     fields: dict[str, Any] = {"status": Delivery.Status.SKIPPED, "updated_at": timezone.now()}
     if reason:
         fields["last_error"] = reason
-    skipped = rows.update(**fields)
-    if skipped:
-        Send.objects.filter(pk=send_id).update(skipped_count=F("skipped_count") + skipped)
+    with transaction.atomic():  # the rows and their count move together
+        skipped = rows.update(**fields)
+        if skipped:
+            Send.objects.filter(pk=send_id).update(skipped_count=F("skipped_count") + skipped)
     result.skipped += skipped

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+import redis
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -15,8 +16,9 @@ from campaigns.publishers import publish_batch
 from campaigns.services.broker import queue_ready_messages
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
 from campaigns.services.delivery.lease import batch_leases_held, sends_with_live_batch
-from campaigns.services.delivery.outcomes import journal_apply
-from campaigns.services.delivery.state import state_set
+from campaigns.services.delivery.outcomes import DeliveryInterrupted, journal_apply
+from campaigns.services.delivery.state import batches_alive, state_set
+from campaigns.services.redisclient import redis_failed
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +36,23 @@ def deliveries_reap(*, publish: BatchPublisher = publish_batch) -> int:
         status=Delivery.Status.SENDING, claimed_at__lt=timezone.now() - lease
     )
     task_ids = set(stale.values_list("task_id", flat=True).distinct())
-    dead = sorted(task_ids - batch_leases_held(task_ids=task_ids))
-    for task_id in dead:
-        journal_apply(task_id=task_id)
+    unlocked = task_ids - batch_leases_held(task_ids=task_ids)
+    beating = batches_alive(task_ids=unlocked)
+    if beating is None:  # Redis out: no heartbeat and no journal to go by; look next time
+        return 0
+    dead = []
+    for task_id in sorted(unlocked - beating):
+        try:
+            journal_apply(task_id=task_id)
+        except DeliveryInterrupted:
+            continue  # its journal cannot be read: its rows wait rather than go out twice
+        dead.append(task_id)
     reaped_rows = list(stale.filter(task_id__in=dead).values_list("id", "send_id"))
-    reaped = Delivery.objects.filter(
-        pk__in=[pk for pk, _ in reaped_rows], status=Delivery.Status.SENDING
-    ).update(status=Delivery.Status.QUEUED, claimed_at=None)
+    # Checked again in the UPDATE itself: a run of one of these tasks may have claimed its
+    # rows afresh (a newer claimed_at) since they were read.
+    reaped = stale.filter(pk__in=[pk for pk, _ in reaped_rows], task_id__in=dead).update(
+        status=Delivery.Status.QUEUED, claimed_at=None
+    )
     by_send: dict[int, list[int]] = {}
     for pk, send_id in reaped_rows:
         by_send.setdefault(send_id, []).append(pk)
@@ -72,7 +84,12 @@ def sends_flag_stalled(*, publish: BatchPublisher = publish_batch) -> int:
         )
         flagged += Send.objects.filter(pk=send.pk).update(stalled_reason=reason)
         key = f"send:{send.pk}:{send.created_at.timestamp()}:redispatched"
-        if state_set(key, "1", ttl=minutes * 60, only_new=True):
+        try:
+            first = state_set(key, "1", ttl=minutes * 60, only_new=True)
+        except redis.RedisError as exc:  # dispatching twice is harmless; not at all is not
+            redis_failed(exc)
+            first = True
+        if first:
             send_dispatch(send_id=send.pk, publish=publish)
     return flagged
 

@@ -11,6 +11,8 @@ up within about a second, and once a call fails the process stops asking for a f
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -57,7 +59,9 @@ def state_delete(key: str) -> None:
 
 # --- A send's status, as the delivery loops see it --------------------------------------------
 
-CONTROL_TTL = 86_400
+# Short on purpose: a transition whose write to Redis failed (a blip) is corrected from the
+# database within this many seconds, because a miss reads the Send's row.
+CONTROL_TTL = 10
 
 
 def _control_key(send_id: int) -> str:
@@ -107,6 +111,9 @@ def send_control_state(*, send_id: int) -> str:
 # --- The in-flight journal --------------------------------------------------------------------
 
 JOURNAL_TTL = 86_400
+# A running batch refreshes its heartbeat every ALIVE_EVERY seconds, kept ALIVE_TTL seconds.
+ALIVE_EVERY = 5.0
+ALIVE_TTL = 30
 
 
 def journal_key(task_id: str) -> str:
@@ -131,6 +138,8 @@ class ControlProbe:
         self.notes: list[tuple[str, ...]] = []  # journal writes to send with the next GET
         self.unread = 0  # replies of journal writes not read yet
         self.journal_expiring = False
+        self.alive = state_key(f"batch:{task_id}:alive") if task_id else ""
+        self.alive_at = 0.0
         # True once a Redis call of this probe failed: the batch reports the outage.
         self.failed = False
 
@@ -169,6 +178,11 @@ class ControlProbe:
             self._connect()  # Redis is worth another try: back from the database fallback
             if self.conn is None:
                 return
+        if self.alive and time.monotonic() - self.alive_at >= ALIVE_EVERY:
+            # A heartbeat beside the advisory lock, which a database restart drops while this
+            # run goes on: the reaper takes a batch for dead only when both are gone.
+            self.notes.append(("SET", self.alive, "1", "EX", str(ALIVE_TTL)))
+            self.alive_at = time.monotonic()
         try:
             self._send([("GET", self.key)])
             self.asked = True
@@ -229,16 +243,34 @@ class ControlProbe:
         redis_failed(exc)
 
 
-def journal_read(*, task_id: str) -> dict[int, str]:
-    """Delivery id -> SMTP reply of the messages a run of ``task_id`` sent; {} without Redis."""
-    if not settings.REDIS_URL or not redis_up():
+def journal_read(*, task_id: str) -> dict[int, str] | None:
+    """Delivery id -> SMTP reply of the messages a run of ``task_id`` sent; {} without Redis,
+    None when Redis is configured but cannot be read (the journal may hold messages)."""
+    if not settings.REDIS_URL:
         return {}
+    if not redis_up():
+        return None
     try:
         entries = _redis().hgetall(journal_key(task_id))
     except redis.RedisError as exc:
         redis_failed(exc)
-        return {}
+        return None
     return {int(pk): str(reply) for pk, reply in dict(entries).items()}
+
+
+def batches_alive(*, task_ids: Iterable[str]) -> set[str] | None:
+    """The batches whose run beat within ALIVE_TTL; None when Redis cannot be read."""
+    ordered = list(task_ids)
+    if not settings.REDIS_URL or not ordered:
+        return set()
+    if not redis_up():
+        return None
+    try:
+        beats = _redis().mget([state_key(f"batch:{task_id}:alive") for task_id in ordered])
+    except redis.RedisError as exc:
+        redis_failed(exc)
+        return None
+    return {task_id for task_id, beat in zip(ordered, beats, strict=True) if beat is not None}
 
 
 def journal_drop(*, task_id: str) -> None:
