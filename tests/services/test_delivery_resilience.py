@@ -113,6 +113,17 @@ def test_the_reaper_records_a_dead_batchs_journal_before_requeueing_its_rows() -
     assert [batch[1:3] for batch in republished] == [(ids[2], ids[2])]
 
 
+def test_the_reaper_skips_a_dead_batchs_rows_of_a_cancelled_send_instead_of_requeueing() -> None:
+    send, (_, _, _, task_id) = launched(2)
+    claimed_by(send, task_id, minutes=30)
+    Send.objects.filter(pk=send.pk).update(status=Send.Status.CANCELLED)
+
+    delivery.deliveries_reap(publish=lambda *batch: None)
+
+    assert statuses(send) == {Delivery.Status.SKIPPED: 2}
+    assert Send.objects.get(pk=send.pk).skipped_count == 2
+
+
 @needs_redis
 def test_the_reaper_leaves_a_batch_whose_lock_is_gone_but_whose_heartbeat_beats() -> None:
     """A database restart drops every advisory lock while the runs go on: the heartbeat in

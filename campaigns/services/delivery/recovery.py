@@ -16,7 +16,12 @@ from campaigns.publishers import publish_batch
 from campaigns.services.broker import queue_ready_messages
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
 from campaigns.services.delivery.lease import batch_leases_held, sends_with_live_batch
-from campaigns.services.delivery.outcomes import DeliveryInterrupted, journal_apply
+from campaigns.services.delivery.outcomes import (
+    BatchResult,
+    DeliveryInterrupted,
+    journal_apply,
+    rows_skip,
+)
 from campaigns.services.delivery.state import batches_alive, state_set
 from campaigns.services.redisclient import redis_failed
 
@@ -57,8 +62,12 @@ def deliveries_reap(*, publish: BatchPublisher = publish_batch) -> int:
     for pk, send_id in reaped_rows:
         by_send.setdefault(send_id, []).append(pk)
     for send_id, ids in by_send.items():
-        if Send.objects.filter(pk=send_id, status=Send.Status.RUNNING).exists():
+        status = Send.objects.filter(pk=send_id).values_list("status", flat=True).first()
+        if status == Send.Status.RUNNING:
             send_dispatch(send_id=send_id, publish=publish, only_ids=ids)
+        elif status == Send.Status.CANCELLED:  # queued rows in a cancelled send: skipped
+            queued = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.QUEUED)
+            rows_skip(send_id=send_id, rows=queued, result=BatchResult())
     if reaped:
         logger.warning("Returned %s deliveries stuck in sending to the queue", reaped)
     return reaped
