@@ -110,7 +110,8 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     )
     # The engine's wait bookkeeping reads as the status ("Waiting for Redis since …"); the
     # content is drawn by frozen_content, not as raw JSON.
-    exclude = ("waiting_for", "waiting_since", "retry_due_at", "content")
+    # The status itself is drawn once, as a badge (status_now).
+    exclude = ("status", "waiting_for", "waiting_since", "retry_due_at", "content")
     actions_detail = ("pause", "resume", "cancel")
     show_full_result_count = False
     change_form_outer_before_template = "admin/campaigns/send_services.html"
