@@ -16,11 +16,8 @@ from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
-from django.db.models import F
-from django.db.models.functions import Coalesce, Greatest
-from django.utils import timezone
 
-from campaigns.models import Send, Service, TaskLink
+from campaigns.models import Service, TaskLink
 from campaigns.publishers import publish_batch
 from campaigns.services import results, retention
 from campaigns.services.audit import task_link_record
@@ -32,6 +29,7 @@ from campaigns.services.delivery import (
     batch_deliver,
     deliveries_reap,
     send_launch,
+    send_retry_due,
     send_wait_begin,
     sends_flag_stalled,
     sends_redispatch_orphans,
@@ -155,7 +153,7 @@ def deliver_batch(
         _wait_report(send_id, result.waiting_for)
     countdown = _retry_countdown(self, result)
     if countdown is not None:
-        _retry_due_record(send_id, countdown)
+        send_retry_due(send_id=send_id, seconds=countdown)
         raise self.retry(countdown=countdown, max_retries=_retry_bound(result))
     return result.as_dict()
 
@@ -167,17 +165,6 @@ def _wait_report(send_id: int, service: str) -> None:
     try:
         send_wait_begin(send_id=send_id, service=service)
     except (DatabaseError, redis.RedisError):
-        connection.close()
-
-
-def _retry_due_record(send_id: int, countdown: float) -> None:
-    """Tells the watchdog when this batch runs again: the send is not orphaned until then."""
-    due = timezone.now() + timedelta(seconds=countdown)
-    try:
-        Send.objects.filter(pk=send_id).update(
-            retry_due_at=Greatest(Coalesce(F("retry_due_at"), due), due)
-        )
-    except DatabaseError:  # the database is out: the watchdog cannot run either
         connection.close()
 
 

@@ -26,7 +26,12 @@ from campaigns.services.delivery.control import (
     send_resume,
 )
 from campaigns.services.delivery.dispatch import BatchPublisher, LaunchPublisher, send_dispatch
-from campaigns.services.delivery.health import send_wait_begin, send_wait_end, send_wait_marker
+from campaigns.services.delivery.health import (
+    send_retry_due,
+    send_wait_begin,
+    send_wait_end,
+    send_wait_marker,
+)
 from campaigns.services.delivery.launch import send_launch
 from campaigns.services.delivery.lease import BatchLease, batch_leases_held, sends_with_live_batch
 from campaigns.services.delivery.outcomes import (
@@ -62,6 +67,7 @@ __all__ = [
     "send_launch",
     "send_pause",
     "send_resume",
+    "send_retry_due",
     "send_wait_begin",
     "send_wait_end",
     "send_wait_marker",

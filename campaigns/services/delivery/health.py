@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import redis
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from campaigns.models import AuditEntry, Send, Service
@@ -114,3 +116,15 @@ def send_wait_end(*, send_id: int) -> bool:
         }
         audit_record(action=AuditEntry.Action.RECOVERED, actor=None, send=send, changes=changes)
     return True
+
+
+def send_retry_due(*, send_id: int, seconds: float) -> None:
+    """Tells the watchdog a batch of this send runs again in ``seconds``: until then its queued
+    rows are not orphans. Silent while the database is out (the watchdog cannot run either)."""
+    due = timezone.now() + timedelta(seconds=seconds)
+    try:
+        Send.objects.filter(pk=send_id).update(
+            retry_due_at=Greatest(Coalesce(F("retry_due_at"), due), due)
+        )
+    except DatabaseError:
+        connection.close()
