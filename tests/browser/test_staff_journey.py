@@ -11,11 +11,8 @@ Screenshots of the main screens are written to OPSDASH_SCREENSHOT_DIR when it is
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,78 +20,20 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-# Playwright's sync API runs an event loop in this thread; the ORM calls the test makes between
-# browser steps are plain synchronous ones, which Django would otherwise refuse next to a loop.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 from campaigns.models import Audience, AuditEntry, Campaign, ImportJob, Send
 from opsdash.smtp_sink import SmtpSink
+from tests.browser.support import PASSWORD, action, tab, wait_for
 from tests.factories import UserFactory
 from tests.processes import CeleryProcess
+
+CSV = "email,first_name,last_name,city\nada@example.com,Ada,Lovelace,London\n"
+CSV += "grace@example.com,Grace,Hopper,Arlington\nalan@example.com,Alan,Turing,Wilmslow\n"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.services,
     pytest.mark.django_db(transaction=True),
 ]
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PASSWORD = "correct-horse-battery-staple"
-TIMEOUT_MS = 30_000  # generous: CI runs this on two shared cores
-CSV = "email,first_name,last_name,city\nada@example.com,Ada,Lovelace,London\n"
-CSV += "grace@example.com,Grace,Hopper,Arlington\nalan@example.com,Alan,Turing,Wilmslow\n"
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Callable[[Any, str], None]:
-    folder = Path(os.environ.get("OPSDASH_SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def shot(page: Any, name: str) -> None:
-        # "load", not "networkidle": pages that poll (test state, dashboard panel) never idle.
-        page.wait_for_load_state("load")
-        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
-
-    return shot
-
-
-@pytest.fixture
-def page() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(TIMEOUT_MS)
-        context.set_default_navigation_timeout(TIMEOUT_MS)
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
-            browser.close()
-
-
-def tab(page: Any, name: str) -> None:
-    page.locator(r"a[x-on\:click^='activeFieldsetTab']", has_text=name).first.click()
-
-
-def action(page: Any, name: str) -> None:
-    page.locator("a", has_text=re.compile(rf"^\s*\S*\s*{re.escape(name)}\s*$")).first.click()
 
 
 def test_staff_compose_test_schedule_and_audit_a_campaign(
