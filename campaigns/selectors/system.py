@@ -1,29 +1,133 @@
-"""System status for the dashboard's live panel: workers online and queue depths, cached."""
+"""The dashboard's "Workers and queues" panel: workers from their heartbeats, depths from the
+broker where it can tell.
+
+It warns only when something is wrong: a queue the product needs (settings.QUEUES) that no live
+worker consumes, a silent worker whose queues nobody else covers, a broker that should answer
+and does not, or schedules waiting with no scheduler alive. A transport that keeps no queue
+statistics (the embedded one) is said plainly, in neutral colours.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
+from campaigns.models import Campaign, WorkerHeartbeat
 from campaigns.selectors.cache import cache_get_or_compute
-from campaigns.services.broker import broker_report
+from campaigns.services.broker import BrokerAnswer, BrokerReport, broker_report
 
+# Only the broker's answer is cached: heartbeats are one small indexed read.
 SYSTEM_CACHE_SECONDS = 10
-SYSTEM_CACHE_KEY = "dashboard:system:v1"
+SYSTEM_CACHE_KEY = "dashboard:system:v2"
 
 
-def system_status() -> dict[str, Any]:
-    """Workers online and queue depths, cached; every part fails soft to "unavailable"."""
-    return dict(cache_get_or_compute(SYSTEM_CACHE_KEY, SYSTEM_CACHE_SECONDS, _ask_broker))
+def ago(seconds: float) -> str:
+    """ "3 s", "2 min", "5 h", "2 days": how long ago, in the largest whole unit."""
+    whole = max(0, int(seconds))
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if whole >= size:
+            count = whole // size
+            return f"{count} {unit}{'s' if unit == 'day' and count != 1 else ''}"
+    return f"{whole} s"
 
 
-def _ask_broker() -> dict[str, Any]:
-    report = broker_report(queues=settings.QUEUES)
+@dataclass(frozen=True)
+class WorkerLine:
+    """One worker or beat process as the panel shows it."""
+
+    hostname: str
+    queues: list[str]
+    pid: int
+    concurrency: int
+    active_tasks: int
+    started_at: datetime
+    last_seen_at: datetime
+    seen_ago: str  # "3 s"
+    alive: bool
+    warn: bool  # silent, and something it covered is now covered by nobody
+
+    @property
+    def status(self) -> str:
+        return "OK" if self.alive else f"Silent for {self.seen_ago}"
+
+
+@dataclass(frozen=True)
+class QueueLine:
+    name: str
+    messages: int | None
+    consumers: int | None
+    workers: int  # live workers whose heartbeat says they consume it
+
+    @property
+    def warn(self) -> bool:
+        return self.workers == 0
+
+
+def system_status(*, now: datetime | None = None) -> dict[str, Any]:
+    """The panel's context: workers, the scheduler, queues, and the warnings among them."""
+    now = now or timezone.now()
+    silent_after = timedelta(seconds=settings.OPSDASH_WORKER_SILENT_SECONDS)
+    rows = list(WorkerHeartbeat.objects.all())
+    workers = [r for r in rows if r.kind == WorkerHeartbeat.Kind.WORKER]
+    live = [r for r in workers if now - r.last_seen_at <= silent_after]
+    covered = {queue for row in live for queue in row.queues}
+    needed = set(settings.QUEUES)
+    report: BrokerReport = cache_get_or_compute(
+        SYSTEM_CACHE_KEY, SYSTEM_CACHE_SECONDS, lambda: broker_report(queues=settings.QUEUES)
+    )
+    queues = [
+        QueueLine(depth.name, depth.messages, depth.consumers, _consumers(live, depth.name))
+        for depth in report.queues
+    ]
+    lines = [
+        _line(row, now, silent_after, orphaned=(needed & set(row.queues)) - covered)
+        for row in workers
+    ]
+    beats = [_line(r, now, silent_after, orphaned=set()) for r in rows if r not in workers]
+    beat = max(beats, key=lambda line: line.last_seen_at, default=None)
+    # Beat matters only while something is scheduled; with nothing to fire, its absence is fine.
+    beat_needed = Campaign.objects.filter(status=Campaign.Status.SCHEDULED).exists()
+    beat_warn = beat_needed and (beat is None or not beat.alive)
+    uncovered = [name for name in settings.QUEUES if name not in covered]
+    broker_down = report.answer == BrokerAnswer.DOWN
     return {
-        "workers": report.workers,
-        "queues": report.queues,
-        "reason": report.reason,
-        "checked_at": timezone.now(),
+        "workers": lines,
+        "beat": beat,
+        "beat_warn": beat_warn,
+        "queues": queues,
+        "uncovered": uncovered,
+        "warning": bool(uncovered or beat_warn or broker_down or any(w.warn for w in lines)),
+        "broker": report.answer.value,
+        "broker_down": broker_down,
+        "depths_reported": report.answer == BrokerAnswer.ANSWERED,
+        "silent_after": ago(silent_after.total_seconds()),
+        "checked_at": now,
     }
+
+
+def _consumers(live: Sequence[WorkerHeartbeat], queue: str) -> int:
+    return sum(1 for row in live if queue in row.queues)
+
+
+def _line(
+    row: WorkerHeartbeat, now: datetime, silent_after: timedelta, *, orphaned: set[str]
+) -> WorkerLine:
+    age = now - row.last_seen_at
+    alive = age <= silent_after
+    return WorkerLine(
+        hostname=row.hostname,
+        queues=list(row.queues),
+        pid=row.pid,
+        concurrency=row.concurrency,
+        active_tasks=row.active_tasks,
+        started_at=row.started_at,
+        last_seen_at=row.last_seen_at,
+        seen_ago=ago(age.total_seconds()),
+        alive=alive,
+        warn=not alive and bool(orphaned),
+    )
