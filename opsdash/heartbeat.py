@@ -51,11 +51,14 @@ def _write_once(make_beat: Callable[[], Any], *, purge: bool) -> None:
 
 
 def _loop(make_beat: Callable[[], Any], interval: float) -> None:
+    from django.db import connection
+
     ticks_per_purge = max(1, int(PURGE_EVERY_SECONDS // interval))
     tick = 0
     while not _stop.wait(interval):
         tick += 1
         _write_once(make_beat, purge=tick % ticks_per_purge == 0)
+    connection.close()  # this thread's own connection, at a warm shutdown
 
 
 def heartbeat_start(make_beat: Callable[[], Any]) -> threading.Thread:
