@@ -65,9 +65,13 @@ def heartbeat_start(make_beat: Callable[[], Any]) -> threading.Thread:
     """Writes a first heartbeat now (the process is visible as soon as it is ready), then
     starts the thread that keeps writing them."""
     from django.conf import settings
+    from django.db import connection
 
     _stop.clear()
     _write_once(make_beat, purge=True)
+    # The main process of a prefork worker forks new pool children later: leave them no
+    # connection to inherit. The thread below opens its own.
+    connection.close()
     thread = threading.Thread(
         target=_loop,
         args=(make_beat, float(settings.OPSDASH_HEARTBEAT_SECONDS)),
