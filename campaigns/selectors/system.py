@@ -24,6 +24,7 @@ from campaigns.services.broker import BrokerAnswer, BrokerReport, broker_report
 # Only the broker's answer is cached: heartbeats are one small indexed read.
 SYSTEM_CACHE_SECONDS = 10
 SYSTEM_CACHE_KEY = "dashboard:system:v2"
+Kind = WorkerHeartbeat.Kind
 
 
 def ago(seconds: float) -> str:
@@ -73,41 +74,59 @@ def system_status(*, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     silent_after = timedelta(seconds=settings.OPSDASH_WORKER_SILENT_SECONDS)
     rows = list(WorkerHeartbeat.objects.all())
-    workers = [r for r in rows if r.kind == WorkerHeartbeat.Kind.WORKER]
-    live = [r for r in workers if now - r.last_seen_at <= silent_after]
+    workers, live = _worker_lines(rows, now, silent_after)
     covered = {queue for row in live for queue in row.queues}
-    needed = set(settings.QUEUES)
     report: BrokerReport = cache_get_or_compute(
         SYSTEM_CACHE_KEY, SYSTEM_CACHE_SECONDS, lambda: broker_report(queues=settings.QUEUES)
     )
-    queues = [
-        QueueLine(depth.name, depth.messages, depth.consumers, _consumers(live, depth.name))
-        for depth in report.queues
-    ]
-    lines = [
-        _line(row, now, silent_after, orphaned=(needed & set(row.queues)) - covered)
-        for row in workers
-    ]
-    beats = [_line(r, now, silent_after, orphaned=set()) for r in rows if r not in workers]
-    beat = max(beats, key=lambda line: line.last_seen_at, default=None)
-    # Beat matters only while something is scheduled; with nothing to fire, its absence is fine.
-    beat_needed = Campaign.objects.filter(status=Campaign.Status.SCHEDULED).exists()
-    beat_warn = beat_needed and (beat is None or not beat.alive)
+    beat, beat_warn = _beat_line(rows, now, silent_after)
     uncovered = [name for name in settings.QUEUES if name not in covered]
     broker_down = report.answer == BrokerAnswer.DOWN
     return {
-        "workers": lines,
+        "workers": workers,
         "beat": beat,
         "beat_warn": beat_warn,
-        "queues": queues,
+        "queues": [
+            QueueLine(depth.name, depth.messages, depth.consumers, _consumers(live, depth.name))
+            for depth in report.queues
+        ],
         "uncovered": uncovered,
-        "warning": bool(uncovered or beat_warn or broker_down or any(w.warn for w in lines)),
+        "warning": bool(uncovered or beat_warn or broker_down or any(w.warn for w in workers)),
         "broker": report.answer.value,
         "broker_down": broker_down,
         "depths_reported": report.answer == BrokerAnswer.ANSWERED,
         "silent_after": ago(silent_after.total_seconds()),
         "checked_at": now,
     }
+
+
+def _worker_lines(
+    rows: Sequence[WorkerHeartbeat], now: datetime, silent_after: timedelta
+) -> tuple[list[WorkerLine], list[WorkerHeartbeat]]:
+    """Every worker's line, and the rows of the live ones. A silent worker warns only when a
+    needed queue it consumed is now consumed by no live worker (not, say, an old container
+    name whose replacement covers the same queues)."""
+    workers = [row for row in rows if row.kind == Kind.WORKER]
+    live = [row for row in workers if now - row.last_seen_at <= silent_after]
+    covered = {queue for row in live for queue in row.queues}
+    needed = set(settings.QUEUES)
+    lines = [
+        _line(row, now, silent_after, orphaned=(needed & set(row.queues)) - covered)
+        for row in workers
+    ]
+    return lines, live
+
+
+def _beat_line(
+    rows: Sequence[WorkerHeartbeat], now: datetime, silent_after: timedelta
+) -> tuple[WorkerLine | None, bool]:
+    """The most recent beat, and whether its silence matters: only while something is
+    scheduled (with nothing to fire, a missing beat harms nobody)."""
+    beats = [_line(r, now, silent_after, orphaned=set()) for r in rows if r.kind == Kind.BEAT]
+    beat = max(beats, key=lambda line: line.last_seen_at, default=None)
+    if beat is not None and beat.alive:
+        return beat, False
+    return beat, Campaign.objects.filter(status=Campaign.Status.SCHEDULED).exists()
 
 
 def _consumers(live: Sequence[WorkerHeartbeat], queue: str) -> int:
