@@ -20,7 +20,12 @@ from django.utils import timezone
 
 from campaigns.models import Delivery, Service
 from campaigns.selectors.cache import cache_unavailable_since
-from campaigns.selectors.dashboard import OutcomeSeries, WaitingSend, dashboard_stats
+from campaigns.selectors.dashboard import (
+    OutcomeSeries,
+    WaitingSend,
+    dashboard_stats,
+    onboarding_steps,
+)
 from campaigns.selectors.health import clock, service_label
 from campaigns.selectors.system import system_status
 
@@ -54,6 +59,7 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
         {
             "chart_data": json.dumps(outcomes_chart(stats["outcomes"])),
             "chart_options": json.dumps(CHART_OPTIONS),
+            "onboarding": onboarding_steps(),
             "services_out": services_out(
                 cache_down_since=cache_unavailable_since(), waiting=stats["waiting_sends"]
             ),

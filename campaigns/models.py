@@ -377,6 +377,9 @@ class ImportJob(models.Model):
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
+        # Uploaded but never started within OPSDASH_IMPORT_UNSTARTED_HOURS: the retention job
+        # deleted its file. Final, and never counted as running.
+        ABANDONED = "abandoned", "Abandoned — never started"
 
     file = models.FileField(upload_to="imports/%Y/%m/")
     original_name = models.CharField(max_length=255, blank=True)
@@ -466,3 +469,31 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class WorkerHeartbeat(models.Model):
+    """The last sign of life of one Celery worker or beat process, written by the process itself.
+
+    The dashboard reads these instead of asking the broker, so it reports workers the same way
+    on every profile (the embedded broker cannot broadcast a ping). One row per process name,
+    upserted every OPSDASH_HEARTBEAT_SECONDS; rows silent past the retention are purged.
+    """
+
+    class Kind(models.TextChoices):
+        WORKER = "worker", "Worker"
+        BEAT = "beat", "Scheduler (beat)"
+
+    hostname = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.WORKER)
+    queues = models.JSONField(default=list, blank=True)
+    pid = models.PositiveIntegerField(default=0)
+    concurrency = models.PositiveIntegerField(default=0)
+    active_tasks = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["kind", "hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -7,6 +7,9 @@ import os
 from celery import Celery
 from kombu import Queue
 
+# Connects the heartbeat's signal handlers; they fire only in worker and beat processes.
+from opsdash import heartbeat  # noqa: F401
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsdash.settings")
 
 app = Celery("opsdash")

@@ -48,6 +48,7 @@ STATUS_COLOURS = {
     "completed": "success",
     "failed": "danger",
     "cancelled": "danger",
+    "abandoned": "info",  # "Abandoned — never started": nobody pressed Start; nothing went wrong
 }
 
 
@@ -221,8 +222,9 @@ class ImportJobAdmin(ModelAdmin):
         ]
 
     @display(description="Status", label=STATUS_COLOURS)
-    def status_badge(self, obj: ImportJob) -> str:
-        return obj.status
+    def status_badge(self, obj: ImportJob) -> tuple[str, str]:
+        # (colour key, words): "Abandoned — never started" rather than the stored value.
+        return obj.status, obj.get_status_display()
 
     @display(description="Progress")
     def progress(self, obj: ImportJob) -> str:

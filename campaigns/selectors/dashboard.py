@@ -20,7 +20,7 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from campaigns.models import Campaign, Delivery, ImportJob, Recipient, Send
+from campaigns.models import Campaign, Delivery, ImportJob, Recipient, Send, TaskLink
 from campaigns.selectors.cache import cache_get_or_compute
 from campaigns.selectors.health import SendWait, send_wait
 
@@ -98,9 +98,7 @@ def _compute_stats(now: datetime) -> dict[str, Any]:
         "scheduled_campaigns": Campaign.objects.filter(status=Campaign.Status.SCHEDULED).count(),
         "waiting_deliveries": _waiting_deliveries(),
         "running_sends": Send.objects.filter(status=Send.Status.RUNNING).count(),
-        "running_imports": ImportJob.objects.filter(
-            status__in=[ImportJob.Status.PENDING, ImportJob.Status.RUNNING]
-        ).count(),
+        "running_imports": running_imports().count(),
         "recipients_estimate": table_estimate(Recipient),
         "deliveries_estimate": table_estimate(Delivery),
         "outcomes": outcome_series(now=now, counts=hourly),
@@ -110,6 +108,53 @@ def _compute_stats(now: datetime) -> dict[str, Any]:
         "computed_at": now,
     }
     return stats
+
+
+def running_imports() -> models.QuerySet[ImportJob]:
+    """Imports running or queued to run. An upload left at the mapping page is pending with no
+    task: nobody started it, so it is not running (the retention job abandons it after a day)."""
+    return ImportJob.objects.filter(
+        Q(status=ImportJob.Status.RUNNING) | Q(status=ImportJob.Status.PENDING, task_id__gt="")
+    )
+
+
+@dataclass(frozen=True)
+class OnboardingStep:
+    number: int
+    title: str
+    hint: str
+    url_name: str  # an admin URL name; the template reverses it
+    done: bool
+
+
+def onboarding_steps() -> list[OnboardingStep]:
+    """What a new installation does first, each step ticked once done; empty (the panel hides)
+    once a first real send exists. Not cached: a step done a moment ago shows ticked at once."""
+    if Send.objects.exists():
+        return []
+    return [
+        OnboardingStep(
+            1,
+            "Import recipients",
+            "Upload a CSV or Excel file of addresses into a list.",
+            "admin:campaigns_importjob_add",
+            Recipient.objects.exists(),
+        ),
+        OnboardingStep(
+            2,
+            "Compose a campaign",
+            "Write the subject and the message and choose the lists it goes to.",
+            "admin:campaigns_campaign_add",
+            Campaign.objects.exists(),
+        ),
+        OnboardingStep(
+            3,
+            "Send a test",
+            "Open a campaign and send yourself a test, to read it in an inbox before anyone else.",
+            "admin:campaigns_campaign_changelist",
+            TaskLink.objects.filter(kind=TaskLink.Kind.TEST).exists(),
+        ),
+    ]
 
 
 def _start_of_today(now: datetime) -> datetime:

@@ -1,7 +1,9 @@
-"""Broker I/O for the status panel: which workers answer and how deep each queue is.
+"""Broker I/O for the status panel and the watchdog: how deep each queue is.
 
-One short-lived connection and one attempt per call, so a broker that is down costs about a
-second; every failure becomes "unavailable" instead of an exception.
+Which workers are alive is not asked here: every worker writes its own heartbeat to the
+database (campaigns/services/heartbeat.py), which works the same on every profile. One
+short-lived connection and one attempt per call, so a broker that is down costs about a second;
+every failure becomes a reason instead of an exception.
 """
 
 from __future__ import annotations
@@ -9,53 +11,48 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
-PING_TIMEOUT_SECONDS = 1.0
-# Transports that can broadcast a ping and report queue statistics (the embedded one cannot).
+# Transports that report queue statistics by a passive declare (the embedded one cannot).
 _AMQP_SCHEMES = frozenset({"amqp", "amqps", "pyamqp"})
 
 
 @dataclass(frozen=True)
 class QueueDepth:
     name: str
-    messages: int | None  # None: the broker did not answer
+    messages: int | None  # None: not known (see the report's answer)
     consumers: int | None
+
+
+class BrokerAnswer(StrEnum):
+    """Whether the queue numbers are there, and if not whether that is a problem."""
+
+    ANSWERED = "answered"
+    NOT_REPORTED = "not_reported"  # the transport has no queue statistics: nothing is wrong
+    DOWN = "down"  # the broker should have answered and did not
 
 
 @dataclass(frozen=True)
 class BrokerReport:
-    workers: list[str] | None  # None: unknown, as opposed to an empty list (nobody answered)
     queues: list[QueueDepth]
-    reason: str  # why the numbers are missing; empty when the broker answered
+    answer: BrokerAnswer
 
 
 def broker_report(*, queues: Sequence[str]) -> BrokerReport:
-    """Workers that answer a ping and the depth of ``queues``; fails soft to "unavailable"."""
+    """The depth of ``queues`` where the transport can tell; never raises."""
     from opsdash.celery import app
 
-    unavailable = BrokerReport(
-        workers=None,
-        queues=[QueueDepth(name, None, None) for name in queues],
-        reason="the broker did not answer",
-    )
+    unknown = [QueueDepth(name, None, None) for name in queues]
     if str(app.conf.broker_url).split("://", 1)[0] not in _AMQP_SCHEMES:
-        # The embedded profile's file-based broker has no broadcast and no queue statistics.
-        return BrokerReport(None, unavailable.queues, "the embedded broker cannot report them")
+        # The embedded profile's file-based broker keeps no queue statistics.
+        return BrokerReport(unknown, BrokerAnswer.NOT_REPORTED)
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
-            return BrokerReport(_workers_online(conn), _queue_depths(conn, queues), "")
+            return BrokerReport(_queue_depths(conn, queues), BrokerAnswer.ANSWERED)
     except Exception:
-        return unavailable
-
-
-def _workers_online(conn: Any) -> list[str]:
-    """Names of the workers that answer a ping within PING_TIMEOUT_SECONDS."""
-    from opsdash.celery import app
-
-    replies = app.control.inspect(connection=conn, timeout=PING_TIMEOUT_SECONDS).ping() or {}
-    return sorted(replies)
+        return BrokerReport(unknown, BrokerAnswer.DOWN)
 
 
 def _queue_depths(conn: Any, queues: Sequence[str]) -> list[QueueDepth]:

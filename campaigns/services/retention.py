@@ -14,7 +14,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from campaigns.models import ImportJob
-from campaigns.services.transitions import IMPORT_TRANSITIONS, import_job_move, is_final
+from campaigns.services.imports.jobs import import_job_abandon
+from campaigns.services.transitions import IMPORT_TRANSITIONS, is_final
 
 PURGE_CHUNK = 500
 _FINAL = [status for status in ImportJob.Status.values if is_final(IMPORT_TRANSITIONS, status)]
@@ -37,10 +38,11 @@ def import_files_purge(
 
     1. Fix both cutoffs once, so a job finishing during the purge is never touched.
     2. A job uploaded but never started (pending, never queued) before ``unstarted_after`` ago
-       is cancelled by a conditional move, so one being started at this moment is left alone;
-       then its file is deleted.
-    3. A finished job (completed, failed, cancelled) that finished before ``older_than`` ago
-       loses its upload and its report: storage first, then the row's reference to it.
+       is marked abandoned by a conditional move, so one being started at this moment is left
+       alone; then its file is deleted.
+    3. A finished job (completed, failed, cancelled, abandoned) that finished before
+       ``older_than`` ago loses its upload and its report: storage first, then the row's
+       reference to it.
     Both walk the jobs in id-ordered chunks, so a run never holds many rows.
     """
     now = timezone.now()
@@ -53,7 +55,7 @@ def import_files_purge(
     )
     for jobs in _chunks(unstarted, chunk):
         for job in jobs:
-            counts.unstarted += _unstarted_cancel(job, now, unstarted_after)
+            counts.unstarted += _unstarted_abandon(job, now, unstarted_after)
     finished = ImportJob.objects.filter(
         status__in=_FINAL, finished_at__lt=now - older_than
     ).exclude(file="", error_report="")
@@ -73,16 +75,8 @@ def _chunks(jobs: QuerySet[ImportJob], size: int) -> Iterator[list[ImportJob]]:
         last_id = batch[-1].pk
 
 
-def _unstarted_cancel(job: ImportJob, now: datetime, after: timedelta) -> int:
-    hours = int(after.total_seconds() // 3600)
-    moved = import_job_move(
-        job_id=job.pk,
-        to=ImportJob.Status.CANCELLED,
-        only_if={"task_id": "", "started_at__isnull": True},
-        finished_at=now,
-        message=f"Never started within {hours} hours; its file was deleted.",
-    )
-    if not moved:
+def _unstarted_abandon(job: ImportJob, now: datetime, after: timedelta) -> int:
+    if not import_job_abandon(job_id=job.pk, now=now, unstarted_for=after):
         return 0
     _files_delete(job)
     return 1

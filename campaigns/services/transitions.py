@@ -73,7 +73,9 @@ SEND_TRANSITIONS: Mapping[str, frozenset[str]] = {
 }
 
 IMPORT_TRANSITIONS: Mapping[str, frozenset[str]] = {
-    ImportStatus.PENDING: frozenset({ImportStatus.RUNNING, ImportStatus.CANCELLED}),
+    ImportStatus.PENDING: frozenset(
+        {ImportStatus.RUNNING, ImportStatus.CANCELLED, ImportStatus.ABANDONED}
+    ),
     ImportStatus.RUNNING: frozenset(
         {
             ImportStatus.RUNNING,
@@ -85,6 +87,7 @@ IMPORT_TRANSITIONS: Mapping[str, frozenset[str]] = {
     ImportStatus.COMPLETED: frozenset(),
     ImportStatus.FAILED: frozenset(),
     ImportStatus.CANCELLED: frozenset(),
+    ImportStatus.ABANDONED: frozenset(),
 }
 
 # What a one-off campaign shows while its single Send is in each status.

@@ -1,10 +1,12 @@
-"""The dashboard: numbers from the database, workers and queues from the broker, failing soft."""
+"""The dashboard: numbers from the database, workers from their heartbeats, queue depths from
+the broker where it can tell, failing soft; onboarding until the first send."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -15,10 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django import DjangoAssertNumQueries
 
-from campaigns.models import Campaign, Delivery, Recipient, Send
+from campaigns.models import Campaign, Delivery, ImportJob, Recipient, Send, TaskLink
 from campaigns.selectors.dashboard import STATS_CACHE_KEY, hours_cache_key, table_estimate
 from campaigns.selectors.system import SYSTEM_CACHE_KEY
 from campaigns.services.campaigns import campaign_schedule
+from campaigns.services.heartbeat import Beat, heartbeat_write
 from opsdash.celery import app
 from tests.factories import CampaignFactory, RecipientFactory, UserFactory, audience_with
 
@@ -96,26 +99,101 @@ def test_the_dashboard_runs_a_bounded_number_of_queries_and_then_uses_the_cache(
     auditor: Client, django_assert_max_num_queries: DjangoAssertNumQueries
 ) -> None:
     auditor.get(reverse("admin:index"))  # fills the cache
-    with django_assert_max_num_queries(6):
+    # The onboarding checks (three EXISTS) are never cached, so a step shows ticked at once.
+    with django_assert_max_num_queries(10):
         assert auditor.get(reverse("admin:index")).status_code == 200
+
+
+def fresh_worker(name: str = "w1@host", queues: tuple[str, ...] | None = None) -> None:
+    now = timezone.now()
+    beat = Beat(name, "worker", queues or tuple(settings.QUEUES), 7, 2, now - timedelta(hours=1))
+    heartbeat_write(beat=beat, now=now)
 
 
 @pytest.mark.services
 def test_the_status_panel_lists_the_queues_of_a_live_broker(auditor: Client) -> None:
+    fresh_worker()
     page = auditor.get(reverse("admin-system-status")).content.decode()
     assert settings.QUEUE_DELIVERY in page
-    assert "unavailable" not in page.split("Queues", 1)[1]
+    queues = page.split('id="queues"', 1)[1]
+    assert "unavailable" not in queues and "not reported" not in queues
+    assert "data-warn" not in page and 'data-healthy="yes"' in page
 
 
 @pytest.mark.services
 def test_the_status_panel_says_unavailable_when_the_broker_is_down(
     auditor: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    fresh_worker()
     # Nothing listens on port 1.
     monkeypatch.setattr(app.conf, "broker_url", "amqp://guest:guest@127.0.0.1:1//")
     page = auditor.get(reverse("admin-system-status")).content.decode()
-    assert "Unavailable: the broker did not answer." in page
-    assert page.count("unavailable") >= 4  # every queue row
+    assert "The broker did not answer" in page and 'data-healthy="no"' in page
+    assert page.count(">unavailable<") == len(settings.QUEUES)
+    assert 'data-alive="yes"' in page  # the workers are known from their heartbeats all the same
+
+
+def test_the_embedded_profile_shows_live_workers_without_any_warning(
+    auditor: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh_worker()
+    monkeypatch.setattr(app.conf, "broker_url", "filesystem://")  # the embedded transport
+    page = auditor.get(reverse("admin-system-status")).content.decode()
+    assert "w1@host" in page and ">OK<" in page
+    assert page.count("not reported by this broker") == len(settings.QUEUES)
+    assert "data-warn" not in page and "opsdash-unavailable" not in page
+    assert "Unavailable" not in page and 'data-healthy="yes"' in page
+
+
+def test_a_dashboard_with_no_worker_at_all_says_so(
+    auditor: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app.conf, "broker_url", "filesystem://")
+    page = auditor.get(reverse("admin-system-status")).content.decode()
+    assert 'id="workers-none"' in page and 'data-healthy="no"' in page
+
+
+def test_an_empty_dashboard_says_what_to_do_first(auditor: Client) -> None:
+    page = auditor.get(reverse("admin:index")).content.decode()
+    steps = page.split('id="dashboard-onboarding"', 1)[1].split("</ol>", 1)[0]
+    for url in (
+        reverse("admin:campaigns_importjob_add"),
+        reverse("admin:campaigns_campaign_add"),
+        reverse("admin:campaigns_campaign_changelist"),
+    ):
+        assert f'href="{url}"' in steps
+    assert "1. Import recipients" in steps and "3. Send a test" in steps
+    assert steps.count('data-done="no"') == 3
+
+
+def test_onboarding_ticks_each_step_and_goes_once_something_was_sent(auditor: Client) -> None:
+    campaign = CampaignFactory.create(audiences=[audience_with(1)])
+    TaskLink.objects.create(task_id="t-1", kind=TaskLink.Kind.TEST, campaign=campaign)
+    page = auditor.get(reverse("admin:index")).content.decode()
+    assert page.count('data-done="yes"') == 3
+    Send.objects.create(campaign=campaign, occurrence_key="once")
+    assert 'id="dashboard-onboarding"' not in auditor.get(reverse("admin:index")).content.decode()
+
+
+def test_times_on_the_dashboard_carry_their_time_zone(auditor: Client, settings: Any) -> None:
+    settings.TIME_ZONE = "Europe/Paris"
+    scheduled = CampaignFactory.create(
+        name="Winter sale",
+        audiences=[audience_with(1)],
+        schedule_kind=Campaign.ScheduleKind.ONCE,
+        scheduled_at=datetime(2036, 11, 26, 8, 0, tzinfo=UTC),
+    )
+    campaign_schedule(campaign=scheduled, by=UserFactory.create())
+    page = auditor.get(reverse("admin:index")).content.decode()
+    assert "26 Nov 2036 09:00 CET" in page.split('id="dashboard-upcoming"', 1)[1]
+    as_of = page.split("Numbers as of", 1)[1][:30]
+    assert "CET" in as_of
+
+
+def test_an_upload_left_at_the_mapping_page_is_not_an_import_running(auditor: Client) -> None:
+    ImportJob.objects.create(status=ImportJob.Status.PENDING, original_name="left.csv")
+    ImportJob.objects.create(status=ImportJob.Status.RUNNING, original_name="busy.csv")
+    assert auditor.get(reverse("admin:index")).context["running_imports"] == 1
 
 
 def test_totals_come_from_the_planner_estimate_once_analysed() -> None:

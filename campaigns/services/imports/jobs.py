@@ -11,6 +11,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,22 @@ def import_job_cancel(*, job: ImportJob, by: By) -> ImportJob:
             changes={"status": job.status},
         )
     return job
+
+
+def import_job_abandon(*, job_id: int, now: datetime, unstarted_for: timedelta) -> bool:
+    """Marks an upload nobody started (left at the mapping page) abandoned; True if it moved.
+
+    The move is conditional on the job still having no task and no start, so a job being
+    started at this very moment is left alone. The caller deletes the file afterwards.
+    """
+    hours = int(unstarted_for.total_seconds() // 3600)
+    return import_job_move(
+        job_id=job_id,
+        to=Status.ABANDONED,
+        only_if={"task_id": "", "started_at__isnull": True},
+        finished_at=now,
+        message=f"Never started within {hours} hours of the upload; its file was deleted.",
+    )
 
 
 def import_job_run(*, import_job_id: int) -> ImportJob:
