@@ -13,6 +13,9 @@ recipient data (imported, so anyone's) fills them, so neither may make a render 
   is written, so an over-long render stops at the limit instead of being built first.
 - A rendered part (``part_render``) is at most the ``max_bytes`` its caller gives.
 
+Before any of that, ``template_syntax`` refuses a tag mark left open and a field written with
+one brace, both of which Django would send as text.
+
 Every rule is checked once, when a template compiles; a render pays for counting its loops'
 passes and one length check per part, nothing per tag or filter.
 """
@@ -45,6 +48,8 @@ from django.template.base import (
 )
 from django.template.defaulttags import ForNode, WithNode
 from django.template.smartif import TokenBase
+
+from campaigns.services.template_syntax import template_syntax_problem
 
 RECIPIENT_FIELDS = frozenset({"email", "first_name", "last_name", "full_name", "attributes"})
 CAMPAIGN_FIELDS = frozenset({"name"})
@@ -217,6 +222,9 @@ _ENGINE = _CampaignEngine(libraries={}, loaders=[], debug=False)
 
 def template_compile(source: str, *, label: str) -> Template:
     """Compiles and checks one template; raises TemplateProblem naming ``label``."""
+    # Django would send a half-written tag as text; refuse it first, with its line and column.
+    if syntax := template_syntax_problem(source, recipient_fields=RECIPIENT_FIELDS):
+        raise TemplateProblem(syntax.describe(source, label=label))
     try:
         template = _ENGINE.from_string(source)
     except _Refused as exc:
