@@ -39,7 +39,8 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         )
     if request.method == "POST":
         scope = _act(link, request.POST.get("scope", ""))
-        facts = unsubscribe_facts(link)
+        if (facts := unsubscribe_facts(link)) is None:  # 200 still: a one-click POST was served
+            return _page(request, "unsubscribe_invalid", {"message": _nobody(link)})
         return _page(request, "unsubscribe_done", {"facts": facts, "scope": scope})
     # Link scanners fetch URLs: a GET only shows the choices.
     facts = unsubscribe_facts(link)

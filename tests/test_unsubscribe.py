@@ -290,3 +290,30 @@ def test_links_in_messages_already_sent_keep_working(
     page = Client().get(f"/u/{token}/").content.decode()
 
     assert "Unsubscribe from Weekly news" in page
+
+
+def test_a_post_for_a_test_message_link_answers_but_changes_nothing(
+    sent: tuple[Recipient, Send, Audience, Audience],
+) -> None:
+    ada, _send, _weekly, _offers = sent
+    token = unsubscribe_token_make(recipient_id=0, send_id=0)  # as testmail writes it
+
+    response = Client(enforce_csrf_checks=True).post(f"/u/{token}/")
+
+    assert response.status_code == 200  # a mail program's one-click POST is still answered
+    assert "test message" in response.content.decode()
+    assert not AuditEntry.objects.exists()
+    assert subscribed_to(ada) == {"Weekly news", "Offers"}
+
+
+def test_leaving_a_list_one_is_not_on_changes_nothing_and_says_so(
+    sent: tuple[Recipient, Send, Audience, Audience],
+) -> None:
+    ada, _send, _weekly, _offers = sent
+    other = Send.objects.create(campaign=CampaignFactory.create(), occurrence_key="manual:2")
+
+    response = Client().post(link_of(ada, other), {"scope": "lists"})
+
+    assert "Nothing to change" in response.content.decode()
+    assert not AuditEntry.objects.exists()
+    assert subscribed_to(ada) == {"Weekly news", "Offers"}

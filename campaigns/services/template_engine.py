@@ -220,10 +220,17 @@ _LIBRARY = _library()
 _ENGINE = _CampaignEngine(libraries={}, loaders=[], debug=False)
 
 
-def template_compile(source: str, *, label: str) -> Template:
-    """Compiles and checks one template; raises TemplateProblem naming ``label``."""
+def template_compile(source: str, *, label: str, check_marks: bool = True) -> Template:
+    """Compiles and checks one template; raises TemplateProblem naming ``label``.
+
+    ``check_marks=False`` leaves out the tag-mark check, for content a send froze at launch:
+    it was accepted then, and a rule added since must not stop a send half-way.
+    """
     # Django would send a half-written tag as text; refuse it first, with its line and column.
-    if syntax := template_syntax_problem(source, recipient_fields=RECIPIENT_FIELDS):
+    syntax = (
+        template_syntax_problem(source, recipient_fields=RECIPIENT_FIELDS) if check_marks else None
+    )
+    if syntax is not None:
         raise TemplateProblem(syntax.describe(source, label=label))
     try:
         template = _ENGINE.from_string(source)

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.html import escape
 
 from campaigns.models import Campaign
-from campaigns.services.rendering import TemplateProblem, campaign_compile
+from campaigns.services.rendering import TemplateProblem, campaign_compile, frozen_content_compile
 from campaigns.services.template_engine import template_compile
 from campaigns.services.template_syntax import template_syntax_problem
 from tests.admin.helpers import campaign_form_data, user_with_roles
@@ -209,3 +209,21 @@ def test_the_admin_form_shows_the_problem_in_red_on_its_field() -> None:
     )
     assert 'aria-invalid="true" aria-describedby="id_text_body_error"' in html
     assert not Campaign.objects.exists()
+
+
+def test_content_a_send_froze_before_the_check_still_compiles() -> None:
+    """A send launched before this rule keeps delivering what was accepted at its launch."""
+    content = {
+        "name": "News",
+        "subject": "Hi {first_name}",
+        "from_email": "team@example.com",
+        "reply_to": "",
+        "text_body": "Hello {recipient.first_name} }}",
+        "html_body": "",
+    }
+    with pytest.raises(TemplateProblem):
+        campaign_compile(campaign_id=1, **content)
+
+    compiled = frozen_content_compile(campaign_id=1, content=content)
+
+    assert compiled.text is not None
