@@ -97,11 +97,6 @@ def unsubscribe_link_read(token: str) -> UnsubscribeLink:
     return UnsubscribeLink(recipient_id=recipient_id, send_id=send_id)
 
 
-def unsubscribe_token_read(token: str) -> int:
-    """The recipient's id a token names; raises InvalidToken."""
-    return unsubscribe_link_read(token).recipient_id
-
-
 class UnsubscribeScope(StrEnum):
     """What a person leaves from their unsubscribe page."""
 
@@ -122,12 +117,10 @@ def _send_or_none(send_id: int) -> Send | None:
 
 
 @transaction.atomic
-def recipient_unsubscribe(
-    *, recipient_id: int, send_id: int = 0, reason: str = ONE_CLICK_REASON
-) -> bool:
+def recipient_unsubscribe(*, recipient_id: int, send_id: int, reason: str) -> bool:
     """Unsubscribes everywhere: the address gets no more mail from any send, and leaves every
-    list. Audited with ``reason`` and the send whose link it was. Returns False when it was
-    already so (a harmless replay), and then writes nothing."""
+    list. Returns whether the status changed; a replay changes nothing and audits nothing, any
+    other change is audited with ``reason`` and the send whose link it was."""
     changed = (
         Recipient.objects.filter(pk=recipient_id, status=Recipient.Status.ACTIVE).update(
             status=Recipient.Status.UNSUBSCRIBED, updated_at=timezone.now()
@@ -177,7 +170,10 @@ def recipient_unsubscribe_from_send_lists(*, recipient_id: int, send_id: int) ->
             changes={
                 "recipient": recipient_id,
                 "audience": audience_id,
-                "subscription": {"from": "subscribed", "to": "unsubscribed"},
+                "subscription": {
+                    "from": Subscription.Status.SUBSCRIBED,
+                    "to": Subscription.Status.UNSUBSCRIBED,
+                },
                 "reason": UNSUBSCRIBE_REASONS[UnsubscribeScope.LISTS],
             },
         )
