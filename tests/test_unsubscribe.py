@@ -317,3 +317,16 @@ def test_leaving_a_list_one_is_not_on_changes_nothing_and_says_so(
     assert "Nothing to change" in response.content.decode()
     assert not AuditEntry.objects.exists()
     assert subscribed_to(ada) == {"Weekly news", "Offers"}
+
+
+def test_list_and_sender_names_are_escaped(
+    sent: tuple[Recipient, Send, Audience, Audience], settings: Settings
+) -> None:
+    ada, send, weekly, _offers = sent
+    Audience.objects.filter(pk=weekly.pk).update(name="<b>Weekly</b>")
+    settings.OPSDASH_SENDER_NAME = "A & B <Books>"
+
+    page = Client().get(link_of(ada, send)).content.decode()
+
+    assert "&lt;b&gt;Weekly&lt;/b&gt;" in page and "<b>Weekly" not in page
+    assert "A &amp; B &lt;Books&gt;" in page
