@@ -1,28 +1,73 @@
-"""Public endpoints. Only unsubscribe: GET asks, POST acts (RFC 8058 one-click included)."""
+"""Public endpoints. Only unsubscribe: GET shows, POST acts (RFC 8058 one-click included)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from campaigns.services.audiences import InvalidToken, recipient_unsubscribe, unsubscribe_token_read
+from campaigns.selectors.unsubscribe import unsubscribe_facts
+from campaigns.services.audiences import (
+    ONE_CLICK_REASON,
+    UNSUBSCRIBE_REASONS,
+    InvalidToken,
+    UnsubscribeLink,
+    UnsubscribeScope,
+    recipient_unsubscribe,
+    recipient_unsubscribe_from_send_lists,
+    unsubscribe_link_read,
+)
 
 
 # Mail providers POST the one-click request without cookies or a CSRF token; the HMAC-signed
-# token in the URL is the proof instead.
+# token in the URL is the proof instead, for the page's own buttons as well (a forged form
+# would need the token, which only the recipient's message holds).
 @csrf_exempt
+@never_cache
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     try:
-        recipient_id = unsubscribe_token_read(token)
+        link = unsubscribe_link_read(token)
     except InvalidToken as exc:
-        return render(
-            request, "campaigns/unsubscribe_invalid.html", {"message": str(exc)}, status=400
+        return _page(
+            request, "unsubscribe_invalid", {"message": str(exc), "damaged": True}, status=400
         )
-    if request.method == "GET":
-        # Link scanners fetch URLs: a GET only shows the confirmation form.
-        return render(request, "campaigns/unsubscribe_confirm.html", {"token": token})
-    recipient_unsubscribe(recipient_id=recipient_id)
-    return render(request, "campaigns/unsubscribe_done.html")
+    if request.method == "POST":
+        scope = _act(link, request.POST.get("scope", ""))
+        if (facts := unsubscribe_facts(link)) is None:  # 200 still: a one-click POST was served
+            return _page(request, "unsubscribe_invalid", {"message": _nobody(link)})
+        return _page(request, "unsubscribe_done", {"facts": facts, "scope": scope})
+    # Link scanners fetch URLs: a GET only shows the choices.
+    facts = unsubscribe_facts(link)
+    if facts is None:
+        return _page(request, "unsubscribe_invalid", {"message": _nobody(link)}, status=404)
+    return _page(request, "unsubscribe_confirm", {"facts": facts})
+
+
+def _act(link: UnsubscribeLink, scope: str) -> UnsubscribeScope:
+    """Applies the person's choice. A POST without one is the one-click request (RFC 8058),
+    which has always meant everything."""
+    if scope == UnsubscribeScope.LISTS:
+        recipient_unsubscribe_from_send_lists(recipient_id=link.recipient_id, send_id=link.send_id)
+        return UnsubscribeScope.LISTS
+    reason = UNSUBSCRIBE_REASONS[UnsubscribeScope.EVERYTHING] if scope else ONE_CLICK_REASON
+    recipient_unsubscribe(recipient_id=link.recipient_id, send_id=link.send_id, reason=reason)
+    return UnsubscribeScope.EVERYTHING
+
+
+def _nobody(link: UnsubscribeLink) -> str:
+    if link.send_id == 0:
+        return "This link came with a test message, so it unsubscribes nobody."
+    return "This address is no longer on any of our lists, so there is nothing to unsubscribe."
+
+
+def _page(
+    request: HttpRequest, name: str, context: dict[str, Any], *, status: int = 200
+) -> HttpResponse:
+    context = {"sender_name": settings.OPSDASH_SENDER_NAME, **context}
+    return render(request, f"campaigns/{name}.html", context, status=status)

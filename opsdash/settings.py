@@ -230,6 +230,8 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # --- opsdash --------------------------------------------------------------------------------
 OPSDASH_PUBLIC_URL = env_str("OPSDASH_PUBLIC_URL", "http://localhost:8000").rstrip("/")
 OPSDASH_MESSAGE_ID_DOMAIN = env_str("OPSDASH_MESSAGE_ID_DOMAIN", "opsdash.localhost")
+# The organisation recipients know the mail comes from: the heading of the unsubscribe page.
+OPSDASH_SENDER_NAME = env_str("OPSDASH_SENDER_NAME", "opsdash").strip() or "opsdash"
 OPSDASH_DELIVERY_BATCH_SIZE = env_int("OPSDASH_DELIVERY_BATCH_SIZE", 500, minimum=1)
 OPSDASH_DELIVERY_MAX_BATCHES = env_int("OPSDASH_DELIVERY_MAX_BATCHES", 500, minimum=1)
 OPSDASH_DELIVERY_FLUSH_EVERY = env_int("OPSDASH_DELIVERY_FLUSH_EVERY", 50, minimum=1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 from django.core import signing
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
@@ -9,7 +12,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import AuditEntry, Recipient, Subscription
+from campaigns.models import AuditEntry, Recipient, Send, Subscription
 from campaigns.services.audit import By, acting_user, audit_record
 from campaigns.services.rendering import public_url
 
@@ -73,33 +76,108 @@ def unsubscribe_url(*, recipient_id: int, send_id: int) -> str:
     return public_url(reverse("unsubscribe", args=[token]))
 
 
-def unsubscribe_token_read(token: str) -> int:
-    """Verifies the HMAC (compared in constant time by Signer); returns the recipient's id.
+@dataclass(frozen=True)
+class UnsubscribeLink:
+    """What a message's unsubscribe link proves: whose it is, and which send carried it."""
 
-    The token also names the send it came with (so every message's link differs); it must
-    parse, but unsubscribing is per recipient, so nothing else reads it.
+    recipient_id: int
+    send_id: int  # 0 for a test message, which no send carried
+
+
+def unsubscribe_link_read(token: str) -> UnsubscribeLink:
+    """Verifies the HMAC (compared in constant time by Signer); raises InvalidToken.
+
+    Every link ever sent is ``<recipient id>-<send id>``, so every one still reads the same.
     """
     try:
         value = signing.Signer(salt=_UNSUBSCRIBE_SALT).unsign(token)
-        recipient_id, _send_id = (int(part) for part in value.split("-", 1))
+        recipient_id, send_id = (int(part) for part in value.split("-", 1))
     except (signing.BadSignature, ValueError) as exc:
         raise InvalidToken("This unsubscribe link is not valid.") from exc
-    return recipient_id
+    return UnsubscribeLink(recipient_id=recipient_id, send_id=send_id)
+
+
+class UnsubscribeScope(StrEnum):
+    """What a person leaves from their unsubscribe page."""
+
+    LISTS = "lists"  # the lists the message was sent for
+    EVERYTHING = "everything"  # every list; no mail at all
+
+
+# The reasons the audit trail gives for a change the person made themselves.
+UNSUBSCRIBE_REASONS = {
+    UnsubscribeScope.LISTS: "Unsubscribe page: from the lists this message was sent for",
+    UnsubscribeScope.EVERYTHING: "Unsubscribe page: from everything",
+}
+ONE_CLICK_REASON = "One-click unsubscribe from the mail program (List-Unsubscribe-Post)"
+
+
+def _send_or_none(send_id: int) -> Send | None:
+    return Send.objects.select_related("campaign").filter(pk=send_id).first() if send_id else None
 
 
 @transaction.atomic
-def recipient_unsubscribe(*, recipient_id: int) -> bool:
-    """Unsubscribes everywhere. Returns False when it was already so (a harmless replay)."""
+def recipient_unsubscribe(*, recipient_id: int, send_id: int, reason: str) -> bool:
+    """Unsubscribes everywhere: the address gets no more mail from any send, and leaves every
+    list. Returns whether the status changed; a replay changes nothing and audits nothing, any
+    other change is audited with ``reason`` and the send whose link it was."""
     changed = (
         Recipient.objects.filter(pk=recipient_id, status=Recipient.Status.ACTIVE).update(
-            status=Recipient.Status.UNSUBSCRIBED
+            status=Recipient.Status.UNSUBSCRIBED, updated_at=timezone.now()
         )
         > 0
     )
-    Subscription.objects.filter(
+    left = Subscription.objects.filter(
         recipient_id=recipient_id, status=Subscription.Status.SUBSCRIBED
-    ).update(status=Subscription.Status.UNSUBSCRIBED)
+    ).update(status=Subscription.Status.UNSUBSCRIBED, updated_at=timezone.now())
+    if changed or left:
+        changes: dict[str, object] = {"recipient": recipient_id, "reason": reason}
+        if changed:
+            changes.update({"from": Recipient.Status.ACTIVE, "to": Recipient.Status.UNSUBSCRIBED})
+        audit_record(
+            action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
+            actor=None,
+            send=_send_or_none(send_id),
+            changes=changes,
+        )
     return changed
+
+
+@transaction.atomic
+def recipient_unsubscribe_from_send_lists(*, recipient_id: int, send_id: int) -> int:
+    """Takes the person off the lists (audiences) the send's campaign went to, keeping the
+    others; audited, one entry per list left. Returns how many lists they left."""
+    send = _send_or_none(send_id)
+    if send is None:
+        return 0
+    leaving = list(
+        Subscription.objects.select_for_update()
+        .filter(
+            recipient_id=recipient_id,
+            audience__in=send.campaign.audiences.all(),
+            status=Subscription.Status.SUBSCRIBED,
+        )
+        .values_list("pk", "audience_id")
+    )
+    Subscription.objects.filter(pk__in=[pk for pk, _ in leaving]).update(
+        status=Subscription.Status.UNSUBSCRIBED, updated_at=timezone.now()
+    )
+    for _pk, audience_id in leaving:
+        audit_record(
+            action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
+            actor=None,
+            send=send,
+            changes={
+                "recipient": recipient_id,
+                "audience": audience_id,
+                "subscription": {
+                    "from": Subscription.Status.SUBSCRIBED,
+                    "to": Subscription.Status.UNSUBSCRIBED,
+                },
+                "reason": UNSUBSCRIBE_REASONS[UnsubscribeScope.LISTS],
+            },
+        )
+    return len(leaving)
 
 
 def recipient_suppress(*, recipient_ids: list[int], status: str) -> int:

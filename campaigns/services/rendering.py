@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -87,16 +88,33 @@ def campaign_compile(
     The sample render refuses, naming the field, a template that is already over a limit of
     ``part_render`` without any recipient's data (a loop over a long literal, say).
     """
+    content = {"name": name, "subject": subject, "from_email": from_email, "reply_to": reply_to}
+    content.update(text_body=text_body, html_body=html_body)
+    return _compile(campaign_id, content, check_marks=True)
+
+
+def frozen_content_compile(*, campaign_id: int, content: Mapping[str, str]) -> CompiledCampaign:
+    """``campaign_compile`` for the content a send froze at launch, without the tag-mark check
+    (``template_compile``): it was accepted then, and a rule added since must not stop a send
+    half-way."""
+    return _compile(campaign_id, content, check_marks=False)
+
+
+def _compile(
+    campaign_id: int, content: Mapping[str, str], *, check_marks: bool
+) -> CompiledCampaign:
+    text_body, html_body = content["text_body"], content["html_body"]
     if not text_body.strip() and not html_body.strip():
         raise TemplateProblem("Body: write a text body, an HTML body, or both.")
+    compile_part = partial(template_compile, check_marks=check_marks)
     compiled = CompiledCampaign(
         campaign_id=campaign_id,
-        campaign_name=name,
-        from_email=from_email,
-        reply_to=reply_to,
-        subject=template_compile(subject, label="Subject"),
-        text=template_compile(text_body, label="Text body") if text_body.strip() else None,
-        html=template_compile(html_body, label="HTML body") if html_body.strip() else None,
+        campaign_name=content["name"],
+        from_email=content["from_email"],
+        reply_to=content["reply_to"],
+        subject=compile_part(content["subject"], label="Subject"),
+        text=compile_part(text_body, label="Text body") if text_body.strip() else None,
+        html=compile_part(html_body, label="HTML body") if html_body.strip() else None,
     )
     _sample_render(compiled)
     return compiled

@@ -13,6 +13,9 @@ recipient data (imported, so anyone's) fills them, so neither may make a render 
   is written, so an over-long render stops at the limit instead of being built first.
 - A rendered part (``part_render``) is at most the ``max_bytes`` its caller gives.
 
+Before any of that, ``template_syntax`` refuses a tag mark left open and a field written with
+one brace, both of which Django would send as text.
+
 Every rule is checked once, when a template compiles; a render pays for counting its loops'
 passes and one length check per part, nothing per tag or filter.
 """
@@ -45,6 +48,8 @@ from django.template.base import (
 )
 from django.template.defaulttags import ForNode, WithNode
 from django.template.smartif import TokenBase
+
+from campaigns.services.template_syntax import template_syntax_problem
 
 RECIPIENT_FIELDS = frozenset({"email", "first_name", "last_name", "full_name", "attributes"})
 CAMPAIGN_FIELDS = frozenset({"name"})
@@ -215,8 +220,18 @@ _LIBRARY = _library()
 _ENGINE = _CampaignEngine(libraries={}, loaders=[], debug=False)
 
 
-def template_compile(source: str, *, label: str) -> Template:
-    """Compiles and checks one template; raises TemplateProblem naming ``label``."""
+def template_compile(source: str, *, label: str, check_marks: bool = True) -> Template:
+    """Compiles and checks one template; raises TemplateProblem naming ``label``.
+
+    ``check_marks=False`` leaves out the tag-mark check, for content a send froze at launch:
+    it was accepted then, and a rule added since must not stop a send half-way.
+    """
+    # Django would send a half-written tag as text; refuse it first, with its line and column.
+    syntax = (
+        template_syntax_problem(source, recipient_fields=RECIPIENT_FIELDS) if check_marks else None
+    )
+    if syntax is not None:
+        raise TemplateProblem(syntax.describe(source, label=label))
     try:
         template = _ENGINE.from_string(source)
     except _Refused as exc:

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from campaigns.models import Campaign, Send
 from campaigns.services.mime import WireFrame, wire_frame
-from campaigns.services.rendering import CompiledCampaign, campaign_compile, campaign_compile_for
+from campaigns.services.rendering import (
+    CompiledCampaign,
+    campaign_compile_for,
+    frozen_content_compile,
+)
 
 # What staff compose and a send freezes: everything rendering a message reads.
 FROZEN_FIELDS = ("name", "subject", "from_email", "reply_to", "text_body", "html_body")
@@ -33,16 +37,7 @@ def compiled_for_send(send: Send) -> tuple[CompiledCampaign, WireFrame]:
     if cached is None:
         if len(_compiled_cache) > 64:
             _compiled_cache.clear()
-        content = send_content(send)
-        compiled = campaign_compile(
-            campaign_id=send.campaign_id,
-            name=content["name"],
-            subject=content["subject"],
-            from_email=content["from_email"],
-            reply_to=content["reply_to"],
-            text_body=content["text_body"],
-            html_body=content["html_body"],
-        )
+        compiled = frozen_content_compile(campaign_id=send.campaign_id, content=send_content(send))
         cached = _compiled_cache[send.pk] = (compiled, wire_frame(compiled))
     return cached
 
