@@ -33,16 +33,16 @@ class RecipientSearch:
     value: str
 
 
-def recipient_search_read(term: str) -> RecipientSearch | None:
-    """ "Ada@Example.com" → an address; "@example.com" or "example.com" → a domain; None when
-    the term is neither (empty, or a word without a dot)."""
+def recipient_search_read(term: str) -> RecipientSearch:
+    """ "Ada@Example.com" → an address; "@example.com" or "example.com" → a domain. Anything
+    else (a word without a dot) is looked up as an address too, which finds nothing."""
     value = term.strip().strip("<>").strip()
     local, at, domain = value.rpartition("@")
     if at and local:
         return RecipientSearch(SearchKind.ADDRESS, f"{local}@{_domain(domain)}".lower())
     domain = domain if at else value
     if "." not in domain or " " in domain:
-        return None
+        return RecipientSearch(SearchKind.ADDRESS, value.lower())
     return RecipientSearch(SearchKind.DOMAIN, _domain(domain))
 
 
@@ -55,11 +55,9 @@ def _domain(raw: str) -> str:
 
 
 def recipients_matching(
-    queryset: QuerySet[Recipient], search: RecipientSearch | None
+    queryset: QuerySet[Recipient], search: RecipientSearch
 ) -> QuerySet[Recipient]:
-    """The recipients a search names; nothing for a term that names no address or domain."""
-    if search is None:
-        return queryset.none()
+    """The recipients a search names, each kind on its own index."""
     if search.kind is SearchKind.ADDRESS:
         return queryset.filter(email=search.value)
     # Spelled exactly as the index (Recipient.Meta), so PostgreSQL reads the index.
