@@ -494,4 +494,7 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
-        return f"{self.action} by {self.actor_id} at {self.created_at:%Y-%m-%d %H:%M}"
+        """ "Sent by Dana", as the trail shows it (the page title and breadcrumb use this)."""
+        from campaigns.selectors.audit import audit_title  # the selectors import this module
+
+        return audit_title(self)

@@ -324,7 +324,7 @@ class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
     def title(self, obj: TaskResult) -> str:
         return task_title(task_name=obj.task_name, status=obj.status, about=_served(obj))
 
-    @display(description="Task")
+    @display(description="Kind of task")
     def task_label(self, obj: TaskResult) -> str:
         return task_words(obj.task_name)
 
@@ -404,6 +404,15 @@ def _last_line(traceback: str) -> str:
     """A traceback's last line (the exception), shown before the whole of it."""
     lines = [line for line in traceback.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "Traceback"
+
+
+def _task_result_str(result: TaskResult) -> str:
+    return task_title(task_name=result.task_name, status=result.status, about=_served(result))
+
+
+# django-celery-results names a row "<Task: 0b9a… (SUCCESS)>", and the admin shows that name as
+# the page's title and breadcrumb: staff read the same title the list shows instead.
+TaskResult.__str__ = _task_result_str  # type: ignore[assignment,method-assign]
 
 
 @admin.register(GroupResult)

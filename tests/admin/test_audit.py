@@ -321,6 +321,7 @@ def test_an_edit_entry_shows_its_fields_by_their_labels_in_a_table() -> None:
     assert "Subject" in details and "Hello" in details
     assert "&lt;p&gt;Hi&lt;/p&gt;" in details  # shown, never rendered
     assert "UTC" in text  # the time carries its zone
+    assert "Edited by the system" in text.split("<h1")[1].split("</h1>")[0]  # not "edited by None"
 
 
 def test_no_control_adds_changes_or_deletes_an_entry_for_a_superuser() -> None:

@@ -60,6 +60,9 @@ def test_a_result_reads_as_a_title_with_its_duration(superuser: Client) -> None:
     ).content.decode()
     assert "Delivery batch for “Spring newsletter” — succeeded" in detail
     assert "Sent" in detail and '{"sent"' not in detail and "{&quot;sent" not in detail
+    header = detail.split("<h1")[1].split("</h1>")[0]
+    assert "Delivery batch for “Spring newsletter” — succeeded" in header
+    assert "&lt;Task:" not in detail
 
 
 def test_a_failure_shows_its_error_in_words_and_the_traceback_on_request(
