@@ -289,7 +289,7 @@ class AudienceAdmin(ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
-    list_display = ("recipient", "audience", "status", "created_at")
+    list_display = ("recipient", "audience", "status", "since")
     list_filter = ("status", "audience")
     list_select_related = ("recipient", "audience")
     email_lookup = "recipient__email"
@@ -299,6 +299,10 @@ class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+
+    @display(description="Since", ordering="created_at")
+    def since(self, obj: Subscription) -> str:
+        return zoned(obj.created_at)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         """A subscription's who and which list never change; its status changes only with the

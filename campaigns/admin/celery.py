@@ -17,7 +17,7 @@ from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 from django_celery_beat.admin import ClockedScheduleAdmin as BaseClockedScheduleAdmin
 from django_celery_beat.admin import CrontabScheduleAdmin as BaseCrontabScheduleAdmin
 from django_celery_beat.admin import PeriodicTaskAdmin as BasePeriodicTaskAdmin
@@ -379,10 +379,11 @@ class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
     def campaign_link(self, obj: TaskResult) -> str:
         send_id = getattr(obj, "link_send_id", None)
         if send_id:
-            return id_link(Send, send_id, "Send")
+            return _styled(id_link(Send, send_id, "Send"))
         if import_id := getattr(obj, "link_import_id", None):
-            return id_link(ImportJob, import_id, "Import")
-        return id_link(Campaign, getattr(obj, "link_campaign_id", None) or None, "Campaign")
+            return _styled(id_link(ImportJob, import_id, "Import"))
+        campaign_id = getattr(obj, "link_campaign_id", None) or None
+        return _styled(id_link(Campaign, campaign_id, "Campaign"))
 
 
 # Fields of django-celery-results' model that its type stubs leave out.
@@ -398,6 +399,11 @@ def _served(result: TaskResult) -> str:
     """ "“Spring newsletter”" or "“people.csv”": what the task served, when it is linked."""
     name = getattr(result, "link_campaign_name", None) or getattr(result, "link_import_name", None)
     return f"“{name}”" if name else ""
+
+
+def _styled(link: str) -> str:
+    """The shared id link, coloured as a link (a read-only field shows it as plain text)."""
+    return mark_safe(link.replace("<a ", '<a class="text-primary-600" ', 1))  # noqa: S308
 
 
 def _last_line(traceback: str) -> str:
