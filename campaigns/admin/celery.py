@@ -16,6 +16,7 @@ from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django_celery_beat.admin import ClockedScheduleAdmin as BaseClockedScheduleAdmin
@@ -94,6 +95,9 @@ class UnfoldPeriodicTaskForm(PeriodicTaskForm):
         super().__init__(*args, **kwargs)
         self.fields["task"].widget = UnfoldAdminTextInputWidget()
         self.fields["regtask"].widget = UnfoldTaskSelectWidget()
+        if "start_time" in self.fields:  # entered and shown on the site's clock: say which
+            zone = timezone.get_current_timezone_name()
+            self.fields["start_time"].help_text = f"In {zone}. Leave empty to start at once."
 
 
 def owning_campaign(task: PeriodicTask | None) -> Campaign | None:
@@ -134,7 +138,7 @@ class PeriodicTaskAdmin(SuperuserOnlyMixin, BasePeriodicTaskAdmin, ModelAdmin):
         return super().has_delete_permission(request, obj) and owning_campaign(obj) is None
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
-        fieldsets = list(super().get_fieldsets(request, obj))
+        fieldsets = [_zoned_fields(fieldset) for fieldset in super().get_fieldsets(request, obj)]
         if owning_campaign(obj) is None:
             return fieldsets
         return [("Managed by its campaign", {"fields": ("managed_by",)}), *fieldsets]
@@ -158,6 +162,13 @@ class PeriodicTaskAdmin(SuperuserOnlyMixin, BasePeriodicTaskAdmin, ModelAdmin):
     @display(description="Last run", ordering="last_run_at")
     def last_run(self, obj: PeriodicTask) -> str:
         return zoned(obj.last_run_at, empty="never")
+
+
+def _zoned_fields(fieldset: Any) -> Any:
+    """The last run shown with its time zone (the stock field shows a bare time)."""
+    name, options = fieldset
+    fields = tuple("last_run" if field == "last_run_at" else field for field in options["fields"])
+    return (name, {**options, "fields": fields})
 
 
 def _sparing_campaigns(func: Callable[..., Any]) -> Callable[..., Any]:

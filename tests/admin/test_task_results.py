@@ -139,6 +139,8 @@ def test_bulk_actions_leave_a_campaigns_task_alone(superuser: Client) -> None:
     owned.refresh_from_db()
     system.refresh_from_db()
     assert owned.enabled and not system.enabled
+    listing = superuser.get(reverse("admin:django_celery_beat_periodictask_changelist"))
+    assert "Managed by campaign" in listing.content.decode() and "never" in listing.content.decode()
 
 
 def test_a_system_task_stays_editable_for_a_superuser(superuser: Client) -> None:
@@ -150,6 +152,7 @@ def test_a_system_task_stays_editable_for_a_superuser(superuser: Client) -> None
         reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
     ).content.decode()
     assert 'name="_save"' in page and "Managed by campaign" not in page
+    assert "In UTC." in page  # the start time says which clock it is on
 
 
 @pytest.mark.parametrize("role", ["editor", "approver", "auditor"])
