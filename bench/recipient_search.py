@@ -155,6 +155,40 @@ def page_times(term: str, requests: int) -> dict[str, float]:
     }
 
 
+def recipient_page(requests: int, *, plans: bool) -> dict[str, Any]:
+    """One person's page: their deliveries come from Delivery's (recipient, send) index."""
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from django.urls import reverse
+
+    from campaigns.models import Delivery, Recipient
+    from campaigns.selectors.recipients import RECIPIENT_PAGE_DELIVERIES
+
+    delivery = Delivery.objects.order_by("-id").only("recipient_id").first()
+    assert delivery is not None, "load the scale data first"
+    recipient = Recipient.objects.get(pk=delivery.recipient_id)
+    rows = (
+        Delivery.objects.filter(recipient_id=recipient.pk)
+        .select_related("send__campaign")
+        .order_by("-id")[: RECIPIENT_PAGE_DELIVERIES + 1]
+    )
+    sql, params = rows.query.sql_with_params()
+    plan = explain(sql, list(params))
+    if plans:
+        log("recipient_page deliveries:\n  " + "\n  ".join(plan["plan"]))
+    client = Client()
+    client.force_login(User.objects.get(username="bench-search"))
+    url = reverse("admin:campaigns_recipient_change", args=[recipient.pk])
+    client.get(url)
+    samples = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        assert client.get(url).status_code == 200
+        samples.append((time.perf_counter() - began) * 1000)
+    entry = {k: v for k, v in plan.items() if k != "plan"}
+    return {**entry, "median_ms": round(statistics.median(samples), 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=20)
@@ -181,6 +215,7 @@ def main() -> None:
         report["searches"][name] = {"term": term, **entry, **page_times(term, args.requests)}
     scan = like_scan(RARE_DOMAIN)
     report["like_scan_without_index_ms"] = scan["execution_ms"]
+    report["recipient_page"] = recipient_page(args.requests, plans=args.plans)
     print(json.dumps(report))
 
 
