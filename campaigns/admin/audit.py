@@ -73,9 +73,15 @@ class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
             "",
             '<tr><th class="pr-4 py-1 text-left font-medium align-top">{}</th>'
             '<td class="py-1 whitespace-pre-wrap">{}</td></tr>',
-            ((row.label, row.value) for row in rows),
+            ((row.label, _linked(row.value, row.url)) for row in rows),
         )
         return format_html('<table class="audit-details text-sm">{}</table>', body)
+
+
+def _linked(text: str, url: str) -> SafeString | str:
+    if not url:
+        return text
+    return format_html('<a href="{}" class="text-primary-600">{}</a>', url, text)
 
 
 _BREAK = mark_safe("<br>")

@@ -14,7 +14,11 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import FieldDoesNotExist
+from django.db import connection
+from django.db.models import Q
+from django.urls import reverse
 from django.utils.dateparse import parse_datetime
+from django.utils.http import urlencode
 from django.utils.text import capfirst
 
 from campaigns.models import Audience, AuditEntry, Campaign, Recipient, Send
@@ -56,10 +60,11 @@ _MOVES = (("from", "to"),)
 
 @dataclass(frozen=True)
 class Detail:
-    """One row of an entry's details table."""
+    """One row of an entry's details table; ``url`` when the value names a page."""
 
     label: str
     value: str
+    url: str = ""
 
 
 def person_name(user: AbstractBaseUser | None) -> str:
@@ -118,8 +123,18 @@ def audit_details(entry: AuditEntry) -> list[Detail]:
     if entry.recipient_id is not None:
         changes.pop("recipient", None)  # the entry links to the person already
     for key, value in changes.items():
-        rows.append(Detail(_label(entry, key), _value(key, value)))
+        rows.append(Detail(_label(entry, key), _value(key, value), _url(key, value)))
     return rows
+
+
+def _url(key: str, value: Any) -> str:
+    """The page a detail names: a test message's task result, an audience."""
+    if key == "task_id" and isinstance(value, str) and value:
+        changelist = reverse("admin:django_celery_results_taskresult_changelist")
+        return f"{changelist}?{urlencode({'q': value})}"
+    if key == "audience" and isinstance(value, int):
+        return reverse("admin:campaigns_audience_change", args=[value])
+    return ""
 
 
 def audit_summary(entry: AuditEntry, *, limit: int = 160) -> str:
@@ -185,10 +200,17 @@ def _plain(value: Any) -> str:
 
 
 def recipient_history(recipient: Recipient, *, limit: int = 50) -> list[AuditEntry]:
-    """The consent changes recorded for one person, latest first (the recipient index)."""
+    """The consent changes recorded for one person, latest first: the entries naming them
+    (the recipient index), and the imports that re-subscribed them by id (few entries, found
+    through the action index; PostgreSQL only, where the ids are a JSON array to search)."""
+    about = Q(recipient=recipient)
+    if connection.vendor == "postgresql":
+        about |= Q(
+            action=AuditEntry.Action.RESUBSCRIBED, changes__recipient_ids__contains=[recipient.pk]
+        )
     entries: Iterable[AuditEntry] = (
-        AuditEntry.objects.filter(recipient=recipient)
-        .select_related("actor", "send")
+        AuditEntry.objects.filter(about)
+        .select_related("actor", "send", "import_job")
         .order_by("-created_at", "-id")[:limit]
     )
     return list(entries)

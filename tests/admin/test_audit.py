@@ -338,3 +338,15 @@ def test_no_control_adds_changes_or_deletes_an_entry_for_a_superuser() -> None:
     assert 'name="_save"' not in text and 'name="_continue"' not in text
     assert reverse("admin:campaigns_auditentry_delete", args=[entry.pk]) not in text
     assert client.get(reverse("admin:campaigns_auditentry_add")).status_code == 403
+
+
+def test_a_test_message_entry_links_to_its_task_result() -> None:
+    campaign = CampaignFactory.create()
+    task_id = str(uuid.uuid4())
+    entry = AuditEntry.objects.create(
+        action="test_sent", campaign=campaign, changes={"to": "me@example.com", "task_id": task_id}
+    )
+    client, _ = logged_in("auditor")
+    page = client.get(reverse("admin:campaigns_auditentry_change", args=[entry.pk])).content
+    results = reverse("admin:django_celery_results_taskresult_changelist")
+    assert f'href="{results}?q={task_id}"' in page.decode()

@@ -143,3 +143,23 @@ def test_an_editor_still_edits_attributes_as_json() -> None:
     assert client.post(url, form).status_code == 302
     recipient.refresh_from_db()
     assert recipient.attributes == {"city": "Lima"} and recipient.first_name == "Ada"
+
+
+def test_an_import_that_re_subscribed_the_person_is_in_their_history(auditor: Client) -> None:
+    from django.db import connection
+
+    from campaigns.models import AuditEntry, ImportJob
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the ids are searched as a JSON array on PostgreSQL")
+    recipient = RecipientFactory.create()
+    other = RecipientFactory.create()
+    job = ImportJob.objects.create(file="imports/back.csv", original_name="back.csv")
+    AuditEntry.objects.create(
+        action=AuditEntry.Action.RESUBSCRIBED,
+        import_job=job,
+        changes={"resubscribed": 1, "recipient_ids": [recipient.pk], "audience": None},
+    )
+    history = page_of(auditor, recipient).split('id="recipient-history"')[1]
+    assert "Opted-out recipients re-subscribed by the system" in history
+    assert 'id="recipient-history"' not in page_of(auditor, other)
