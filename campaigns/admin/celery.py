@@ -185,23 +185,43 @@ def _sparing_campaigns(func: Callable[..., Any]) -> Callable[..., Any]:
     return action
 
 
+class CampaignScheduleMixin(SuperuserOnlyMixin):
+    """A schedule a campaign's task runs on is that campaign's: changing or deleting it here
+    would move (or drop) the campaign's sends behind its back, so it is read-only too."""
+
+    schedule_field = ""  # PeriodicTask's foreign key to this kind of schedule
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and not self._a_campaigns(obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and not self._a_campaigns(obj)
+
+    def _a_campaigns(self, schedule: Any) -> bool:
+        if schedule is None:
+            return False
+        tasks = PeriodicTask.objects.filter(**{self.schedule_field: schedule})
+        return bool(tasks.filter(campaign__isnull=False).exists())
+
+
 @admin.register(IntervalSchedule)
-class IntervalScheduleAdmin(SuperuserOnlyMixin, ModelAdmin):
-    pass
+class IntervalScheduleAdmin(CampaignScheduleMixin, ModelAdmin):
+    schedule_field = "interval"
 
 
 @admin.register(CrontabSchedule)
-class CrontabScheduleAdmin(SuperuserOnlyMixin, BaseCrontabScheduleAdmin, ModelAdmin):
-    pass
+class CrontabScheduleAdmin(CampaignScheduleMixin, BaseCrontabScheduleAdmin, ModelAdmin):
+    schedule_field = "crontab"
 
 
 @admin.register(SolarSchedule)
-class SolarScheduleAdmin(SuperuserOnlyMixin, ModelAdmin):
-    pass
+class SolarScheduleAdmin(CampaignScheduleMixin, ModelAdmin):
+    schedule_field = "solar"
 
 
 @admin.register(ClockedSchedule)
-class ClockedScheduleAdmin(SuperuserOnlyMixin, BaseClockedScheduleAdmin, ModelAdmin):
+class ClockedScheduleAdmin(CampaignScheduleMixin, BaseClockedScheduleAdmin, ModelAdmin):
+    schedule_field = "clocked"
     list_display = ("__str__", "clocked_at")
 
     @display(description="Time", ordering="clocked_time")

@@ -124,6 +124,13 @@ def test_a_campaigns_periodic_task_is_read_only_and_names_its_campaign(
     assert superuser.post(delete, {"post": "yes"}).status_code == 403
     task.refresh_from_db()
     assert task.name == "campaign-1" and task.enabled
+    # Its crontab is the campaign's too: read-only, not deletable.
+    crontab = reverse("admin:django_celery_beat_crontabschedule_change", args=[task.crontab_id])
+    assert 'name="_save"' not in superuser.get(crontab).content.decode()
+    crontab_delete = reverse(
+        "admin:django_celery_beat_crontabschedule_delete", args=[task.crontab_id]
+    )
+    assert superuser.post(crontab_delete, {"post": "yes"}).status_code == 403
 
 
 def test_bulk_actions_leave_a_campaigns_task_alone(superuser: Client) -> None:
