@@ -19,7 +19,16 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
-from campaigns.models import Audience, Campaign, Delivery, Recipient, Send, Subscription, TaskLink
+from campaigns.models import (
+    Audience,
+    AuditEntry,
+    Campaign,
+    Delivery,
+    Recipient,
+    Send,
+    Subscription,
+    TaskLink,
+)
 from campaigns.services.audiences import recipient_status_change
 from tests.browser.support import login
 from tests.factories import CampaignFactory, RecipientFactory, UserFactory
@@ -65,6 +74,30 @@ def a_person_with_a_history(dana: Any) -> tuple[Recipient, list[Send]]:
     return recipient, sends
 
 
+def a_campaigns_trail(dana: Any, sends: list[Send]) -> None:
+    """What the services record for a campaign sent by hand, then by its schedule, paused."""
+    first, scheduled = sends[0], sends[1]
+    Send.objects.filter(pk=scheduled.pk).update(trigger=Send.Trigger.SCHEDULE)
+    campaign = first.campaign
+    AuditEntry.objects.create(action="approved", actor=dana, campaign=campaign)
+    AuditEntry.objects.create(
+        action="sent", actor=dana, campaign=campaign, send=first, changes={"occurrence": "once"}
+    )
+    AuditEntry.objects.create(
+        action="sent",
+        campaign=campaign,
+        send=scheduled,
+        changes={"occurrence": "day-2", "trigger": "schedule"},
+    )
+    AuditEntry.objects.create(
+        action="paused",
+        actor=dana,
+        campaign=campaign,
+        send=scheduled,
+        changes={"status": ["running", "paused"]},
+    )
+
+
 def a_finished_batch(send: Send) -> TaskResult:
     task_id = str(uuid.uuid4())
     TaskLink.objects.create(task_id=task_id, kind="batch", campaign=send.campaign, send=send)
@@ -93,6 +126,7 @@ def test_records_read_as_words_and_stay_read_only(
     )
     recipient, sends = a_person_with_a_history(dana)
     result = a_finished_batch(sends[-1])
+    a_campaigns_trail(dana, sends)
     base = live_server.url
     login(page, base, "dana")
 
@@ -130,6 +164,9 @@ def test_records_read_as_words_and_stay_read_only(
     trail = page.locator("#result_list").inner_text()
     assert "Recipient status changed by Dana Scully" in trail
     assert "active → unsubscribed" in trail and "None" not in trail
+    assert "Sent by Dana Scully" in trail and "Sent by schedule" in trail
+    assert "Paused by Dana Scully" in trail and "Status: running → paused" in trail
+    assert page.locator(f"#result_list a[href$='/send/{sends[1].pk}/change/']").count() == 2
     link = page.locator(f"#result_list a[href$='/recipient/{recipient.pk}/change/']")
     assert link.count() == 1
     assert page.locator("#result_list input[type=checkbox]").count() == 0
