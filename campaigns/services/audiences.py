@@ -140,7 +140,6 @@ def recipient_status_change(*, recipient: Recipient, status: str, by: By, reason
     audit_record(
         action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
         actor=by,
-        recipient=recipient,
         changes={"recipient": recipient.pk, "from": old, "to": status, "reason": reason},
     )
     return True
@@ -174,7 +173,6 @@ def subscription_status_change(*, subscription: Subscription, status: str, by: B
     audit_record(
         action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
         actor=by,
-        recipient=subscription.recipient,
         changes={
             "recipient": subscription.recipient_id,
             "audience": subscription.audience_id,

@@ -163,3 +163,23 @@ def test_an_import_that_re_subscribed_the_person_is_in_their_history(auditor: Cl
     history = page_of(auditor, recipient).split('id="recipient-history"')[1]
     assert "Opted-out recipients re-subscribed by the system" in history
     assert 'id="recipient-history"' not in page_of(auditor, other)
+
+
+def test_an_entry_naming_a_person_in_its_changes_links_to_them() -> None:
+    """Writers that name the recipient only in the changes (an unsubscribe link, say) still
+    put the entry on the person's page; a stale id links nobody and fails nothing."""
+    from campaigns.models import AuditEntry
+    from campaigns.services.audit import audit_record
+
+    recipient = RecipientFactory.create()
+    entry = audit_record(
+        action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
+        actor=None,
+        changes={"recipient": recipient.pk, "from": "active", "to": "unsubscribed"},
+    )
+    stale = audit_record(
+        action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
+        actor=None,
+        changes={"recipient": recipient.pk + 1000},
+    )
+    assert entry.recipient_id == recipient.pk and stale.recipient_id is None
