@@ -75,17 +75,22 @@ def person_name(user: AbstractBaseUser | None) -> str:
     return str(full).strip() or user.get_username()
 
 
+# Actions a schedule takes by itself when it fires (nobody pressed a button).
+_SCHEDULE_ACTIONS = frozenset({AuditEntry.Action.SENT, AuditEntry.Action.SEND_REFUSED})
+
+
 def audit_actor(entry: AuditEntry) -> str:
-    """Who acted, for "… by <who>": a person's name, "schedule", or "the system"."""
+    """Who acted, for "… by <who>": a staff member's name, "schedule", "the person themselves"
+    (a consent change from the link in a message of a send), or "the system"."""
     if entry.actor_id is not None and entry.actor is not None:
         return person_name(entry.actor)
-    trigger = (entry.changes or {}).get("trigger")
-    if trigger == Send.Trigger.SCHEDULE:
+    if entry.action == AuditEntry.Action.RECIPIENT_STATUS_CHANGED and entry.send_id:
+        return "the person themselves"
+    if (entry.changes or {}).get("trigger") == Send.Trigger.SCHEDULE:
         return "schedule"
     send: Send | None = entry.send if entry.send_id else None
-    if send is not None and send.trigger == Send.Trigger.SCHEDULE:
-        return "schedule"
-    return "the system"
+    scheduled = send is not None and send.trigger == Send.Trigger.SCHEDULE
+    return "schedule" if scheduled and entry.action in _SCHEDULE_ACTIONS else "the system"
 
 
 def audit_title(entry: AuditEntry) -> str:

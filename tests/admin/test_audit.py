@@ -252,15 +252,20 @@ def test_titles_name_the_person_the_schedule_or_the_system() -> None:
     plain = user_with_roles("approver", username="jo")
     campaign = CampaignFactory.create()
     scheduled = Send.objects.create(campaign=campaign, occurrence_key="k", trigger="schedule")
-    entries = {
-        "Sent by Dana": AuditEntry(action="sent", actor=dana, campaign=campaign),
-        "Approved by jo": AuditEntry(action="approved", actor=plain, campaign=campaign),
-        "Sent by schedule": AuditEntry(action="sent", changes={"trigger": "schedule"}),
-        "Paused by schedule": AuditEntry(action="paused", send=scheduled),
-        "Send refused by the system": AuditEntry(action="send_refused", campaign=campaign),
-        "Approval cleared by Dana": AuditEntry(action="approval_cleared", actor=dana),
-    }
-    for title, entry in entries.items():
+    entries = [
+        ("Sent by Dana", AuditEntry(action="sent", actor=dana, campaign=campaign)),
+        ("Approved by jo", AuditEntry(action="approved", actor=plain, campaign=campaign)),
+        ("Sent by schedule", AuditEntry(action="sent", changes={"trigger": "schedule"})),
+        ("Sent by schedule", AuditEntry(action="sent", send=scheduled)),
+        ("Resumed by the system", AuditEntry(action="resumed", send=scheduled)),
+        (
+            "Recipient status changed by the person themselves",
+            AuditEntry(action="recipient_status_changed", send=scheduled, changes={"to": "x"}),
+        ),
+        ("Send refused by the system", AuditEntry(action="send_refused", campaign=campaign)),
+        ("Approval cleared by Dana", AuditEntry(action="approval_cleared", actor=dana)),
+    ]
+    for title, entry in entries:
         assert audit_title(entry) == title
 
 
