@@ -106,12 +106,12 @@ def navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "admin:django_celery_results_taskresult_changelist",
                     "django_celery_results.view_taskresult",
                 ),
-                item(
-                    "Periodic tasks",
-                    "schedule",
-                    "admin:django_celery_beat_periodictask_changelist",
-                    "django_celery_beat.view_periodictask",
-                ),
+                {  # the raw beat editor: superusers only (staff schedule from the campaign)
+                    "title": "Periodic tasks",
+                    "icon": "schedule",
+                    "link": reverse_lazy("admin:django_celery_beat_periodictask_changelist"),
+                    "permission": _is_superuser,
+                },
             ],
         },
         {

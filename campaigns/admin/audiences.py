@@ -14,6 +14,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 from unfold.admin import ModelAdmin
@@ -25,6 +28,17 @@ from campaigns.admin.base import EstimatedCountPaginator, ExactEmailSearch
 from campaigns.admin.imports import may_import
 from campaigns.models import Audience, Recipient, Subscription
 from campaigns.resources import DeliveryResource, RecipientResource
+from campaigns.selectors.audit import audit_actor, audit_summary, audit_title, recipient_history
+from campaigns.selectors.recipients import (
+    RECIPIENT_PAGE_DELIVERIES,
+    attribute_rows,
+    recipient_deliveries,
+    recipient_search_read,
+    recipient_subscriptions,
+    recipient_suppression,
+    recipients_matching,
+)
+from campaigns.selectors.zoned import zoned
 from campaigns.services.audiences import (
     RESUBSCRIBE_PERMISSION,
     STATUS_CHANGE_PERMISSION,
@@ -70,7 +84,7 @@ class RecipientForm(_RecipientModelForm):
 
 
 @admin.register(Recipient)
-class RecipientAdmin(ExactEmailSearch, ExportMixin, ModelAdmin):
+class RecipientAdmin(ExportMixin, ModelAdmin):
     resource_classes = [RecipientResource]
     export_form_class = ExportForm
     export_formats = [CSV, XLSX]
@@ -82,21 +96,82 @@ class RecipientAdmin(ExactEmailSearch, ExportMixin, ModelAdmin):
             "items": ["export_delivery_log_csv", "export_delivery_log_xlsx"],
         },
     ]
-    list_display = ("email", "first_name", "last_name", "status_label", "created_at")
+    list_display = ("email", "first_name", "last_name", "status_label", "created")
     list_filter = ("status",)
+    # The admin shows its search box for any search field; get_search_results does the search.
+    search_fields = ("email",)
+    search_help_text = "An exact address (ada@example.com) or everyone at a domain (@example.com)."
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
     form = RecipientForm
+    change_form_template = "admin/campaigns/recipient/change_form.html"
     # Consent is changed only through "Change status" (its own permission, audited).
-    readonly_fields = ("status", "created_at", "updated_at")
+    readonly_fields = ("status_label", "created", "updated", "attributes_table")
     actions_detail = ["change_status"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: Any, search_term: str
+    ) -> tuple[Any, bool]:
+        """An exact address on the unique index, or a domain on the domain index: never the
+        substring scan Django's search runs over every row."""
+        if not search_term.strip():
+            return queryset, False
+        return recipients_matching(queryset, recipient_search_read(search_term)), False
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return [(None, {"fields": ("email", "first_name", "last_name", "attributes")})]
+        person = ("email", "first_name", "last_name", "status_label", "created", "updated")
+        fieldsets: list[Any] = [
+            (None, {"fields": person}),
+            ("Attributes", {"fields": ("attributes_table",)}),
+        ]
+        if self.has_change_permission(request, obj):
+            edit = {"fields": ("attributes",), "classes": ("collapse",)}
+            fieldsets.append(("Edit the attributes (JSON)", edit))
+        return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # An address is the person: renaming it would let a new record take over the old
         # address with none of its opt-outs.
         fields = tuple(super().get_readonly_fields(request, obj))
         return fields if obj is None else ("email", *fields)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        recipient = self.get_object(request, object_id)
+        if recipient is not None:
+            extra_context = {**(extra_context or {}), **recipient_page(recipient)}
+        response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)
+        return response
+
+    @display(description="Added", ordering="created_at")
+    def created(self, obj: Recipient) -> str:
+        return zoned(obj.created_at)
+
+    @display(description="Last changed")
+    def updated(self, obj: Recipient) -> str:
+        return zoned(obj.updated_at)
+
+    @display(description="Attributes")
+    def attributes_table(self, obj: Recipient) -> SafeString | str:
+        rows = attribute_rows(obj.attributes)
+        if not rows:
+            return "None."
+        body = format_html_join(
+            "",
+            '<tr class="border-t border-base-200 dark:border-base-800">'
+            '<th class="pr-6 py-1 text-left font-medium align-top">{}</th>'
+            '<td class="py-1">{}</td></tr>',
+            rows,
+        )
+        return format_html('<table id="recipient-attributes" class="text-sm">{}</table>', body)
 
     @display(
         description="Status",
@@ -167,6 +242,30 @@ class RecipientAdmin(ExactEmailSearch, ExportMixin, ModelAdmin):
         return bool(request.user.has_perm("campaigns.view_delivery"))
 
 
+def recipient_page(recipient: Recipient) -> dict[str, Any]:
+    """What the recipient's page shows under the form: lists, consent, deliveries."""
+    history = recipient_history(recipient)
+    suppression = recipient_suppression(recipient, history)
+    by = suppression.by if suppression else None
+    deliveries, more = recipient_deliveries(recipient)
+    see_all = (
+        reverse("admin:campaigns_delivery_changelist") + "?" + urlencode({"q": recipient.email})
+    )
+    return {
+        "recipient_subscriptions": recipient_subscriptions(recipient),
+        "recipient_suppression": suppression,
+        "recipient_suppression_by": audit_actor(by) if by else "",
+        "recipient_history": [
+            (entry, audit_title(entry), audit_summary(entry), zoned(entry.created_at))
+            for entry in history
+        ],
+        "recipient_deliveries": [(row, zoned(row.sent_at, empty="")) for row in deliveries],
+        "recipient_deliveries_more": more,
+        "recipient_deliveries_limit": RECIPIENT_PAGE_DELIVERIES,
+        "recipient_deliveries_url": see_all,
+    }
+
+
 def delivery_log_response(request: HttpRequest, file_format: Any) -> HttpResponse:
     """Every delivery (or one send's, with ?send=<id>), every cell formula-escaped."""
     queryset = DeliveryResource().get_queryset()
@@ -190,7 +289,7 @@ class AudienceAdmin(ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
-    list_display = ("recipient", "audience", "status", "created_at")
+    list_display = ("recipient", "audience", "status", "since")
     list_filter = ("status", "audience")
     list_select_related = ("recipient", "audience")
     email_lookup = "recipient__email"
@@ -200,6 +299,10 @@ class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+
+    @display(description="Since", ordering="created_at")
+    def since(self, obj: Subscription) -> str:
+        return zoned(obj.created_at)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         """A subscription's who and which list never change; its status changes only with the

@@ -1,81 +1,109 @@
-"""The audit trail, read-only for everyone.
+"""The audit trail, read-only for everyone (superusers too); old entries go by retention only.
 
-Most entries list the fields they changed; an interruption of delivery and its recovery read as
-a sentence ("Delivery interrupted: Redis unavailable", "Delivery recovered after 12 s (Redis)").
+Every entry reads as a title naming who acted ("Sent by Dana", "Sent by schedule"), links to
+what it was about (campaign, send, import, recipient), and shows its details as a small table
+("Status: running → paused"), never as the stored JSON.
 """
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 from django.contrib import admin
-from django.utils.html import format_html
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
 
-from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link
-from campaigns.models import AuditEntry, Send
-from campaigns.selectors.health import service_label
+from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin
+from campaigns.models import AuditEntry
+from campaigns.selectors.audit import audit_actor, audit_details, audit_summary, audit_title
+from campaigns.selectors.zoned import zoned
 
 
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyAdminMixin, ModelAdmin):
-    list_display = (
-        "created_at",
-        "actor",
-        "action",
-        "campaign",
-        "send_link",
-        "import_job",
-        "summary",
-    )
+    list_display = ("title", "when", "about", "summary")
+    list_display_links = ("title",)
     list_filter = ("action", "created_at")
-    list_select_related = ("actor", "campaign", "import_job")
+    list_select_related = ("actor", "campaign", "send", "import_job", "recipient")
     search_fields = ("campaign__name", "=actor__username")
     search_help_text = "A campaign name, or the exact username of who acted."
-    readonly_fields = (
-        "created_at",
-        "actor",
-        "action",
-        "campaign",
-        "send",
-        "import_job",
-        "summary",
-        "changes_pretty",
-    )
-    exclude = ("changes",)
+    fields = ("title", "when", "who", "about", "details")
+    readonly_fields = fields
+    # Nothing to select: no bulk action applies to a record nobody may change.
+    actions = None
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
 
-    @display(description="Send")
-    def send_link(self, obj: AuditEntry) -> str:
-        return id_link(Send, obj.send_id, "Send")
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEntry]:
+        queryset: QuerySet[AuditEntry] = super().get_queryset(request)
+        return queryset.select_related(*self.list_select_related)
 
     @display(description="What happened")
+    def title(self, obj: AuditEntry) -> str:
+        return audit_title(obj)
+
+    @display(description="When", ordering="created_at")
+    def when(self, obj: AuditEntry) -> str:
+        return zoned(obj.created_at)
+
+    @display(description="Who")
+    def who(self, obj: AuditEntry) -> str:
+        return audit_actor(obj)
+
+    @display(description="About")
+    def about(self, obj: AuditEntry) -> SafeString | str:
+        return entry_links(obj) or "—"
+
+    @display(description="Details")
     def summary(self, obj: AuditEntry) -> str:
-        if sentence := audit_sentence(obj):
-            return sentence
-        if not obj.changes:
-            return "—"
-        return ", ".join(sorted(obj.changes))[:120]
+        return audit_summary(obj) or "—"
 
-    @display(description="Changes")
-    def changes_pretty(self, obj: AuditEntry) -> str:
-        return format_html(
-            '<pre class="text-sm whitespace-pre-wrap">{}</pre>',
-            json.dumps(obj.changes, indent=2, ensure_ascii=False, default=str),
+    @display(description="Details")
+    def details(self, obj: AuditEntry) -> SafeString | str:
+        rows = audit_details(obj)
+        if not rows:
+            return "No further details."
+        body = format_html_join(
+            "",
+            '<tr><th class="pr-4 py-1 text-left font-medium align-top">{}</th>'
+            '<td class="py-1 whitespace-pre-wrap">{}</td></tr>',
+            ((row.label, _linked(row.value, row.url)) for row in rows),
         )
+        return format_html('<table class="audit-details text-sm">{}</table>', body)
 
 
-def audit_sentence(entry: AuditEntry) -> str:
-    """An interruption or a recovery of delivery in words; "" for every other entry."""
-    changes = entry.changes or {}
-    service = service_label(str(changes.get("service", "")))
-    if entry.action == AuditEntry.Action.INTERRUPTED:
-        return f"Delivery interrupted: {service} unavailable"
-    if entry.action == AuditEntry.Action.RECOVERED:
-        seconds = changes.get("seconds")
-        after = f" after {round(float(seconds))} s" if isinstance(seconds, int | float) else ""
-        return f"Delivery recovered{after} ({service})"
-    return ""
+def _linked(text: str, url: str) -> SafeString | str:
+    if not url:
+        return text
+    return format_html('<a href="{}" class="text-primary-600">{}</a>', url, text)
+
+
+_BREAK = mark_safe("<br>")
+
+
+def entry_links(entry: AuditEntry) -> SafeString:
+    """Links to what the entry is about, by name: the campaign, its send, the import, the
+    person. An object deleted since leaves its name in the details, not a link."""
+    links: list[tuple[str, str, str]] = []
+    if entry.campaign_id is not None and entry.campaign is not None:
+        links.append(("Campaign", _change_url(entry.campaign), f"“{entry.campaign.name}”"))
+    if entry.send_id is not None:
+        links.append(("Send", _change_url(entry.send), f"#{entry.send_id}"))
+    if entry.import_job_id is not None and entry.import_job is not None:
+        name = entry.import_job.original_name or f"#{entry.import_job_id}"
+        links.append(("Import", _change_url(entry.import_job), name))
+    if entry.recipient_id is not None and entry.recipient is not None:
+        links.append(("Recipient", _change_url(entry.recipient), entry.recipient.email))
+    line = '{} <a href="{}" class="text-primary-600">{}</a>'
+    return format_html_join(_BREAK, line, links)
+
+
+def _change_url(obj: Any) -> str:
+    meta = obj._meta
+    return reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[obj.pk])

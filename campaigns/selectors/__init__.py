@@ -7,6 +7,10 @@
 - imports: an import job's sample rows, progress and rejected rows
 - health: whether a running send waits for a service, in words for the pages
 - cache: cache reads that compute the value themselves while Redis is out
+- recipients: the recipients' search (exact address, domain) and one person's page
+- audit: audit entries in words (who, what, details as rows)
+- tasks: Celery task results in words (title, duration, output)
+- zoned: times as pages show them, with the zone's abbreviation
 
 Callers import from the area module (``from campaigns.selectors import sends``).
 """

@@ -1,4 +1,5 @@
-"""The audit trail: one append-only row per staff action on a campaign, send or import."""
+"""The audit trail: one append-only row per staff action on a campaign, send, import or
+recipient."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 
-from campaigns.models import AuditEntry, Campaign, ImportJob, Send, TaskLink
+from campaigns.models import AuditEntry, Campaign, ImportJob, Recipient, Send, TaskLink
 
 # Who pressed the button: a logged-in user, or nobody (a schedule, a worker, a command).
 By = AbstractBaseUser | AnonymousUser | None
@@ -46,13 +47,28 @@ def audit_record(
     campaign: Campaign | None = None,
     send: Send | None = None,
     import_job: ImportJob | None = None,
+    recipient: Recipient | None = None,
     changes: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    """Appends one entry. ``recipient`` is the person a consent change was about (their page
+    lists the entries that name them); when not given, the recipient id the changes name is
+    used, so every consent entry links to its person whoever wrote it."""
+    changes = changes or {}
     return AuditEntry.objects.create(
         actor=acting_user(actor),
         action=action,
         campaign=campaign or (send.campaign if send else None),
         send=send,
         import_job=import_job,
-        changes=changes or {},
+        recipient_id=recipient.pk if recipient else _named_recipient(changes),
+        changes=changes,
     )
+
+
+def _named_recipient(changes: dict[str, Any]) -> int | None:
+    """The id under ``changes["recipient"]`` when it is a recipient that exists (the entry's
+    foreign key is checked by the database: a stale id must not fail the action audited)."""
+    recipient_id = changes.get("recipient")
+    if not isinstance(recipient_id, int) or isinstance(recipient_id, bool):
+        return None
+    return recipient_id if Recipient.objects.filter(pk=recipient_id).exists() else None

@@ -240,3 +240,118 @@ def test_an_interruption_and_its_recovery_read_as_sentences_linked_to_the_send()
     assert reverse("admin:campaigns_send_change", args=[send.pk]) in listing
     detail = client.get(reverse("admin:campaigns_auditentry_change", args=[interrupted.pk]))
     assert "Delivery interrupted: Redis unavailable" in detail.content.decode()
+
+
+# --- In words: titles name people, details read as a table, every entry links ----------------
+
+
+def test_titles_name_the_person_the_schedule_or_the_system() -> None:
+    from campaigns.selectors.audit import audit_title
+
+    dana = user_with_roles("approver", first_name="Dana", last_name="")
+    plain = user_with_roles("approver", username="jo")
+    campaign = CampaignFactory.create()
+    scheduled = Send.objects.create(campaign=campaign, occurrence_key="k", trigger="schedule")
+    entries = [
+        ("Sent by Dana", AuditEntry(action="sent", actor=dana, campaign=campaign)),
+        ("Approved by jo", AuditEntry(action="approved", actor=plain, campaign=campaign)),
+        ("Sent by schedule", AuditEntry(action="sent", changes={"trigger": "schedule"})),
+        ("Sent by schedule", AuditEntry(action="sent", send=scheduled)),
+        ("Resumed by the system", AuditEntry(action="resumed", send=scheduled)),
+        (
+            "Recipient status changed by the person themselves",
+            AuditEntry(action="recipient_status_changed", send=scheduled, changes={"to": "x"}),
+        ),
+        ("Send refused by the system", AuditEntry(action="send_refused", campaign=campaign)),
+        ("Approval cleared by Dana", AuditEntry(action="approval_cleared", actor=dana)),
+    ]
+    for title, entry in entries:
+        assert audit_title(entry) == title
+
+
+def test_every_action_reads_as_words() -> None:
+    for action in AuditEntry.Action:
+        label = str(action.label)
+        assert "_" not in label and label[0].isupper(), label
+
+
+def test_the_trail_links_each_entry_to_what_it_was_about() -> None:
+    from campaigns.models import ImportJob
+
+    approver = user_with_roles("approver", first_name="Dana")
+    campaign = CampaignFactory.create(name="Spring newsletter")
+    send = running_send(campaign, outcomes=[Delivery.Status.SENT])
+    job = ImportJob.objects.create(file="imports/x.csv", original_name="people.csv")
+    recipient = RecipientFactory.create(email="ada@example.com")
+    AuditEntry.objects.create(
+        action="paused",
+        actor=approver,
+        send=send,
+        campaign=campaign,
+        changes={"status": ["running", "paused"]},
+    )
+    AuditEntry.objects.create(
+        action="import_started", import_job=job, changes={"file": "people.csv"}
+    )
+    AuditEntry.objects.create(
+        action="recipient_status_changed",
+        actor=approver,
+        recipient=recipient,
+        changes={"recipient": recipient.pk, "from": "active", "to": "bounced", "reason": ""},
+    )
+    client, _ = logged_in("auditor")
+    listing = client.get(reverse("admin:campaigns_auditentry_changelist")).content.decode()
+    for url in (
+        reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
+        reverse("admin:campaigns_send_change", args=[send.pk]),
+        reverse("admin:campaigns_importjob_change", args=[job.pk]),
+        reverse("admin:campaigns_recipient_change", args=[recipient.pk]),
+    ):
+        assert url in listing
+    assert "Paused by Dana" in listing and "Status: running → paused" in listing
+    assert "Status: active → bounced" in listing
+    assert "None" not in listing.split("<tbody")[1]
+    assert '{"status"' not in listing and "{&quot;" not in listing
+
+
+def test_an_edit_entry_shows_its_fields_by_their_labels_in_a_table() -> None:
+    campaign = CampaignFactory.create()
+    entry = AuditEntry.objects.create(
+        action="edited", campaign=campaign, changes={"html_body": "<p>Hi</p>", "subject": "Hello"}
+    )
+    client, _ = logged_in("auditor")
+    page = client.get(reverse("admin:campaigns_auditentry_change", args=[entry.pk])).content
+    text = page.decode()
+    details = text.split('class="audit-details')[1].split("</table>")[0]
+    assert "Subject" in details and "Hello" in details
+    assert "&lt;p&gt;Hi&lt;/p&gt;" in details  # shown, never rendered
+    assert "UTC" in text  # the time carries its zone
+    assert "Edited by the system" in text.split("<h1")[1].split("</h1>")[0]  # not "edited by None"
+
+
+def test_no_control_adds_changes_or_deletes_an_entry_for_a_superuser() -> None:
+    from tests.factories import UserFactory
+
+    entry = AuditEntry.objects.create(action="edited", campaign=CampaignFactory.create())
+    client = Client()
+    client.force_login(UserFactory.create(is_superuser=True))
+    listing = client.get(reverse("admin:campaigns_auditentry_changelist")).content.decode()
+    assert "delete_selected" not in listing and 'name="_selected_action"' not in listing
+    assert reverse("admin:campaigns_auditentry_add") not in listing
+    detail = client.get(reverse("admin:campaigns_auditentry_change", args=[entry.pk]))
+    text = detail.content.decode()
+    assert 'name="_save"' not in text and 'name="_continue"' not in text
+    assert reverse("admin:campaigns_auditentry_delete", args=[entry.pk]) not in text
+    assert client.get(reverse("admin:campaigns_auditentry_add")).status_code == 403
+
+
+def test_a_test_message_entry_links_to_its_task_result() -> None:
+    campaign = CampaignFactory.create()
+    task_id = str(uuid.uuid4())
+    entry = AuditEntry.objects.create(
+        action="test_sent", campaign=campaign, changes={"to": "me@example.com", "task_id": task_id}
+    )
+    client, _ = logged_in("auditor")
+    page = client.get(reverse("admin:campaigns_auditentry_change", args=[entry.pk])).content
+    results = reverse("admin:django_celery_results_taskresult_changelist")
+    assert f'href="{results}?q={task_id}"' in page.decode()

@@ -47,7 +47,6 @@ CHANGELISTS = (
     "admin:campaigns_importjob_changelist",
     "admin:campaigns_auditentry_changelist",
     "admin:django_celery_results_taskresult_changelist",
-    "admin:django_celery_beat_periodictask_changelist",
 )
 
 
@@ -410,12 +409,13 @@ EXPECTED: dict[str, Codes] = {
     "admin/campaigns/importjob/<int:pk>/cancel/": (405, 405, 405, 302),
     "admin/campaigns/importjob/<int:pk>/report/": NOT_FOUND,
     **model_routes("campaigns/auditentry"),
-    # Celery: read-only for every role; beat's PeriodicTasks belong to the campaign services.
-    **model_routes("django_celery_beat/periodictask"),
-    **model_routes("django_celery_beat/intervalschedule"),
-    **model_routes("django_celery_beat/crontabschedule"),
-    **model_routes("django_celery_beat/solarschedule"),
-    **model_routes("django_celery_beat/clockedschedule"),
+    # Beat's raw editors: superusers only. A campaign's schedule is changed from the campaign.
+    **model_routes("django_celery_beat/periodictask", read=NOBODY),
+    **model_routes("django_celery_beat/intervalschedule", read=NOBODY),
+    **model_routes("django_celery_beat/crontabschedule", read=NOBODY),
+    **model_routes("django_celery_beat/solarschedule", read=NOBODY),
+    **model_routes("django_celery_beat/clockedschedule", read=NOBODY),
+    # Task results: read by every role, added, changed or deleted by nobody (retention purges).
     **model_routes("django_celery_results/taskresult"),
     **model_routes("django_celery_results/groupresult"),
 }

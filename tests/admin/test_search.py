@@ -40,3 +40,38 @@ def test_an_address_typed_in_any_case_finds_exactly_its_rows(
     page = auditor_client.get(url, {"q": "  Ada@Example.COM "}).content.decode()
     assert "ada@example.com" in page
     assert "adam@example.com" not in page
+
+
+@pytest.mark.parametrize("term", ["@example.org", "example.org", " @Example.ORG "])
+def test_a_domain_finds_everyone_at_it_and_nobody_else(auditor_client: Client, term: str) -> None:
+    for email in ("ada@example.org", "bob@example.org", "eve@example.com", "ann@sub.example.org"):
+        RecipientFactory.create(email=email)
+    page = auditor_client.get("/admin/campaigns/recipient/", {"q": term}).content.decode()
+    assert "ada@example.org" in page and "bob@example.org" in page
+    assert "eve@example.com" not in page and "ann@sub.example.org" not in page
+
+
+def test_a_word_that_is_neither_an_address_nor_a_domain_finds_nothing(
+    auditor_client: Client,
+) -> None:
+    RecipientFactory.create(email="ada@example.org", first_name="ada")
+    page = auditor_client.get("/admin/campaigns/recipient/", {"q": "ada"}).content.decode()
+    assert "ada@example.org" not in page
+
+
+def test_the_domain_search_reads_the_domain_index() -> None:
+    """The query the admin runs is spelled as the index, so PostgreSQL can use it."""
+    from django.db import connection
+
+    from campaigns.models import Recipient
+    from campaigns.selectors.recipients import recipient_search_read, recipients_matching
+
+    if connection.vendor != "postgresql":
+        pytest.skip("expression index plans are PostgreSQL's")
+    queryset = recipients_matching(Recipient.objects.all(), recipient_search_read("@example.org"))
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "recipient_email_domain_idx" in plan, plan

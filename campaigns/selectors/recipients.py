@@ -1,0 +1,167 @@
+"""One person's page and the recipients' search: each question answered by an index.
+
+- search: an exact address (the unique index on ``email``) or a domain ("@example.com" or
+  "example.com": the expression index on the address's domain), never a scan of the table;
+- subscriptions, consent history and suppression reason: small per-person lookups;
+- deliveries: the latest first, through the (recipient, send) unique index of Delivery.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import QuerySet
+
+from campaigns.models import AuditEntry, Delivery, EmailDomain, Recipient, Subscription
+
+RECIPIENT_PAGE_DELIVERIES = 50
+
+
+class SearchKind(enum.Enum):
+    ADDRESS = "address"
+    DOMAIN = "domain"
+
+
+@dataclass(frozen=True)
+class RecipientSearch:
+    """What a search box term asks for, normalised as the addresses are stored."""
+
+    kind: SearchKind
+    value: str
+
+
+def recipient_search_read(term: str) -> RecipientSearch:
+    """ "Ada@Example.com" → an address; "@example.com" or "example.com" → a domain. Anything
+    else (a word without a dot) is looked up as an address too, which finds nothing."""
+    value = term.strip().strip("<>").strip()
+    local, at, domain = value.rpartition("@")
+    if at and local:
+        return RecipientSearch(SearchKind.ADDRESS, f"{local}@{_domain(domain)}".lower())
+    domain = domain if at else value
+    if "." not in domain or " " in domain:
+        return RecipientSearch(SearchKind.ADDRESS, value.lower())
+    return RecipientSearch(SearchKind.DOMAIN, _domain(domain))
+
+
+def _domain(raw: str) -> str:
+    """As ``normalise_email`` stores it: lower-cased, IDNA (punycode) for non-ASCII names."""
+    try:
+        return raw.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        return raw.lower()
+
+
+def recipients_matching(
+    queryset: QuerySet[Recipient], search: RecipientSearch
+) -> QuerySet[Recipient]:
+    """The recipients a search names, each kind on its own index."""
+    if search.kind is SearchKind.ADDRESS:
+        return queryset.filter(email=search.value)
+    # Spelled exactly as the index (Recipient.Meta), so PostgreSQL reads the index.
+    return queryset.alias(email_domain=EmailDomain("email")).filter(email_domain=search.value)
+
+
+def recipient_subscriptions(recipient: Recipient) -> list[Subscription]:
+    """Every list the person is on or left, oldest first, with the import that added them."""
+    return list(
+        Subscription.objects.filter(recipient=recipient)
+        .select_related("audience", "source_import")
+        .order_by("created_at", "id")
+    )
+
+
+def recipient_deliveries(
+    recipient: Recipient, *, limit: int = RECIPIENT_PAGE_DELIVERIES
+) -> tuple[list[Delivery], bool]:
+    """The person's latest deliveries (latest first) and whether there are more than ``limit``.
+
+    Delivery has no index on the recipient alone: its unique (recipient, send) index leads with
+    it, so this reads just the person's rows.
+    """
+    rows = list(
+        Delivery.objects.filter(recipient_id=recipient.pk)
+        .select_related("send__campaign")
+        .only(
+            "id",
+            "status",
+            "sent_at",
+            "updated_at",
+            "last_error",
+            "attempts",
+            "send__id",
+            "send__occurrence_key",
+            "send__created_at",
+            "send__campaign__id",
+            "send__campaign__name",
+        )
+        .order_by("-id")[: limit + 1]
+    )
+    return rows[:limit], len(rows) > limit
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """Why mail no longer goes to this person, as far as the records tell."""
+
+    status: str  # a Recipient.Status value other than active
+    reason: str
+    since: datetime | None
+    by: AuditEntry | None  # the consent change that said so, when a person made it
+
+
+_NO_REASON = {
+    Recipient.Status.UNSUBSCRIBED: "Unsubscribed (through the link in a message, or an import)",
+    Recipient.Status.BOUNCED: "Their mail server refused the address",
+    Recipient.Status.COMPLAINED: "They marked a message as spam",
+}
+
+
+def recipient_suppression(recipient: Recipient, history: list[AuditEntry]) -> Suppression | None:
+    """The reason the person is suppressed: the consent change that made them so (with its
+    reason), else a bounce's answer from the mail server, else what their status means."""
+    if recipient.status == Recipient.Status.ACTIVE:
+        return None
+    for entry in history:  # latest first
+        changes: dict[str, Any] = entry.changes or {}
+        if changes.get("to") == recipient.status:
+            reason = str(changes.get("reason") or "") or _NO_REASON[_status(recipient)]
+            return Suppression(recipient.status, reason, entry.created_at, entry)
+    if recipient.status == Recipient.Status.BOUNCED and (failed := _last_failure(recipient)):
+        return Suppression(recipient.status, failed.last_error, failed.updated_at, None)
+    return Suppression(recipient.status, _NO_REASON[_status(recipient)], None, None)
+
+
+def _status(recipient: Recipient) -> Recipient.Status:
+    return Recipient.Status(recipient.status)
+
+
+def _last_failure(recipient: Recipient) -> Delivery | None:
+    return (
+        Delivery.objects.filter(recipient_id=recipient.pk, status=Delivery.Status.FAILED)
+        .exclude(last_error="")
+        .only("last_error", "updated_at")
+        .order_by("-id")
+        .first()
+    )
+
+
+def attribute_rows(attributes: Any) -> list[tuple[str, str]]:
+    """A recipient's attributes as (name, value) rows, sorted by name; nested values in words."""
+    if not isinstance(attributes, dict):
+        return [("value", str(attributes))] if attributes not in (None, "") else []
+    return [(str(key), _words(value)) for key, value in sorted(attributes.items())]
+
+
+def _words(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_words(item) for item in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{key}: {_words(item)}" for key, item in value.items())
+    return str(value)
