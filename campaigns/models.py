@@ -272,6 +272,16 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
+    class SkipReason(models.TextChoices):
+        """Why a row was skipped, worded to follow a count ("174 cancelled before sending")."""
+
+        NONE = "", "no reason recorded"
+        CANCELLED = "cancelled", "cancelled before sending"
+        RECIPIENT_DELETED = "recipient_deleted", "recipient deleted during the send"
+        UNSUBSCRIBED = "unsubscribed", "unsubscribed during the send"
+        BOUNCED = "bounced", "address marked bounced during the send"
+        COMPLAINED = "complained", "recipient complained during the send"
+
     # Every index here is written for each of a send's million rows at launch, and again each
     # time a row changes status (claim, outcome): the send's own index is left to the composite
     # ones below that start with it, and task_id is not indexed (nothing looks rows up by it).
@@ -294,6 +304,11 @@ class Delivery(models.Model):
         db_constraint=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Set with the status in the same UPDATE when a row is skipped. A database default too:
+    # the launch's INSERT ... SELECT names its columns and leaves this one out.
+    skip_reason = models.CharField(
+        max_length=24, choices=SkipReason.choices, blank=True, default="", db_default=""
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
     smtp_response = models.CharField(max_length=512, blank=True)
