@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from django.contrib import admin
@@ -141,7 +142,9 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
             raise Http404("No such send.")
         if not self.has_view_permission(request, send):
             raise PermissionDenied
+        started = time.monotonic()
         progress = send_selectors.send_progress(send_id=send.pk)
+        counted_in = time.monotonic() - started
         deliveries = send_selectors.send_deliveries(
             send_id=send.pk,
             status=request.GET.get("outcome", ""),
@@ -151,6 +154,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
             {
                 "status": send.status,
                 "poll": send_selectors.send_polls(send),
+                "next_ms": send_selectors.poll_interval_ms(counted_in),
                 "progress": progress.as_dict(),
                 "status_html": self.status_now(send),
                 "progress_html": self._progress_html(send, progress, live=True),

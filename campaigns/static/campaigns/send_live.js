@@ -1,6 +1,6 @@
-// The send's page, kept current while the send is active: every two seconds it asks the page's
-// live URL (JSON) and redraws the status badge, the progress box and the newest deliveries,
-// with the page's own filters. It stops once the send has ended and its last outcomes landed;
+// The send's page, kept current while the send is active: every two seconds (or as often as the
+// server says, slower for very large sends) it asks the page's live URL (JSON) and redraws the
+// status badge, the progress box and the newest deliveries, with the page's own filters. It stops once the send has ended and its last outcomes landed;
 // when the status changes it reloads the page once, so the toolbar offers the right controls.
 (function () {
   "use strict";
@@ -21,8 +21,9 @@
     if (fresh) old.replaceWith(fresh);
   };
 
+  let every = EVERY_MS;
   const tick = async () => {
-    if (document.hidden) { window.setTimeout(tick, EVERY_MS); return; }
+    if (document.hidden) { window.setTimeout(tick, every); return; }
     try {
       const response = await fetch(url, {
         credentials: "same-origin",
@@ -36,9 +37,10 @@
         swap("deliveries", data.deliveries_html);
         root.dataset.updated = new Date().toISOString();
         if (!data.poll) return;  // ended, and the last outcomes are in
+        every = data.next_ms || EVERY_MS;
       }
     } catch (e) { /* a missed tick is tried again */ }
-    window.setTimeout(tick, EVERY_MS);
+    window.setTimeout(tick, every);
   };
   window.setTimeout(tick, EVERY_MS);
 })();
