@@ -247,6 +247,11 @@ class Send(models.Model):
     # The latest time a batch of this send is due to try again (backoff, rate limit): until
     # then the watchdog does not take queued rows for orphans.
     retry_due_at = models.DateTimeField(null=True, blank=True)
+    # The lowest and highest id of the send's Delivery rows, known at launch. The send's page
+    # reads its newest rows by walking the primary key down from the highest: without the bound
+    # it would first walk past every row of the sends launched after it.
+    delivery_id_low = models.BigIntegerField(null=True, blank=True, editable=False)
+    delivery_id_high = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-id"]

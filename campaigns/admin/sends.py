@@ -144,12 +144,14 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
             raise PermissionDenied
         started = time.monotonic()
         progress = send_selectors.send_progress(send_id=send.pk)
-        counted_in = time.monotonic() - started
-        deliveries = send_selectors.send_deliveries(
-            send_id=send.pk,
-            status=request.GET.get("outcome", ""),
-            email=request.GET.get("email", ""),
+        deliveries = list(
+            send_selectors.send_deliveries(
+                send_id=send.pk,
+                status=request.GET.get("outcome", ""),
+                email=request.GET.get("email", ""),
+            )
         )
+        counted_in = time.monotonic() - started
         return JsonResponse(
             {
                 "status": send.status,
@@ -282,6 +284,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, Model
         "send",
         "recipient",
         "status",
+        "skip_reason",
         "attempts",
         "last_error",
         "smtp_response",

@@ -131,7 +131,7 @@ def send_progress_of_counters(send: Send) -> SendProgress:
     )
 
 
-# The send page asks every POLL_MS, or less often when counting the rows takes long: a page left
+# The send page asks every POLL_MS, or less often when reading the rows takes long: a page left
 # open on a million-row send (about 0.1 to 0.25 s to count) must not keep the database busy.
 POLL_MS = 2000
 POLL_MAX_MS = 10_000
@@ -139,7 +139,7 @@ POLL_COST_FACTOR = 20  # at most 1/20 of the time spent counting
 
 
 def poll_interval_ms(counted_in: float) -> int:
-    """When the page asks again, given how many seconds counting the rows took this time."""
+    """When the page asks again, given how many seconds reading the rows took this time."""
     return min(POLL_MAX_MS, max(POLL_MS, int(counted_in * POLL_COST_FACTOR * 1000)))
 
 
@@ -154,11 +154,18 @@ def send_polls(send: Send) -> bool:
 def send_deliveries(
     *, send_id: int, status: str = "", email: str = "", limit: int = SEND_PAGE_ROWS
 ) -> QuerySet[Delivery]:
-    """A page of one send's deliveries, optionally one outcome or one exact address.
+    """A page of one send's deliveries, newest first, optionally one outcome or one address.
 
-    Uses the (send, status) index; the email filter is an exact match on the unique index.
+    The planner walks the primary key down and filters by send; the send's id span (known at
+    launch) starts the walk at its own newest row instead of past every later send's rows
+    (150 ms behind a million-row send, a millisecond with it). The email filter is an exact
+    match on the unique index.
     """
     rows = Delivery.objects.filter(send_id=send_id).select_related("recipient")
+    span = Send.objects.filter(pk=send_id).values_list("delivery_id_low", "delivery_id_high")
+    low, high = span.first() or (None, None)
+    if low is not None and high is not None:
+        rows = rows.filter(id__gte=low, id__lte=high)
     if status in Delivery.Status.values:
         rows = rows.filter(status=status)
     if email:

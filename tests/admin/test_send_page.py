@@ -159,3 +159,16 @@ def test_a_large_send_is_asked_less_often() -> None:
     assert poll_interval_ms(0.01) == POLL_MS
     assert poll_interval_ms(0.2) == 4000
     assert poll_interval_ms(5.0) == POLL_MAX_MS
+
+
+def test_the_launch_keeps_the_id_span_the_newest_rows_are_read_from(staff_client: Client) -> None:
+    send = a_send(3)
+    later = a_send(2)  # a send launched after it: its rows are newer
+    rows = Delivery.objects.filter(send=send).order_by("id").values_list("id", flat=True)
+
+    send.refresh_from_db()
+
+    assert (send.delivery_id_low, send.delivery_id_high) == (rows[0], rows[2])
+    shown = live(staff_client, send)["deliveries_html"]
+    assert shown.count("<tr") == 3
+    assert live(staff_client, later)["deliveries_html"].count("<tr") == 2
