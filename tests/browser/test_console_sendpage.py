@@ -67,7 +67,7 @@ def test_the_send_page_moves_on_its_own_and_tells_what_cancel_left(
     wait_for(lambda: count(page, "sent") > first, timeout=30, what="the count to move on its own")
     assert page.evaluate("window.sendPageLoadedOnce === true"), "the page reloaded"
     second = count(page, "sent")
-    assert first < second < RECIPIENTS
+    assert first < second < RECIPIENTS, (first, second)
     assert count(page, "total") == RECIPIENTS
     assert re.search(rf"\d+ of {RECIPIENTS} handled: \d+ sent, \d+ not sent yet", page.content())
     page.wait_for_selector("[data-send-live=deliveries] tr[data-status=sent]")
@@ -89,9 +89,9 @@ def test_the_send_page_moves_on_its_own_and_tells_what_cancel_left(
 
     wait_for(settled, timeout=30, what="the page to show the rows as written")
     sent, skipped = count(page, "sent"), count(page, "skipped")
-    assert sent + skipped == count(page, "total") == RECIPIENTS
-    assert 0 < sent < RECIPIENTS
     summary = page.locator("[data-send-summary]").inner_text()
+    assert sent + skipped == count(page, "total") == RECIPIENTS, summary
+    assert 0 < sent < RECIPIENTS, summary
     assert summary == (
         f"{RECIPIENTS} of {RECIPIENTS} handled: {sent} sent, "
         f"{skipped} skipped (cancelled before sending)"
@@ -103,8 +103,9 @@ def test_the_send_page_moves_on_its_own_and_tells_what_cancel_left(
 
     # 3. The database agrees: rows and counters.
     send.refresh_from_db()
-    assert (send.sent_count, send.failed_count, send.skipped_count) == (sent, 0, skipped)
+    counters = (send.sent_count, send.failed_count, send.skipped_count)
+    assert counters == (sent, 0, skipped), (counters, row_counts(send))
     skipped_rows = Delivery.objects.filter(send=send, status=Delivery.Status.SKIPPED)
     assert set(skipped_rows.values_list("skip_reason", flat=True)) == {"cancelled"}
     delivered = [m for m in smtp_sink.messages if m["Subject"].startswith("Hello ")]
-    assert len(delivered) == sent
+    assert len(delivered) == sent, (len(delivered), sent)

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 FLUSH_SECONDS = 2.0
 
 # A recipient whose status changed to one of these after the launch is skipped, not mailed.
-SUPPRESSED_SKIP = {
+SUPPRESSED_SKIP: dict[str, Delivery.SkipReason] = {
     Recipient.Status.UNSUBSCRIBED: Delivery.SkipReason.UNSUBSCRIBED,
     Recipient.Status.BOUNCED: Delivery.SkipReason.BOUNCED,
     Recipient.Status.COMPLAINED: Delivery.SkipReason.COMPLAINED,
@@ -163,7 +163,7 @@ def _skip_suppressed(
     keep: list[Delivery] = []
     by_reason: dict[Delivery.SkipReason, list[int]] = {}
     for row in rows:
-        reason = SUPPRESSED_SKIP.get(row.recipient.status)  # type: ignore[call-overload]
+        reason = SUPPRESSED_SKIP.get(row.recipient.status)
         if reason is None:
             keep.append(row)
         else:
