@@ -272,6 +272,11 @@ class Send(models.Model):
     # The latest time a batch of this send is due to try again (backoff, rate limit): until
     # then the watchdog does not take queued rows for orphans.
     retry_due_at = models.DateTimeField(null=True, blank=True)
+    # The lowest and highest id of the send's Delivery rows, known at launch. The send's page
+    # reads its newest rows by walking the primary key down from the highest: without the bound
+    # it would first walk past every row of the sends launched after it.
+    delivery_id_low = models.BigIntegerField(null=True, blank=True, editable=False)
+    delivery_id_high = models.BigIntegerField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-id"]
@@ -297,6 +302,16 @@ class Delivery(models.Model):
         FAILED = "failed", "Failed"
         SKIPPED = "skipped", "Skipped"
 
+    class SkipReason(models.TextChoices):
+        """Why a row was skipped, worded to follow a count ("174 cancelled before sending")."""
+
+        NONE = "", "no reason recorded"
+        CANCELLED = "cancelled", "cancelled before sending"
+        RECIPIENT_DELETED = "recipient_deleted", "recipient deleted during the send"
+        UNSUBSCRIBED = "unsubscribed", "unsubscribed during the send"
+        BOUNCED = "bounced", "address marked bounced during the send"
+        COMPLAINED = "complained", "recipient complained during the send"
+
     # Every index here is written for each of a send's million rows at launch, and again each
     # time a row changes status (claim, outcome): the send's own index is left to the composite
     # ones below that start with it, and task_id is not indexed (nothing looks rows up by it).
@@ -319,6 +334,11 @@ class Delivery(models.Model):
         db_constraint=False,
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # Set with the status in the same UPDATE when a row is skipped. A database default too:
+    # the launch's INSERT ... SELECT names its columns and leaves this one out.
+    skip_reason = models.CharField(
+        max_length=24, choices=SkipReason.choices, blank=True, default="", db_default=""
+    )
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
     smtp_response = models.CharField(max_length=512, blank=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
@@ -95,11 +97,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "status_now",
         "trigger",
         "triggered_by",
-        "total",
-        "sent_count",
-        "failed_count",
-        "skipped_count",
-        "progress",
+        "live_progress",
         "created_at",
         "started_at",
         "finished_at",
@@ -110,12 +108,63 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     )
     # The engine's wait bookkeeping reads as the status ("Waiting for Redis since …"); the
     # content is drawn by frozen_content, not as raw JSON.
-    # The status itself is drawn once, as a badge (status_now).
-    exclude = ("status", "waiting_for", "waiting_since", "retry_due_at", "content")
+    # The status itself is drawn once, as a badge (status_now). The counters are not shown:
+    # the page counts the rows themselves (live_progress), and refreshes while the send runs.
+    exclude = (
+        "status",
+        "waiting_for",
+        "waiting_since",
+        "retry_due_at",
+        "content",
+        "total",
+        "sent_count",
+        "failed_count",
+        "skipped_count",
+    )
     actions_detail = ("pause", "resume", "cancel")
     show_full_result_count = False
     change_form_outer_before_template = "admin/campaigns/send_services.html"
     change_form_outer_after_template = "admin/campaigns/send_audit.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        live = path(
+            "<path:object_id>/live/",
+            self.admin_site.admin_view(self.live_view),
+            name="campaigns_send_live",
+        )
+        return [live, *super().get_urls()]
+
+    def live_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """What the send's page redraws every few seconds while the send is active (JSON):
+        the status badge, the progress counted from the rows, the newest deliveries."""
+        send = self.get_object(request, object_id) if object_id.isdigit() else None
+        if send is None:
+            raise Http404("No such send.")
+        if not self.has_view_permission(request, send):
+            raise PermissionDenied
+        started = time.monotonic()
+        progress = send_selectors.send_progress(send_id=send.pk)
+        deliveries = list(
+            send_selectors.send_deliveries(
+                send_id=send.pk,
+                status=request.GET.get("outcome", ""),
+                email=request.GET.get("email", ""),
+            )
+        )
+        counted_in = time.monotonic() - started
+        return JsonResponse(
+            {
+                "status": send.status,
+                "poll": send_selectors.send_polls(send),
+                "next_ms": send_selectors.poll_interval_ms(counted_in),
+                "progress": progress.as_dict(),
+                "status_html": self.status_now(send),
+                "progress_html": self._progress_html(send, progress, live=True),
+                "deliveries_html": render_to_string(
+                    "admin/campaigns/send_deliveries_rows.html", {"deliveries": deliveries}
+                ),
+            }
+        )
 
     def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
         """Only the controls the send's status allows (the Send state machine decides)."""
@@ -138,6 +187,8 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         cache_down_since = cache_probe()
         extra_context["cache_down_since"] = cache_down_since and clock(cache_down_since)
         if object_id.isdigit():
+            send = Send.objects.filter(pk=object_id).only("status", "finished_at").first()
+            extra_context["send_live_poll"] = send is not None and send_selectors.send_polls(send)
             outcome = request.GET.get("outcome", "")
             email = request.GET.get("email", "")
             extra_context.update(
@@ -164,24 +215,33 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
 
     @display(description="Status")
     def status_now(self, obj: Send) -> str:
-        # The change page draws read-only fields as text: the same badge, drawn here.
+        # The change page draws read-only fields as text: the same badge, drawn here, in a
+        # span the page's poller replaces.
         key, text = ("waiting", wait.describe()) if (wait := send_wait(obj)) else (obj.status,) * 2
-        return render_to_string(
+        badge = render_to_string(
             "unfold/helpers/label.html", {"text": text, "type": SEND_STATUS_COLOURS.get(key, "")}
         )
+        return format_html('<span data-send-live="status">{}</span>', badge)
 
     @display(description="Progress")
     def progress(self, obj: Send) -> str:
-        # A bar that refreshes itself every few seconds while the send runs.
-        percent = 100 * obj.done_count // obj.total if obj.total else 100
+        # In the list of sends: from the counters (no query per row), refreshed while running.
+        return self._progress_html(obj, send_selectors.send_progress_of_counters(obj), live=False)
+
+    @display(description="Progress")
+    def live_progress(self, obj: Send) -> str:
+        # On the send's page: counted from the rows, redrawn by send_live.js while it runs.
+        return self._progress_html(obj, send_selectors.send_progress(send_id=obj.pk), live=True)
+
+    def _progress_html(self, send: Send, progress: send_selectors.SendProgress, live: bool) -> str:
         return render_to_string(
             "admin/campaigns/send_progress.html",
             {
-                "send": obj,
-                "done": obj.done_count,
-                "percent": percent,
-                "running": obj.status == Send.Status.RUNNING,
-                "wait": send_wait(obj),
+                "send": send,
+                "progress": progress,
+                "running": send.status == Send.Status.RUNNING,
+                "live": live,
+                "wait": send_wait(send),
             },
         )
 
@@ -224,6 +284,7 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, Model
         "send",
         "recipient",
         "status",
+        "skip_reason",
         "attempts",
         "last_error",
         "smtp_response",

@@ -391,6 +391,7 @@ EXPECTED: dict[str, Codes] = {
     "admin/campaigns/send/<path:object_id>/pause/": (403, 405, 403, 302),
     "admin/campaigns/send/<path:object_id>/resume/": (403, 405, 403, 302),
     "admin/campaigns/send/<path:object_id>/cancel/": (403, 405, 403, 302),
+    "admin/campaigns/send/<path:object_id>/live/": READ,  # the send page's refresh (JSON)
     **model_routes("campaigns/delivery"),
     # Recipients: editors add and edit (never the status); approvers change the status.
     **model_routes("campaigns/recipient", add=EDITOR),

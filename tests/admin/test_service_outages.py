@@ -69,7 +69,7 @@ def test_the_send_page_says_what_a_send_waits_for_and_keeps_refreshing(auditor: 
     assert send.retry_due_at is not None
     assert f"next try at {clock(send.retry_due_at)}" in html
     assert 'data-send-waiting="redis"' in html and "bg-orange-100" in html  # warning colours
-    assert "opsdashSendProgress" in html  # the poller goes on while the send waits
+    assert 'data-poll="true"' in html and "send_live.js" in html  # polling goes on meanwhile
 
 
 def test_the_send_list_says_waiting_for_the_database_instead_of_running(

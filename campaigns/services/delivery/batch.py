@@ -8,6 +8,7 @@ outcomes every few messages (``outcomes``), waiting out a database that went awa
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from campaigns.models import Delivery, Send, Service
+from campaigns.models import Delivery, Recipient, Send, Service
 from campaigns.services import ratelimit
 from campaigns.services.audiences import unsubscribe_url
 from campaigns.services.delivery.compiled import compiled_for_send
@@ -43,6 +44,18 @@ from campaigns.services.smtp import Outcome, SmtpResult, SmtpSession
 
 logger = logging.getLogger(__name__)
 
+# Outcomes are written every OPSDASH_DELIVERY_FLUSH_EVERY messages, or after this many seconds
+# when a message is waiting: a rate-limited send (30 a minute) would otherwise leave its rows,
+# and so the send page, minutes behind. At full speed the count wins and this costs nothing.
+FLUSH_SECONDS = 2.0
+
+# A recipient whose status changed to one of these after the launch is skipped, not mailed.
+SUPPRESSED_SKIP: dict[str, Delivery.SkipReason] = {
+    Recipient.Status.UNSUBSCRIBED: Delivery.SkipReason.UNSUBSCRIBED,
+    Recipient.Status.BOUNCED: Delivery.SkipReason.BOUNCED,
+    Recipient.Status.COMPLAINED: Delivery.SkipReason.COMPLAINED,
+}
+
 
 def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) -> BatchResult:
     """Sends one range of a Send's rows; the result's ``next_step`` tells the task what next.
@@ -50,7 +63,8 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
     1. Stop at once unless the Send is running (a cancelled one skips what is left in range).
     2. Take the batch lease; if another run of this task holds it, report BUSY.
     3. Record what an earlier run of this task sent but could not write (its journal).
-    4. Claim the range's queued rows (conditional UPDATE: a second run finds nothing to claim).
+    4. Claim the range's queued rows (conditional UPDATE: a second run finds nothing to claim);
+       skip those whose recipient was deleted, unsubscribed or suppressed since the launch.
     5. For each row: check the Send is still running, take rate tokens, render, send, journal.
     6. Write outcomes every few messages (waiting out a lost database connection); transient
        failures go back to ``queued``.
@@ -76,6 +90,7 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
             )
             if len(rows) < claimed:
                 _skip_orphans(send_id=send_id, task_id=task_id, rows=rows, result=result)
+            rows = _skip_suppressed(send_id=send_id, task_id=task_id, rows=rows, result=result)
             watch = _Watch(
                 send_id, waiting=bool(send.waiting_for) or send_wait_sync(send_id=send_id)
             )
@@ -124,6 +139,7 @@ def _claimed_rows(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
             "recipient__first_name",
             "recipient__last_name",
             "recipient__attributes",
+            "recipient__status",
         )
         .order_by("id")
     )
@@ -135,7 +151,27 @@ def _skip_orphans(*, send_id: int, task_id: str, rows: list[Delivery], result: B
     orphans = Delivery.objects.filter(
         send_id=send_id, task_id=task_id, status=Delivery.Status.SENDING
     ).exclude(pk__in=[row.pk for row in rows])
-    rows_skip(send_id=send_id, rows=orphans, result=result, reason="the recipient no longer exists")
+    reason = Delivery.SkipReason.RECIPIENT_DELETED
+    rows_skip(send_id=send_id, rows=orphans, result=result, reason=reason)
+
+
+def _skip_suppressed(
+    *, send_id: int, task_id: str, rows: list[Delivery], result: BatchResult
+) -> list[Delivery]:
+    """Skips the rows whose recipient unsubscribed or was suppressed after the launch; returns
+    the rest. The status came with the claimed rows' join: no query unless a row is skipped."""
+    keep: list[Delivery] = []
+    by_reason: dict[Delivery.SkipReason, list[int]] = {}
+    for row in rows:
+        reason = SUPPRESSED_SKIP.get(row.recipient.status)
+        if reason is None:
+            keep.append(row)
+        else:
+            by_reason.setdefault(reason, []).append(row.pk)
+    for reason, ids in by_reason.items():
+        ours = Delivery.objects.filter(pk__in=ids, task_id=task_id, status=Delivery.Status.SENDING)
+        rows_skip(send_id=send_id, rows=ours, result=result, reason=reason)
+    return keep
 
 
 def _skip_range(*, send_id: int, first_id: int, last_id: int, result: BatchResult) -> None:
@@ -143,7 +179,7 @@ def _skip_range(*, send_id: int, first_id: int, last_id: int, result: BatchResul
     queued = Delivery.objects.filter(
         send_id=send_id, status=Delivery.Status.QUEUED, id__gte=first_id, id__lte=last_id
     )
-    rows_skip(send_id=send_id, rows=queued, result=result)
+    rows_skip(send_id=send_id, rows=queued, result=result, reason=Delivery.SkipReason.CANCELLED)
 
 
 @dataclass
@@ -200,6 +236,7 @@ def _send_rows(
     flush_every = settings.OPSDASH_DELIVERY_FLUSH_EVERY
     pending = Pending()
     done = 0
+    flushed_at = time.monotonic()
     try:
         with SmtpSession() as smtp, ControlProbe(send.pk, task_id) as control:
             loop = _Loop(lease, smtp, control, compiled, frame, buckets, pending)
@@ -208,14 +245,17 @@ def _send_rows(
                     break
                 done += 1
                 # Without the journal (Redis out) every accepted message is written at once.
-                if len(pending.rows) >= flush_every or not (
-                    control.connected or not settings.REDIS_URL
+                if (
+                    len(pending.rows) >= flush_every
+                    or time.monotonic() - flushed_at >= FLUSH_SECONDS
+                    or not (control.connected or not settings.REDIS_URL)
                 ):
                     control.push()  # the journal holds every accepted message before the write
                     watch.redis_ok = control.connected or not settings.REDIS_URL
                     _flush(
                         send_id=send.pk, pending=pending, lease=lease, watch=watch, result=result
                     )
+                    flushed_at = time.monotonic()
                 if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
                     result.deferred = "the SMTP server keeps answering with temporary errors"
                     break

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, F
+from django.db.models import Count, Exists
 from django.utils import timezone
 
 from campaigns.models import AuditEntry, Delivery, Send
@@ -51,10 +51,12 @@ def send_cancel(*, send_id: int, by: By) -> Send:
         send, moved = _move(send_id=send_id, to=Status.CANCELLED, finished_at=timezone.now())
         if not moved:
             return send
-        skipped = Delivery.objects.filter(send_id=send_id, status=Delivery.Status.QUEUED).update(
-            status=Delivery.Status.SKIPPED, updated_at=timezone.now()
+        Delivery.objects.filter(send_id=send_id, status=Delivery.Status.QUEUED).update(
+            status=Delivery.Status.SKIPPED,
+            skip_reason=Delivery.SkipReason.CANCELLED,
+            updated_at=timezone.now(),
         )
-        Send.objects.filter(pk=send_id).update(skipped_count=F("skipped_count") + skipped)
+        send_counts_sync(send_id=send_id)
         _audit(send, action=AuditEntry.Action.CANCELLED, by=by, before=before)
     return send
 
@@ -77,10 +79,35 @@ def send_close_if_done(*, send_id: int) -> bool:
         return False
     to = Status.FAILED if sent == 0 and failed > 0 else Status.COMPLETED
     try:
-        _, moved = _move(send_id=send_id, to=to, finished_at=timezone.now())
+        with transaction.atomic():
+            _, moved = _move(send_id=send_id, to=to, finished_at=timezone.now())
+            if moved:
+                send_counts_sync(send_id=send_id)
     except IllegalTransition:  # paused or cancelled meanwhile: not ours to close
         return False
     return moved
+
+
+def send_counts_sync(*, send_id: int) -> None:
+    """Sets the Send's counters from its rows (one grouped count on the (send, status) index).
+
+    Batches move the counters by increments in the same transactions as their rows, so this
+    changes nothing unless something drifted; it makes sure a closed or cancelled send's
+    counters add up to its total. Called in a transaction that has just moved the Send, so the
+    row lock is held: a batch writing meanwhile waits, and its increment lands on top.
+    """
+    counts = dict(
+        Delivery.objects.filter(send_id=send_id)
+        .values_list("status")
+        .annotate(n=Count("*"))
+        .order_by()
+        .values_list("status", "n")
+    )
+    Send.objects.filter(pk=send_id).update(
+        sent_count=counts.get(Delivery.Status.SENT, 0),
+        failed_count=counts.get(Delivery.Status.FAILED, 0),
+        skipped_count=counts.get(Delivery.Status.SKIPPED, 0),
+    )
 
 
 def _move(*, send_id: int, to: str, **extra: Any) -> tuple[Send, bool]:

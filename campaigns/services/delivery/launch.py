@@ -63,7 +63,8 @@ def send_launch(
             content=content_of(campaign),
         )
         send.total, span = _materialise_deliveries(send_id=send.pk, campaign_id=campaign.pk)
-        send.save(update_fields=["total"])
+        send.delivery_id_low, send.delivery_id_high = span or (None, None)
+        send.save(update_fields=["total", "delivery_id_low", "delivery_id_high"])
         campaign_mirror_send(send)
         transaction.on_commit(lambda: _send_started(send_id=send.pk, publish=publish, span=span))
     if send.total == 0:

@@ -308,7 +308,7 @@ def rows_release(*, send_id: int, task_id: str, rows: list[Delivery], result: Ba
             task_id=task_id,
             status__in=[Delivery.Status.SENDING, Delivery.Status.QUEUED],
         )
-        rows_skip(send_id=send_id, rows=ours, result=result)
+        rows_skip(send_id=send_id, rows=ours, result=result, reason=Delivery.SkipReason.CANCELLED)
         return
     ids = [row.pk for row in rows]
     if ids:
@@ -318,14 +318,16 @@ def rows_release(*, send_id: int, task_id: str, rows: list[Delivery], result: Ba
 
 
 def rows_skip(
-    *, send_id: int, rows: QuerySet[Delivery], result: BatchResult, reason: str = ""
+    *, send_id: int, rows: QuerySet[Delivery], result: BatchResult, reason: Delivery.SkipReason
 ) -> None:
-    """Marks ``rows`` skipped and counts them on the Send."""
-    fields: dict[str, Any] = {"status": Delivery.Status.SKIPPED, "updated_at": timezone.now()}
-    if reason:
-        fields["last_error"] = reason
+    """Marks ``rows`` skipped with why, in one UPDATE, and counts them on the Send.
+
+    ``last_error`` is left as it is: it keeps the history of earlier attempts, if any.
+    """
     with transaction.atomic():  # the rows and their count move together
-        skipped = rows.update(**fields)
+        skipped = rows.update(
+            status=Delivery.Status.SKIPPED, skip_reason=reason, updated_at=timezone.now()
+        )
         if skipped:
             Send.objects.filter(pk=send_id).update(skipped_count=F("skipped_count") + skipped)
     result.skipped += skipped

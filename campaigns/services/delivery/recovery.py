@@ -67,7 +67,12 @@ def deliveries_reap(*, publish: BatchPublisher = publish_batch) -> int:
             send_dispatch(send_id=send_id, publish=publish, only_ids=ids)
         elif status == Send.Status.CANCELLED:  # queued rows in a cancelled send: skipped
             queued = Delivery.objects.filter(pk__in=ids, status=Delivery.Status.QUEUED)
-            rows_skip(send_id=send_id, rows=queued, result=BatchResult())
+            rows_skip(
+                send_id=send_id,
+                rows=queued,
+                result=BatchResult(),
+                reason=Delivery.SkipReason.CANCELLED,
+            )
     if reaped:
         logger.warning("Returned %s deliveries stuck in sending to the queue", reaped)
     return reaped
