@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0014_audit_consent_and_approval_actions'),
+        ('campaigns', '0016_recipient_domain_and_audit_recipient'),
     ]
 
     operations = [

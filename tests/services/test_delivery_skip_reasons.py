@@ -143,7 +143,9 @@ def test_recipients_unsubscribed_or_suppressed_after_launch_are_skipped_not_mail
     first, second, third, *_ = (
         Delivery.objects.filter(send=send).order_by("id").values_list("recipient_id", flat=True)
     )
-    recipient_unsubscribe(recipient_id=first)
+    recipient_unsubscribe(
+        recipient_id=first, send_id=send.pk, reason="Unsubscribe page: from everything"
+    )
     Recipient.objects.filter(pk=second).update(status=Recipient.Status.BOUNCED)
     Recipient.objects.filter(pk=third).update(status=Recipient.Status.COMPLAINED)
 
