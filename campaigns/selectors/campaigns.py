@@ -1,12 +1,17 @@
-"""Lookups for the campaign page: who to preview as, and how a published test message fares."""
+"""Lookups for the campaign page: who to preview as, how a published test message fares, and
+what a confirmation page says before a send, a schedule or a cancel."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.db.models import Count, Q
 from django_celery_results.models import TaskResult
 
-from campaigns.models import Recipient, TaskLink
+from campaigns.models import Campaign, Delivery, Recipient, Send, TaskLink
+from campaigns.selectors.audiences import audience_subscriber_counts, campaign_recipient_count
 from campaigns.services.rendering import recipient_fields, sample_recipient_fields
 
 SAMPLE_EMAIL = "sample@example.com"
@@ -39,3 +44,68 @@ def task_state(*, task_id: str) -> dict[str, Any] | None:
     state = result["status"]
     detail = str(result["result"] or "")[:500]
     return {"state": state, "done": state in _FINAL_STATES, "detail": detail}
+
+
+@dataclass(frozen=True)
+class Channel:
+    """How a send leaves: today always the SMTP relay; a named ESP channel slots in here."""
+
+    kind: str
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.address}"
+
+
+def campaign_channel(campaign: Campaign) -> Channel:
+    return Channel(kind="SMTP relay", address=f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
+
+
+@dataclass(frozen=True)
+class AudienceSize:
+    name: str
+    subscribed: int
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """What "Send now" and "Schedule" confirm: who gets it (counted by the launch's own rule),
+    from which audiences, through which channel."""
+
+    recipients: int
+    audiences: list[AudienceSize]
+    left_out: int
+    channel: Channel
+
+
+def campaign_send_plan(*, campaign: Campaign) -> SendPlan:
+    audiences = list(campaign.audiences.order_by("name"))
+    counts = audience_subscriber_counts(a.pk for a in audiences)
+    sizes = [AudienceSize(a.name, counts.get(a.pk, 0)) for a in audiences]
+    recipients = campaign_recipient_count(campaign_id=campaign.pk)
+    left_out = campaign_recipient_count(campaign_id=campaign.pk, suppressed=True)
+    return SendPlan(recipients, sizes, left_out, campaign_channel(campaign))
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    """What "Cancel" confirms: the rows not yet sent (they will be skipped) and those sent."""
+
+    send: Send
+    not_sent: int
+    sent: int
+    channel: Channel
+
+
+def campaign_cancel_plan(*, campaign: Campaign) -> CancelPlan | None:
+    """The campaign's running or paused send and its counts; None when nothing is live."""
+    live = [Send.Status.RUNNING, Send.Status.PAUSED]
+    send = campaign.sends.filter(status__in=live).order_by("-id").first()
+    if send is None:
+        return None
+    waiting = [Delivery.Status.QUEUED, Delivery.Status.SENDING]
+    counts = Delivery.objects.filter(send=send).aggregate(
+        not_sent=Count("id", filter=Q(status__in=waiting)),
+        sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
+    )
+    return CancelPlan(send, counts["not_sent"], counts["sent"], campaign_channel(campaign))

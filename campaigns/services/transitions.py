@@ -163,17 +163,29 @@ def campaign_controls_for(campaign: Campaign) -> list[CampaignControl]:
 def campaign_control_check(campaign: Campaign, control: CampaignControl) -> None:
     """Raises IllegalTransition unless ``campaign`` offers ``control`` in its current status."""
     if control not in campaign_controls_for(campaign):
-        raise IllegalTransition(
-            f"“{campaign.name}” is {campaign.get_status_display().lower()}; "
-            f"it cannot {_CONTROL_VERBS[control]} now."
-        )
+        raise IllegalTransition(f"“{campaign.name}”: {campaign_status_refusal(campaign, control)}.")
 
 
-_CONTROL_VERBS: Mapping[CampaignControl, str] = {
-    CampaignControl.SCHEDULE: "be scheduled",
-    CampaignControl.UNSCHEDULE: "be unscheduled",
-    CampaignControl.SEND_NOW: "be sent now",
+# Why a status control is out of reach, in the words staff read on the toolbar.
+_STATUS_REFUSALS: Mapping[str, str] = {
+    CampaignStatus.SENT: "Already sent: duplicate it to send again",
+    CampaignStatus.CANCELLED: "Cancelled: duplicate it to send again",
+    CampaignStatus.FAILED: "Its send failed: duplicate it to send again",
+    CampaignStatus.SENDING: "Being sent now: pause or cancel it from its send",
+    CampaignStatus.PAUSED: "Paused: resume or cancel it from its send",
 }
+_CONTROL_REFUSALS: Mapping[tuple[str, CampaignControl], str] = {
+    (CampaignStatus.SCHEDULED, CampaignControl.SCHEDULE): "Already scheduled",
+    (CampaignStatus.DRAFT, CampaignControl.UNSCHEDULE): "Not scheduled",
+}
+
+
+def campaign_status_refusal(campaign: Campaign, control: CampaignControl) -> str:
+    """Why ``control`` is not offered in the campaign's status, as a short sentence."""
+    status = campaign.status
+    return _CONTROL_REFUSALS.get((status, control)) or _STATUS_REFUSALS.get(
+        status, f"Not possible while it is {CampaignStatus(status).label.lower()}"
+    )
 
 
 def _move(
@@ -207,8 +219,8 @@ def campaign_move(
     campaign.refresh_from_db(fields=["status", "updated_at"])
     if not moved and strict:
         raise IllegalTransition(
-            f"“{campaign.name}” is {campaign.get_status_display().lower()}; "
-            f"it cannot become {CampaignStatus(to).label.lower()} now."
+            f"“{campaign.name}” changed meanwhile: it is "
+            f"{campaign.get_status_display().lower()} now. The page shows what you can do next."
         )
     return moved
 
