@@ -199,8 +199,9 @@ def campaign_save(
     campaign.save(update_fields=[*COMPOSED_FIELDS, *stamped, "updated_at"])
     if wanted is not None:
         campaign.audiences.set(wanted)
-    changes = _diff(campaign, fields)
-    audit_record(action=AuditEntry.Action.EDITED, actor=by, campaign=campaign, changes=changes)
+    if fields:  # a Save that changes nothing in meaning leaves nothing to record
+        changes = _diff(campaign, fields)
+        audit_record(action=AuditEntry.Action.EDITED, actor=by, campaign=campaign, changes=changes)
     if guarded:
         _edit_consequences(campaign=campaign, stored=stored, by=by)
     campaign_schedule_sync(campaign=campaign)
