@@ -66,6 +66,7 @@ def _unavailable(offer: Offer) -> dict[str, Any]:
         "icon": _ICONS[offer.control],
         "variant": ActionVariant.DEFAULT,
         "path": "",
+        "items": [],  # or Unfold's template takes dict.items for a dropdown's entries
         "attrs": {
             "title": offer.reason,
             "aria-disabled": "true",

@@ -228,6 +228,12 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
             return False
         return bool(super().has_change_permission(request, obj))
 
+    def has_delete_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        # Only a campaign that never went out may be deleted; the rest stay on record.
+        if obj is not None and obj.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
+            return False
+        return bool(super().has_delete_permission(request, obj))
+
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Campaign) -> str:
         return obj.status
