@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from campaigns.models import Campaign, Recipient, SeedList, Send
 from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.services.previews import PREVIEW_FIELDS, PreviewProblem, campaign_preview
-from campaigns.services.seeds import campaign_send_tests, test_recipient_find
+from campaigns.services.seeds import campaign_send_tests, personalisation_recipient
 
 
 class CampaignToolViews:
@@ -141,7 +141,7 @@ class CampaignToolViews:
         email = request.POST.get("recipient", "")
         if not email.strip():
             raise ValidationError("Enter the address of the recipient to personalise the test as.")
-        return test_recipient_find(email=email)
+        return personalisation_recipient(email=email)
 
     def _send_for(self, request: HttpRequest, object_id: int, key: str) -> HttpResponse:
         self._require_view(request)

@@ -101,11 +101,14 @@ def campaign_cancel_plan(*, campaign: Campaign) -> CancelPlan | None:
     """The campaign's running or paused send and its counts; None when nothing is live."""
     live = [Send.Status.RUNNING, Send.Status.PAUSED]
     send = campaign.sends.filter(status__in=live).order_by("-id").first()
-    if send is None:
-        return None
+    return None if send is None else send_cancel_plan(send=send)
+
+
+def send_cancel_plan(*, send: Send) -> CancelPlan:
+    """One send's rows not yet sent (a cancel skips them) and those sent, in one query."""
     waiting = [Delivery.Status.QUEUED, Delivery.Status.SENDING]
     counts = Delivery.objects.filter(send=send).aggregate(
         not_sent=Count("id", filter=Q(status__in=waiting)),
         sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
     )
-    return CancelPlan(send, counts["not_sent"], counts["sent"], campaign_channel(campaign))
+    return CancelPlan(send, counts["not_sent"], counts["sent"], campaign_channel(send.campaign))

@@ -49,7 +49,7 @@ def seed_addresses_parse(text: str) -> list[str]:
     return list(dict.fromkeys(addresses))
 
 
-def test_recipient_find(*, email: str) -> Recipient:
+def personalisation_recipient(*, email: str) -> Recipient:
     """The recipient whose personalisation a test uses; refused in words when there is none."""
     recipient = Recipient.objects.filter(email=email.strip().lower()).first()
     if recipient is None:

@@ -8,7 +8,7 @@ import pytest
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
-from pytest_django import DjangoAssertNumQueries
+from pytest_django import DjangoAssertNumQueries, Settings
 
 from campaigns.models import Audience, AuditEntry, Campaign, Recipient, SeedList, Send
 from tests.admin.helpers import campaign_form_data, user_with_roles
@@ -146,3 +146,13 @@ def test_audiences_list_their_subscribers_in_one_query_for_the_page(
     form = client.get(reverse("admin:campaigns_campaign_add")).content.decode()
     name = Audience.objects.order_by("id").last().name  # type: ignore[union-attr]
     assert f"{name} — 3 subscribed" in form
+
+
+def test_the_form_labels_its_bodies_and_explains_occurrence_and_time_zone(
+    settings: Settings,
+) -> None:
+    settings.TIME_ZONE = "Europe/London"
+    page = logged_in("editor").get(reverse("admin:campaigns_campaign_add")).content.decode()
+    assert "HTML body" in page and "Text body" in page and "Occurrence" in page
+    assert "never sends on its own" in page
+    assert "Times are in Europe/London." in page
