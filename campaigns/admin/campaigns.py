@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -17,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
-from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
 
 from campaigns.admin.base import (
     POST_ACTION,
@@ -27,6 +25,7 @@ from campaigns.admin.base import (
     post_required,
     run_service,
 )
+from campaigns.admin.campaign_form import CampaignForm
 from campaigns.admin.campaign_toolbar import CONTROL_ACTIONS, LABELS, toolbar
 from campaigns.admin.campaign_views import CampaignToolViews
 from campaigns.models import Audience, Campaign, SeedList
@@ -35,75 +34,16 @@ from campaigns.selectors.audiences import audience_label, audience_subscriber_co
 from campaigns.services import campaigns as campaign_services
 from campaigns.services.audit import By
 from campaigns.services.controls import FINAL, Control, campaign_offer, campaign_offers
-from campaigns.services.scheduling import WEEKDAYS, schedule_describe
-from campaigns.services.seeds import seed_addresses_parse
+from campaigns.services.scheduling import schedule_describe
 from campaigns.services.transitions import IllegalTransition
 
 RECENT_SENDS = 10
-
-if TYPE_CHECKING:  # the stubs make ModelForm generic; at runtime it is not subscriptable
-    _CampaignModelForm = forms.ModelForm[Campaign]
-else:
-    _CampaignModelForm = forms.ModelForm
 
 
 class CampaignService(Protocol):
     """A campaign service staff run from a button: it takes the campaign and who pressed."""
 
     def __call__(self, *, campaign: Campaign, by: By) -> object: ...
-
-
-class CampaignForm(_CampaignModelForm):
-    class Meta:
-        model = Campaign
-        fields = (
-            *campaign_services.CONTENT_FIELDS,
-            "audiences",
-            "rate_limit_per_minute",
-            *campaign_services.SCHEDULE_FIELDS,
-        )
-        # Admin help text is rendered as HTML: the model's "<team@example.com>" would vanish.
-        help_texts = {
-            "from_email": "A bare address, or a display name and address: "
-            "Team &lt;team@example.com&gt;.",
-        }
-        widgets = {
-            # A handful of lists: ticking them reads better than a two-pane chooser.
-            "audiences": UnfoldAdminCheckboxSelectMultipleWidget,
-            "schedule_weekday": UnfoldAdminSelectWidget(
-                choices=[("", "—"), *enumerate(WEEKDAYS)],
-            ),
-        }
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Said here, not on the model: the zone is a setting, and a migration would freeze it.
-        zone = settings.TIME_ZONE
-        hints = {
-            "scheduled_at": f"The date and time of the one send. Times are in {zone}.",
-            "schedule_time": "The time of day it goes out, in the time zone below.",
-            "schedule_timezone": "The time zone of the time above, e.g. Europe/London.",
-        }
-        for name, hint in hints.items():
-            if name in self.fields:
-                self.fields[name].help_text = hint
-
-    def _post_clean(self) -> None:
-        # The stubs omit BaseModelForm._post_clean (model validation), hence [misc].
-        super()._post_clean()  # type: ignore[misc]
-        if self.errors:
-            return
-        try:
-            campaign_services.campaign_check(campaign=self.instance)
-        except ValidationError as exc:
-            self.add_error(None, exc)
-        # The page may have been drawn before a send started: say why the edit cannot be saved.
-        if self.instance.pk is not None and (
-            refusal := campaign_services.campaign_edit_refusal(
-                status=self.instance.status, changed=self.changed_data
-            )
-        ):
-            self.add_error(None, refusal)
 
 
 class CampaignPermissions:
@@ -478,55 +418,3 @@ def _sending_message(campaign: Campaign, key: str) -> SafeString:
         campaign.name,
         url,
     )
-
-
-if TYPE_CHECKING:  # the stubs make ModelForm generic; at runtime it is not subscriptable
-    _SeedListModelForm = forms.ModelForm[SeedList]
-else:
-    _SeedListModelForm = forms.ModelForm
-
-
-class SeedListForm(_SeedListModelForm):
-    class Meta:
-        model = SeedList
-        fields = ("name", "addresses")
-
-    def clean_addresses(self) -> str:
-        """Every line an address (each bad line named); stored one per line, without repeats."""
-        return "\n".join(seed_addresses_parse(self.cleaned_data.get("addresses") or ""))
-
-
-@admin.register(SeedList)
-class SeedListAdmin(ModelAdmin):
-    """The saved addresses test messages can go to; kept by those who may send tests."""
-
-    form = SeedListForm
-    list_display = ("name", "size", "updated_at")
-    search_fields = ("name",)
-
-    @display(description="Addresses")
-    def size(self, obj: SeedList) -> int:
-        return len(obj.address_list)
-
-    def _may_test(self, request: HttpRequest) -> bool:
-        return bool(request.user.has_perm("campaigns.send_test_campaign"))
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return self._may_test(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may_test(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return self._may_test(request)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may_test(request)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self._may_test(request)
-
-    def save_model(self, request: HttpRequest, obj: SeedList, form: Any, change: bool) -> None:
-        if not change:
-            obj.created_by = request.user  # type: ignore[assignment]
-        super().save_model(request, obj, form, change)

@@ -25,7 +25,6 @@ from campaigns.services.transitions import (
 
 Status = Campaign.Status
 FINAL = frozenset({Status.SENT, Status.CANCELLED, Status.FAILED})
-LIVE = frozenset({Status.SENDING, Status.PAUSED})
 
 
 class Control(StrEnum):
@@ -95,7 +94,8 @@ def _expected(campaign: Campaign) -> list[Control]:
         state.add(Control.SEND_NOW)
     if campaign.status in (Status.DRAFT, Status.SCHEDULED):
         state.add(Control.APPROVE)
-    if campaign.status in LIVE and has_live_send(campaign):
+    # A recurring campaign stays scheduled while an occurrence runs: that send is cancellable too.
+    if campaign.status not in FINAL and has_live_send(campaign):
         state.add(Control.CANCEL)
     state |= {Control.SEND_TEST, Control.DUPLICATE}
     return [control for control in Control if control in state]

@@ -138,3 +138,11 @@ def test_a_real_change_next_to_line_end_noise_logs_only_that_field() -> None:
     services.campaign_save(campaign=campaign, by=UserFactory.create(), changed=["html_body"])
     entry = AuditEntry.objects.get(campaign=campaign, action="edited")
     assert set(entry.changes) == {"subject"}
+
+
+def test_a_recurring_campaign_offers_cancel_while_an_occurrence_runs() -> None:
+    campaign = ready(status=Campaign.Status.SCHEDULED)
+    assert Control.CANCEL not in toolbar(campaign, "approver")
+    Send.objects.create(campaign=campaign, occurrence_key="daily:2026-11-25")
+    offers = toolbar(campaign, "approver")
+    assert offers[Control.CANCEL] == "" and offers[Control.UNSCHEDULE] == ""
