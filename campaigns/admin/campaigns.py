@@ -155,6 +155,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
                 (LABELS[o.control], o.reason) for o in offers if not o.available
             ]
             context["campaign_read_only"] = obj.status in FINAL
+            context["campaign_reader_only"] = not offers
             context["may_send_test"] = request.user.has_perm("campaigns.send_test_campaign")
             context["seed_lists"] = list(SeedList.objects.all()[:100])
         response: HttpResponse = super().render_change_form(

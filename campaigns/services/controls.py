@@ -69,7 +69,13 @@ _STATE_CONTROLS = {
 
 
 def campaign_offers(*, campaign: Campaign, user: By) -> list[Offer]:
-    """The toolbar for ``user`` on ``campaign`` now: each expected control, with its reason."""
+    """The toolbar for ``user`` on ``campaign`` now: each expected control, with its reason.
+
+    A reader whose role changes no campaign (an auditor) expects no control: they get none,
+    rather than a row of greyed-out buttons each saying the same thing.
+    """
+    if not any(_may(user, permission) for permission, _ in PERMISSIONS.values()):
+        return []
     return [Offer(control, _reason(campaign, user, control)) for control in _expected(campaign)]
 
 

@@ -146,3 +146,7 @@ def test_a_recurring_campaign_offers_cancel_while_an_occurrence_runs() -> None:
     Send.objects.create(campaign=campaign, occurrence_key="daily:2026-11-25")
     offers = toolbar(campaign, "approver")
     assert offers[Control.CANCEL] == "" and offers[Control.UNSCHEDULE] == ""
+
+
+def test_a_reader_gets_no_controls_rather_than_a_row_of_greyed_out_ones() -> None:
+    assert toolbar(ready(), "auditor") == {}
