@@ -3,6 +3,7 @@ what a confirmation page says before a send, a schedule or a cancel."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,16 +35,45 @@ def preview_recipient(*, email: str) -> dict[str, Any] | None:
     return recipient_fields(recipient) if recipient is not None else None
 
 
+# A test message's task state in staff words; the raw Celery state stays in "state".
+_STATE_WORDS = {
+    "PENDING": "Waiting for a sending machine",
+    "RECEIVED": "Waiting for a sending machine",
+    "STARTED": "Sending",
+    "RETRY": "Trying again",
+    "SUCCESS": "Sent",
+    "FAILURE": "Failed",
+    "REVOKED": "Cancelled",
+}
+
+
 def task_state(*, task_id: str) -> dict[str, Any] | None:
     """The state of a task we published (None for ids we never linked), for polling."""
     if not TaskLink.objects.filter(task_id=task_id).exists():
         return None
     result = TaskResult.objects.filter(task_id=task_id).values("status", "result").first()
     if result is None:
-        return {"state": "PENDING", "done": False, "detail": "Waiting for a worker to pick it up."}
-    state = result["status"]
-    detail = str(result["result"] or "")[:500]
-    return {"state": state, "done": state in _FINAL_STATES, "detail": detail}
+        return _state("PENDING", "A worker picks it up in a moment.")
+    return _state(result["status"], _detail(result["status"], result["result"]))
+
+
+def _state(state: str, detail: str) -> dict[str, Any]:
+    label = _STATE_WORDS.get(state, state.capitalize())
+    return {"state": state, "label": label, "done": state in _FINAL_STATES, "detail": detail}
+
+
+def _detail(state: str, stored: str | None) -> str:
+    """A sentence for what the task returned: the mail server's answer, or why it failed."""
+    try:
+        value = json.loads(stored or "null")
+    except ValueError:
+        value = stored
+    if state == "SUCCESS" and isinstance(value, dict) and "to" in value:
+        return f"To {value['to']}; the mail server answered “{value.get('smtp', '')}”."
+    if isinstance(value, dict) and value.get("exc_message"):
+        message = value["exc_message"]
+        return str(message[0] if isinstance(message, list) and message else message)[:500]
+    return "" if value is None else str(value)[:500]
 
 
 @dataclass(frozen=True)

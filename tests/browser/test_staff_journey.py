@@ -107,7 +107,7 @@ def test_staff_compose_test_schedule_and_audit_a_campaign(
     action(page, "Send a test to me")
     page.wait_for_url(re.compile(r"test_task="))
     page.wait_for_function(
-        "document.getElementById('test-send-state').textContent === 'SUCCESS'",
+        "document.getElementById('test-send-state').dataset.state === 'SUCCESS'",
         timeout=90_000,
     )
     wait_for(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.core.exceptions import ValidationError
+from django_celery_results.models import TaskResult
 
+from campaigns.models import TaskLink
+from campaigns.selectors.campaigns import task_state
 from campaigns.services.delivery import testmail
 from campaigns.services.seeds import seed_addresses_parse
 from opsdash.smtp_sink import SmtpSink
@@ -34,3 +37,31 @@ def test_a_seed_list_keeps_one_address_per_line_without_repeats() -> None:
         seed_addresses_parse("a@example.com\nnot an address")
     with pytest.raises(ValidationError, match="at least one address"):
         seed_addresses_parse("\n  \n")
+
+
+@pytest.mark.parametrize(
+    ("status", "result", "label", "detail"),
+    [
+        (
+            "SUCCESS",
+            '{"to": "qa@example.com", "smtp": "250 2.0.0 Ok"}',
+            "Sent",
+            "To qa@example.com; the mail server answered “250 2.0.0 Ok”.",
+        ),
+        (
+            "FAILURE",
+            '{"exc_type": "TestMessageFailed", "exc_message": ["The SMTP server answered 550"]}',
+            "Failed",
+            "The SMTP server answered 550",
+        ),
+    ],
+)
+def test_a_test_message_state_reads_as_a_sentence(
+    status: str, result: str, label: str, detail: str
+) -> None:
+    TaskLink.objects.create(task_id="t-1", kind=TaskLink.Kind.TEST)
+    TaskResult.objects.create(task_id="t-1", status=status, result=result)
+    state = task_state(task_id="t-1")
+    assert state is not None
+    assert (state["state"], state["label"], state["detail"]) == (status, label, detail)
+    assert state["done"]

@@ -85,7 +85,7 @@
 
   function follow(taskId) {
     const line = document.createElement("li");
-    line.innerHTML = 'Test <code></code>: <span class="opsdash-state">QUEUED</span> <span class="text-subtle"></span>';
+    line.innerHTML = 'Test <code></code>: <span class="opsdash-state">Waiting for a sending machine</span> <span class="text-subtle"></span>';
     line.querySelector("code").textContent = taskId.slice(0, 8);
     status.appendChild(line);
     const state = line.querySelector(".opsdash-state");
@@ -97,8 +97,8 @@
         const response = await fetch(url, { credentials: "same-origin" });
         if (response.ok) {
           const data = await response.json();
-          state.textContent = data.state;
-          state.dataset.state = data.state;
+          state.textContent = data.label || data.state;
+          state.dataset.state = data.state; // the raw state, for styling and checks
           detail.textContent = data.detail || "";
           if (data.done) return;
         }
