@@ -163,6 +163,9 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         )
         return response
 
+    def has_duplicate_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return bool(request.user.has_perm("campaigns.add_campaign"))
+
     def has_change_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
         # A sent, cancelled or failed campaign is a record: its page is read-only for everyone.
         if obj is not None and obj.status in FINAL:
@@ -366,7 +369,9 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
 
     @action(
         description="Duplicate",
-        permissions=["campaigns.add_campaign"],
+        # A method, not "campaigns.add_campaign": Unfold checks dotted names in the database
+        # at start-up, before a fresh database has its tables.
+        permissions=["duplicate"],
         icon="content_copy",
         attrs=POST_ACTION,
     )
