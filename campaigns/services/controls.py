@@ -155,7 +155,14 @@ def _ready_to_approve(campaign: Campaign, user: By) -> str:
     return ""
 
 
+def _ready_to_test(campaign: Campaign, user: By) -> str:
+    if not getattr(user, "email", ""):
+        return "Add an email address to your account first"
+    return ""
+
+
 _READINESS: dict[Control, Callable[[Campaign, By], str]] = {
+    Control.SEND_TEST: _ready_to_test,
     Control.SEND_NOW: _ready_to_go,
     Control.SCHEDULE: _ready_to_schedule,
     Control.APPROVE: _ready_to_approve,

@@ -114,6 +114,8 @@ def test_the_toolbar_follows_status_and_role_and_send_now_confirms_the_launch_co
         page.goto(f"{base}/admin/campaigns/campaign/{draft.pk}/change/")
         assert buttons(page, draft) == allowed, username
         assert reasons(page) == why, username
+        for label, reason in why.items():  # also written out under the buttons
+            assert f"{label}: {reason}" in page.inner_text("#campaign-unavailable")
         if username == "eddie":
             shots(page, "campaign-toolbar-draft")
 

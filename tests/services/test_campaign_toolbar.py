@@ -150,3 +150,11 @@ def test_a_recurring_campaign_offers_cancel_while_an_occurrence_runs() -> None:
 
 def test_a_reader_gets_no_controls_rather_than_a_row_of_greyed_out_ones() -> None:
     assert toolbar(ready(), "auditor") == {}
+
+
+def test_a_test_to_me_needs_an_address_on_the_account() -> None:
+    offers = toolbar(ready(), "editor")
+    assert offers[Control.SEND_TEST] == ""
+    user = user_with_roles("editor", email="")
+    offers = {o.control: o.reason for o in campaign_offers(campaign=ready(), user=user)}
+    assert offers[Control.SEND_TEST] == "Add an email address to your account first"
