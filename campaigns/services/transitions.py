@@ -3,8 +3,9 @@
 Every status change of a Campaign, a Send or an ImportJob goes through ``campaign_move``,
 ``send_move`` or ``import_job_move``: a conditional UPDATE whose row count decides, so of two
 racing requests only one moves the row, and a move the table does not list never happens.
-Services decide *when* to move; this module decides *whether* a move is legal, and the admin
-asks it which controls a status offers instead of keeping a map of its own.
+Services decide *when* to move; this module decides *whether* a move is legal and which
+controls a status offers. ``services.controls`` adds the person (role, four-eyes, readiness) to
+build the campaign toolbar; the admin keeps no map of its own.
 
 Campaign (a recurring campaign stays ``scheduled``; each occurrence is a Send)::
 
