@@ -262,8 +262,12 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         campaign_services.campaign_delete(campaign=obj, by=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        """Deletes those that never went out; says which stay, and why, instead of failing."""
         for campaign in queryset:
-            self.delete_model(request, campaign)
+            try:
+                self.delete_model(request, campaign)
+            except IllegalTransition as exc:
+                messages.warning(request, str(exc))
 
     def _campaign(self, object_id: Any) -> Campaign:
         return Campaign.objects.get(pk=object_id)

@@ -357,7 +357,8 @@ def campaign_duplicate(*, campaign: Campaign, by: By) -> Campaign:
 
 def campaign_cancel(*, campaign: Campaign, by: By) -> Send:
     """Cancels the campaign's running or paused send: the rows not yet sent are skipped."""
-    send = campaign.sends.filter(status__in=[Send.Status.RUNNING, Send.Status.PAUSED]).last()
+    live = campaign.sends.filter(status__in=[Send.Status.RUNNING, Send.Status.PAUSED])
+    send = live.order_by("-id").first()
     if send is None:
         reason = "Nothing is being sent, so there is nothing to cancel"
         if campaign.status in _FINAL:
@@ -418,7 +419,8 @@ def campaign_delete(*, campaign: Campaign, by: By) -> None:
     """Deletes a campaign that never sent, with its PeriodicTask."""
     if campaign.sends.exists():
         raise IllegalTransition(
-            f"“{campaign.name}” has sends on record; cancel it instead of deleting it."
+            f"“{campaign.name}” has sends on record, so it stays: a campaign that went out "
+            "cannot be deleted."
         )
     audit_record(
         action=AuditEntry.Action.DELETED,
