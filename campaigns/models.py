@@ -152,15 +152,22 @@ class Campaign(models.Model):
         max_length=320, help_text="A bare address or a display name: Team <team@example.com>."
     )
     reply_to = models.EmailField(blank=True)
-    html_body = models.TextField(blank=True)
-    text_body = models.TextField(blank=True)
+    html_body = models.TextField("HTML body", blank=True)
+    text_body = models.TextField("Text body", blank=True)
     audiences = models.ManyToManyField(Audience, related_name="campaigns", blank=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True
     )
 
     schedule_kind = models.CharField(
-        max_length=16, choices=ScheduleKind.choices, default=ScheduleKind.MANUAL
+        "Occurrence",
+        max_length=16,
+        choices=ScheduleKind.choices,
+        default=ScheduleKind.MANUAL,
+        help_text="When this campaign goes out. “Only when someone presses Send” never sends "
+        "on its own; “Once” sends a single time at the date and time you give; every day, "
+        "week or month sends again at that time until it is unscheduled; a custom crontab "
+        "is for rules the other choices cannot say.",
     )
     scheduled_at = models.DateTimeField(null=True, blank=True, help_text="For a one-off send.")
     schedule_time = models.TimeField(null=True, blank=True, help_text="For a recurring send.")
@@ -220,6 +227,30 @@ class Campaign(models.Model):
             self.ScheduleKind.MONTHLY,
             self.ScheduleKind.CRONTAB,
         }
+
+
+class SeedList(models.Model):
+    """A saved list of addresses test messages go to: the team's inboxes, or one test account
+    per mail provider, so a test shows how the campaign lands in each."""
+
+    name = models.CharField(max_length=200, unique=True)
+    addresses = models.TextField(help_text="One email address per line.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "seed list"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def address_list(self) -> list[str]:
+        return [line.strip() for line in self.addresses.splitlines() if line.strip()]
 
 
 class Service(models.TextChoices):

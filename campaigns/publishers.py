@@ -39,7 +39,9 @@ def publish_launch(
     )
 
 
-def publish_test_message(*, campaign_id: int, to_email: str, task_id: str | None = None) -> str:
+def publish_test_message(
+    *, campaign_id: int, to_email: str, task_id: str | None = None, recipient_id: int | None = None
+) -> str:
     """Publishes a test message; ``task_id`` lets a caller that publishes after commit name the
     task before it exists, so the page can follow it at once."""
     from campaigns.tasks import send_test_message
@@ -47,7 +49,7 @@ def publish_test_message(*, campaign_id: int, to_email: str, task_id: str | None
     task_id = task_id or str(uuid.uuid4())
     task_link_record(task_id=task_id, kind=TaskLink.Kind.TEST, campaign_id=campaign_id)
     send_test_message.apply_async(
-        kwargs={"campaign_id": campaign_id, "to_email": to_email},
+        kwargs={"campaign_id": campaign_id, "to_email": to_email, "recipient_id": recipient_id},
         task_id=task_id,
     )
     return task_id

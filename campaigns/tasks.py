@@ -198,8 +198,8 @@ def _retry_bound(result: BatchResult) -> int:
 def send_test_message(
     self: Task[Any, Any], campaign_id: int, to_email: str, recipient_id: int | None = None
 ) -> dict[str, Any]:
-    # ``recipient_id`` is accepted from messages published with it; tests use a sample.
-    reply = test_message_send(campaign_id=campaign_id, to_email=to_email)
+    # Without ``recipient_id`` the message is personalised for a sample recipient.
+    reply = test_message_send(campaign_id=campaign_id, to_email=to_email, recipient_id=recipient_id)
     return {"to": to_email, "smtp": reply}
 
 

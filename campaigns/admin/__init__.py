@@ -1,5 +1,5 @@
 """The admin, one module per model family. Actions only call services."""
 
-from campaigns.admin import audiences, audit, campaigns, celery, imports, security, sends
+from campaigns.admin import audiences, audit, campaigns, celery, imports, security, seeds, sends
 
-__all__ = ["audiences", "audit", "campaigns", "celery", "imports", "security", "sends"]
+__all__ = ["audiences", "audit", "campaigns", "celery", "imports", "security", "seeds", "sends"]

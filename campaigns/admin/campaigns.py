@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin
 from unfold.decorators import action, display
-from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminSelectWidget
+from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget
 
 from campaigns.admin.base import (
     POST_ACTION,
@@ -24,72 +25,25 @@ from campaigns.admin.base import (
     post_required,
     run_service,
 )
+from campaigns.admin.campaign_form import CampaignForm
+from campaigns.admin.campaign_toolbar import CONTROL_ACTIONS, LABELS, toolbar
 from campaigns.admin.campaign_views import CampaignToolViews
-from campaigns.models import Campaign
+from campaigns.models import Audience, Campaign, SeedList
+from campaigns.selectors import campaigns as campaign_selectors
+from campaigns.selectors.audiences import audience_label, audience_subscriber_counts
 from campaigns.services import campaigns as campaign_services
 from campaigns.services.audit import By
-from campaigns.services.scheduling import WEEKDAYS, schedule_describe
-from campaigns.services.transitions import CampaignControl, campaign_controls_for
+from campaigns.services.controls import FINAL, Control, campaign_offer, campaign_offers
+from campaigns.services.scheduling import schedule_describe
+from campaigns.services.transitions import IllegalTransition
 
 RECENT_SENDS = 10
-# The detail action behind each status control; the state machine decides which are offered.
-CONTROL_ACTIONS: dict[CampaignControl, str] = {
-    CampaignControl.SEND_NOW: "send_now",
-    CampaignControl.SCHEDULE: "schedule_campaign",
-    CampaignControl.UNSCHEDULE: "unschedule_campaign",
-}
-
-
-if TYPE_CHECKING:  # the stubs make ModelForm generic; at runtime it is not subscriptable
-    _CampaignModelForm = forms.ModelForm[Campaign]
-else:
-    _CampaignModelForm = forms.ModelForm
 
 
 class CampaignService(Protocol):
     """A campaign service staff run from a button: it takes the campaign and who pressed."""
 
     def __call__(self, *, campaign: Campaign, by: By) -> object: ...
-
-
-class CampaignForm(_CampaignModelForm):
-    class Meta:
-        model = Campaign
-        fields = (
-            *campaign_services.CONTENT_FIELDS,
-            "audiences",
-            "rate_limit_per_minute",
-            *campaign_services.SCHEDULE_FIELDS,
-        )
-        # Admin help text is rendered as HTML: the model's "<team@example.com>" would vanish.
-        help_texts = {
-            "from_email": "A bare address, or a display name and address: "
-            "Team &lt;team@example.com&gt;.",
-        }
-        widgets = {
-            # A handful of lists: ticking them reads better than a two-pane chooser.
-            "audiences": UnfoldAdminCheckboxSelectMultipleWidget,
-            "schedule_weekday": UnfoldAdminSelectWidget(
-                choices=[("", "—"), *enumerate(WEEKDAYS)],
-            ),
-        }
-
-    def _post_clean(self) -> None:
-        # The stubs omit BaseModelForm._post_clean (model validation), hence [misc].
-        super()._post_clean()  # type: ignore[misc]
-        if self.errors:
-            return
-        try:
-            campaign_services.campaign_check(campaign=self.instance)
-        except ValidationError as exc:
-            self.add_error(None, exc)
-        # The page may have been drawn before a send started: say why the edit cannot be saved.
-        if self.instance.pk is not None and (
-            refusal := campaign_services.campaign_edit_refusal(
-                status=self.instance.status, changed=self.changed_data
-            )
-        ):
-            self.add_error(None, refusal)
 
 
 class CampaignPermissions:
@@ -146,13 +100,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
             },
         ),
     )
-    actions_detail = (
-        "send_now",
-        "schedule_campaign",
-        "unschedule_campaign",
-        "approve",
-        "send_test_to_me",
-    )
+    actions_detail = tuple(CONTROL_ACTIONS.values())
     # The plain-words schedule control: each field shows only for the kind it belongs to.
     conditional_fields = {
         "scheduled_at": "schedule_kind == 'once'",
@@ -162,6 +110,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         "schedule_crontab": "schedule_kind == 'crontab'",
         "schedule_timezone": "schedule_kind != 'manual' && schedule_kind != 'once'",
     }
+    change_form_outer_before_template = "admin/campaigns/campaign/toolbar_notes.html"
     change_form_outer_after_template = "admin/campaigns/campaign_tools.html"
     changelist_defer = ("html_body", "text_body")
     show_full_result_count = False
@@ -171,20 +120,63 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         if db_field.name == "audiences":
             # Unwrapped (no "add another" wrapper), so the schedule control's Alpine state sees
             # a plain checkbox group and keeps the ticked audiences as a list.
-            return db_field.formfield(widget=UnfoldAdminCheckboxSelectMultipleWidget)
+            field = db_field.formfield(widget=UnfoldAdminCheckboxSelectMultipleWidget)
+            counts = audience_subscriber_counts(Audience.objects.values_list("pk", flat=True))
+            field.label_from_instance = lambda a: audience_label(a, counts.get(a.pk, 0))
+            return field
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_urls(self) -> list[URLPattern]:
         return [*CampaignToolViews(self).urls(), *super().get_urls()]
 
     def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
-        """Approve and test always; of the status controls, those the campaign offers now."""
-        campaign = Campaign.objects.filter(pk=object_id).only("status").first()
-        offered = campaign_controls_for(campaign) if campaign else []
-        hidden = {name for control, name in CONTROL_ACTIONS.items() if control not in offered}
+        """The toolbar's buttons: exactly the controls services.controls offers this user now."""
+        campaign = Campaign.objects.filter(pk=object_id).first()
+        offers = campaign_offers(campaign=campaign, user=request.user) if campaign else []
+        wanted = {CONTROL_ACTIONS[o.control] for o in offers if o.available}
         prefix = "campaigns_campaign_"  # Unfold names each action <app>_<model>_<method>
         actions = super().get_actions_detail(request, object_id)
-        return [a for a in actions if a.action_name.removeprefix(prefix) not in hidden]
+        return [a for a in actions if a.action_name.removeprefix(prefix) in wanted]
+
+    def render_change_form(
+        self,
+        request: HttpRequest,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
+        form_url: str = "",
+        obj: Campaign | None = None,
+    ) -> HttpResponse:
+        """Draws the unavailable controls too, greyed out with their reason, in toolbar order."""
+        if obj is not None:
+            offers = campaign_offers(campaign=obj, user=request.user)
+            context["actions_detail"] = toolbar(context.get("actions_detail") or [], offers)
+            context["unavailable_offers"] = [
+                (LABELS[o.control], o.reason) for o in offers if not o.available
+            ]
+            context["campaign_read_only"] = obj.status in FINAL
+            context["campaign_reader_only"] = not offers
+            context["may_send_test"] = request.user.has_perm("campaigns.send_test_campaign")
+            context["seed_lists"] = list(SeedList.objects.all()[:100])
+        response: HttpResponse = super().render_change_form(
+            request, context, add, change, form_url, obj
+        )
+        return response
+
+    def has_duplicate_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return bool(request.user.has_perm("campaigns.add_campaign"))
+
+    def has_change_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        # A sent, cancelled or failed campaign is a record: its page is read-only for everyone.
+        if obj is not None and obj.status in FINAL:
+            return False
+        return bool(super().has_change_permission(request, obj))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
+        # Only a campaign that never went out may be deleted; the rest stay on record.
+        if obj is not None and obj.status not in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
+            return False
+        return bool(super().has_delete_permission(request, obj))
 
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Campaign) -> str:
@@ -270,8 +262,12 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         campaign_services.campaign_delete(campaign=obj, by=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        """Deletes those that never went out; says which stay, and why, instead of failing."""
         for campaign in queryset:
-            self.delete_model(request, campaign)
+            try:
+                self.delete_model(request, campaign)
+            except IllegalTransition as exc:
+                messages.warning(request, str(exc))
 
     def _campaign(self, object_id: Any) -> Campaign:
         return Campaign.objects.get(pk=object_id)
@@ -295,22 +291,66 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
             redirect_to=self._back(object_id),
         )
 
-    @action(description="Send now", permissions=["send"], icon="send", attrs=POST_ACTION)
-    def send_now(self, request: HttpRequest, object_id: Any) -> HttpResponse:
-        return self._run(
-            request,
-            object_id,
-            campaign_services.campaign_send_now,
-            lambda c: f"“{c.name}” is being sent. Progress shows under Sends.",
+    def _confirm(
+        self, request: HttpRequest, campaign: Campaign, control: Control, **context: Any
+    ) -> HttpResponse:
+        """The GET half of a confirmed action: what will happen, with the numbers, and a form."""
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": campaign,
+            "campaign": campaign,
+            "control": control,
+            "offer": campaign_offer(campaign=campaign, user=request.user, control=control),
+            "title": f"{LABELS[control]}: “{campaign.name}”",
+            "back": self._back(campaign.pk),
+            **context,
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/confirm.html", context)
+
+    def _confirm_send(
+        self, request: HttpRequest, campaign: Campaign, control: Control
+    ) -> HttpResponse:
+        plan = campaign_selectors.campaign_send_plan(campaign=campaign)
+        return self._confirm(
+            request, campaign, control, plan=plan, schedule=schedule_describe(campaign)
         )
 
-    @action(description="Schedule", permissions=["send"], icon="schedule", attrs=POST_ACTION)
+    @action(description="Send now", permissions=["send"], icon="send")
+    def send_now(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        campaign = self._campaign(object_id)
+        if request.method != "POST":
+            return self._confirm_send(request, campaign, Control.SEND_NOW)
+        try:
+            key = campaign_services.campaign_send_now(campaign=campaign, by=request.user)
+        except (ValidationError, IllegalTransition) as exc:
+            _refused(request, exc)
+            return HttpResponseRedirect(self._back(object_id))
+        messages.success(request, _sending_message(campaign, key))
+        return HttpResponseRedirect(self._back(object_id))
+
+    @action(description="Schedule", permissions=["send"], icon="schedule")
     def schedule_campaign(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        if request.method != "POST":
+            return self._confirm_send(request, self._campaign(object_id), Control.SCHEDULE)
         return self._run(
             request,
             object_id,
             campaign_services.campaign_schedule,
             lambda c: f"“{c.name}” is scheduled: {schedule_describe(c)}.",
+        )
+
+    @action(description="Cancel the send", permissions=["send"], icon="cancel")
+    def cancel_campaign(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        campaign = self._campaign(object_id)
+        if request.method != "POST":
+            plan = campaign_selectors.campaign_cancel_plan(campaign=campaign)
+            return self._confirm(request, campaign, Control.CANCEL, cancel=plan)
+        return self._run(
+            request,
+            object_id,
+            campaign_services.campaign_cancel,
+            lambda c: f"“{c.name}” is cancelled: the recipients not yet sent are skipped.",
         )
 
     @action(description="Unschedule", permissions=["send"], icon="event_busy", attrs=POST_ACTION)
@@ -332,6 +372,27 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         )
 
     @action(
+        description="Duplicate",
+        # A method, not "campaigns.add_campaign": Unfold checks dotted names in the database
+        # at start-up, before a fresh database has its tables.
+        permissions=["duplicate"],
+        icon="content_copy",
+        attrs=POST_ACTION,
+    )
+    def duplicate(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        """A new draft from this campaign, whatever its status; the page moves to the copy."""
+        if refused := post_required(request):
+            return refused
+        original = self._campaign(object_id)
+        copy = campaign_services.campaign_duplicate(campaign=original, by=request.user)
+        messages.success(
+            request,
+            f"“{copy.name}” is a new draft made from “{original.name}”, with its content and "
+            "audiences. Change what you need, then send or schedule it.",
+        )
+        return HttpResponseRedirect(self._back(copy.pk))
+
+    @action(
         description="Send a test to me",
         permissions=["send_test"],
         icon="outgoing_mail",
@@ -351,3 +412,19 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
             return HttpResponseRedirect(self._back(object_id))
         messages.success(request, f"A test message of the saved campaign is on its way to {email}.")
         return HttpResponseRedirect(f"{self._back(object_id)}?test_task={task_id}#test-send")
+
+
+def _refused(request: HttpRequest, exc: Exception) -> None:
+    texts = exc.messages if isinstance(exc, ValidationError) else [str(exc)]
+    for text in texts:
+        messages.error(request, text)
+
+
+def _sending_message(campaign: Campaign, key: str) -> SafeString:
+    """ "… is being sent", linking to its send (the link waits for the send to exist)."""
+    url = reverse("admin:campaigns_campaign_send_for", args=[campaign.pk, key])
+    return format_html(
+        '“{}” is being sent. <a class="underline font-semibold" href="{}">Follow its send</a>',
+        campaign.name,
+        url,
+    )

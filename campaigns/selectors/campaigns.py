@@ -1,12 +1,18 @@
-"""Lookups for the campaign page: who to preview as, and how a published test message fares."""
+"""Lookups for the campaign page: who to preview as, how a published test message fares, and
+what a confirmation page says before a send, a schedule or a cancel."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+from django.db.models import Count, Q
 from django_celery_results.models import TaskResult
 
-from campaigns.models import Recipient, TaskLink
+from campaigns.models import Campaign, Delivery, Recipient, Send, TaskLink
+from campaigns.selectors.audiences import audience_subscriber_counts, campaign_recipient_count
 from campaigns.services.rendering import recipient_fields, sample_recipient_fields
 
 SAMPLE_EMAIL = "sample@example.com"
@@ -29,13 +35,110 @@ def preview_recipient(*, email: str) -> dict[str, Any] | None:
     return recipient_fields(recipient) if recipient is not None else None
 
 
+# A test message's task state in staff words; the raw Celery state stays in "state".
+_STATE_WORDS = {
+    "PENDING": "Waiting for a sending machine",
+    "RECEIVED": "Waiting for a sending machine",
+    "STARTED": "Sending",
+    "RETRY": "Trying again",
+    "SUCCESS": "Sent",
+    "FAILURE": "Failed",
+    "REVOKED": "Cancelled",
+}
+
+
 def task_state(*, task_id: str) -> dict[str, Any] | None:
     """The state of a task we published (None for ids we never linked), for polling."""
     if not TaskLink.objects.filter(task_id=task_id).exists():
         return None
     result = TaskResult.objects.filter(task_id=task_id).values("status", "result").first()
     if result is None:
-        return {"state": "PENDING", "done": False, "detail": "Waiting for a worker to pick it up."}
-    state = result["status"]
-    detail = str(result["result"] or "")[:500]
-    return {"state": state, "done": state in _FINAL_STATES, "detail": detail}
+        return _state("PENDING", "A worker picks it up in a moment.")
+    return _state(result["status"], _detail(result["status"], result["result"]))
+
+
+def _state(state: str, detail: str) -> dict[str, Any]:
+    label = _STATE_WORDS.get(state, state.capitalize())
+    return {"state": state, "label": label, "done": state in _FINAL_STATES, "detail": detail}
+
+
+def _detail(state: str, stored: str | None) -> str:
+    """A sentence for what the task returned: the mail server's answer, or why it failed."""
+    try:
+        value = json.loads(stored or "null")
+    except ValueError:
+        value = stored
+    if state == "SUCCESS" and isinstance(value, dict) and "to" in value:
+        return f"To {value['to']}; the mail server answered “{value.get('smtp', '')}”."
+    if isinstance(value, dict) and value.get("exc_message"):
+        message = value["exc_message"]
+        return str(message[0] if isinstance(message, list) and message else message)[:500]
+    return "" if value is None else str(value)[:500]
+
+
+@dataclass(frozen=True)
+class Channel:
+    """How a send leaves: today always the SMTP relay; a named ESP channel slots in here."""
+
+    kind: str
+    address: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.address}"
+
+
+def campaign_channel(campaign: Campaign) -> Channel:
+    return Channel(kind="SMTP relay", address=f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
+
+
+@dataclass(frozen=True)
+class AudienceSize:
+    name: str
+    subscribed: int
+
+
+@dataclass(frozen=True)
+class SendPlan:
+    """What "Send now" and "Schedule" confirm: who gets it (counted by the launch's own rule),
+    from which audiences, through which channel."""
+
+    recipients: int
+    audiences: list[AudienceSize]
+    left_out: int
+    channel: Channel
+
+
+def campaign_send_plan(*, campaign: Campaign) -> SendPlan:
+    audiences = list(campaign.audiences.order_by("name"))
+    counts = audience_subscriber_counts(a.pk for a in audiences)
+    sizes = [AudienceSize(a.name, counts.get(a.pk, 0)) for a in audiences]
+    recipients = campaign_recipient_count(campaign_id=campaign.pk)
+    left_out = campaign_recipient_count(campaign_id=campaign.pk, suppressed=True)
+    return SendPlan(recipients, sizes, left_out, campaign_channel(campaign))
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    """What "Cancel" confirms: the rows not yet sent (they will be skipped) and those sent."""
+
+    send: Send
+    not_sent: int
+    sent: int
+    channel: Channel
+
+
+def campaign_cancel_plan(*, campaign: Campaign) -> CancelPlan | None:
+    """The campaign's running or paused send and its counts; None when nothing is live."""
+    live = [Send.Status.RUNNING, Send.Status.PAUSED]
+    send = campaign.sends.filter(status__in=live).order_by("-id").first()
+    return None if send is None else send_cancel_plan(send=send)
+
+
+def send_cancel_plan(*, send: Send) -> CancelPlan:
+    """One send's rows not yet sent (a cancel skips them) and those sent, in one query."""
+    waiting = [Delivery.Status.QUEUED, Delivery.Status.SENDING]
+    counts = Delivery.objects.filter(send=send).aggregate(
+        not_sent=Count("id", filter=Q(status__in=waiting)),
+        sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
+    )
+    return CancelPlan(send, counts["not_sent"], counts["sent"], campaign_channel(send.campaign))

@@ -6,9 +6,9 @@ module decides *when* to ask for a move (after validation, the audience and the 
 
 from __future__ import annotations
 
-import uuid
+import re
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,7 +19,7 @@ from campaigns import publishers
 from campaigns.models import Audience, AuditEntry, Campaign, Send
 from campaigns.services.approval import approval_clear, approval_problem
 from campaigns.services.audit import By, acting_user, acting_user_id, audit_record
-from campaigns.services.delivery import BatchPublisher, LaunchPublisher, send_launch
+from campaigns.services.delivery import BatchPublisher, LaunchPublisher, send_cancel, send_launch
 from campaigns.services.delivery.compiled import FROZEN_FIELDS
 from campaigns.services.rendering import (
     TemplateProblem,
@@ -33,19 +33,17 @@ from campaigns.services.scheduling import (
     occurrence_key_for,
     schedule_validate,
 )
+
+# Test sends live in services.seeds; callers of this module still find them here.
+from campaigns.services.seeds import campaign_send_test as campaign_send_test
+from campaigns.services.seeds import campaign_send_tests as campaign_send_tests
 from campaigns.services.transitions import (
     CampaignControl,
     IllegalTransition,
     campaign_control_check,
     campaign_move,
+    campaign_status_refusal,
 )
-
-
-class PublishTestMessage(Protocol):
-    """Publishes one test message under the task id the caller chose."""
-
-    def __call__(self, *, campaign_id: int, to_email: str, task_id: str) -> str: ...
-
 
 # What staff compose on a campaign. A save writes these and never the status, which only
 # transitions.campaign_move changes: a form opened before a send finished must not undo it.
@@ -135,12 +133,34 @@ def campaign_edit_refusal(*, status: str, changed: Iterable[str]) -> str | None:
     return None
 
 
+_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
+
+
+def text_meaning(value: str) -> str:
+    """A text as it reads: browsers post line ends as CRLF, and trailing blanks show nowhere."""
+    return _TRAILING_SPACE.sub("", value.replace("\r\n", "\n").replace("\r", "\n")).rstrip("\n")
+
+
+def _keep_unchanged_text(stored: Campaign, campaign: Campaign) -> set[str]:
+    """Puts back each text that differs from the stored one only in line ends or trailing
+    blanks, so a Save of an untouched form edits nothing and voids no approval; returns them."""
+    kept = set()
+    for name in CONTENT_FIELDS:
+        old, new = getattr(stored, name), getattr(campaign, name)
+        noise = isinstance(old, str) and isinstance(new, str) and old != new
+        if noise and text_meaning(old) == text_meaning(new):
+            setattr(campaign, name, old)
+            kept.add(name)
+    return kept
+
+
 def _changed_fields(
     stored: Campaign, campaign: Campaign, changed: list[str] | None, audiences: set[int] | None
 ) -> list[str]:
-    """What differs from the stored row, plus what the caller says it changed."""
+    """What differs in meaning from the stored row, plus what the caller says it changed."""
+    kept = _keep_unchanged_text(stored, campaign)
     fields = {name for name in COMPOSED_FIELDS if getattr(stored, name) != getattr(campaign, name)}
-    fields |= set(changed or []) & {*COMPOSED_FIELDS, "audiences"}
+    fields |= set(changed or []) & {*COMPOSED_FIELDS, "audiences"} - kept
     if audiences is not None and audiences != set(stored.audiences.values_list("pk", flat=True)):
         fields.add("audiences")
     return sorted(fields)
@@ -179,8 +199,9 @@ def campaign_save(
     campaign.save(update_fields=[*COMPOSED_FIELDS, *stamped, "updated_at"])
     if wanted is not None:
         campaign.audiences.set(wanted)
-    changes = _diff(campaign, fields)
-    audit_record(action=AuditEntry.Action.EDITED, actor=by, campaign=campaign, changes=changes)
+    if fields:  # a Save that changes nothing in meaning leaves nothing to record
+        changes = _diff(campaign, fields)
+        audit_record(action=AuditEntry.Action.EDITED, actor=by, campaign=campaign, changes=changes)
     if guarded:
         _edit_consequences(campaign=campaign, stored=stored, by=by)
     campaign_schedule_sync(campaign=campaign)
@@ -188,7 +209,11 @@ def campaign_save(
 
 
 def _campaign_create(
-    *, campaign: Campaign, by: By, audiences: Iterable[Audience] | None
+    *,
+    campaign: Campaign,
+    by: By,
+    audiences: Iterable[Audience] | None,
+    changes: dict[str, Any] | None = None,
 ) -> Campaign:
     user = acting_user(by)
     campaign.owner = campaign.last_edited_by = user
@@ -196,7 +221,7 @@ def _campaign_create(
     campaign.save()
     if audiences is not None:
         campaign.audiences.set(audiences)
-    audit_record(action=AuditEntry.Action.CREATED, actor=by, campaign=campaign)
+    audit_record(action=AuditEntry.Action.CREATED, actor=by, campaign=campaign, changes=changes)
     campaign_schedule_sync(campaign=campaign)
     return campaign
 
@@ -312,41 +337,34 @@ def campaign_send_now(
     return key
 
 
-def campaign_send_test(
-    *,
-    campaign: Campaign,
-    by: By,
-    to_email: str,
-    publish: PublishTestMessage = publishers.publish_test_message,
-) -> str:
-    """Sends the saved campaign to one staff address as a test; returns the task's id.
-
-    1. Refuse a missing or malformed address, and a campaign whose templates do not compile,
-       here and now rather than in a task that fails later.
-    2. Record who sent a test to which address.
-    3. Publish after commit under an id chosen now, so the page can follow the task at once.
-    """
-    if not to_email.strip():
-        raise ValidationError("Your account has no email address: add one to get tests.")
-    try:
-        address = address_check(to_email, label="Test address", allow_display_name=False)
-        campaign_compile_for(campaign)
-    except TemplateProblem as exc:
-        raise ValidationError(str(exc)) from exc
-    task_id = str(uuid.uuid4())
+def campaign_duplicate(*, campaign: Campaign, by: By) -> Campaign:
+    """A new draft with the campaign's content, audiences and rate limit; never its schedule,
+    status or approval, which belong to the version that was sent."""
+    copy = Campaign(
+        **{name: getattr(campaign, name) for name in CONTENT_FIELDS},
+        rate_limit_per_minute=campaign.rate_limit_per_minute,
+    )
+    copy.name = f"Copy of {campaign.name}"[: Campaign._meta.get_field("name").max_length]
     with transaction.atomic():
-        audit_record(
-            action=AuditEntry.Action.TEST_SENT,
-            actor=by,
-            campaign=campaign,
-            changes={"to": address, "task_id": task_id},
+        _campaign_create(
+            campaign=copy,
+            by=by,
+            audiences=campaign.audiences.all(),
+            changes={"duplicated_from": campaign.name, "duplicated_from_id": campaign.pk},
         )
+    return copy
 
-        def publish_now() -> None:
-            publish(campaign_id=campaign.pk, to_email=address, task_id=task_id)
 
-        transaction.on_commit(publish_now)
-    return task_id
+def campaign_cancel(*, campaign: Campaign, by: By) -> Send:
+    """Cancels the campaign's running or paused send: the rows not yet sent are skipped."""
+    live = campaign.sends.filter(status__in=[Send.Status.RUNNING, Send.Status.PAUSED])
+    send = live.order_by("-id").first()
+    if send is None:
+        reason = "Nothing is being sent, so there is nothing to cancel"
+        if campaign.status in _FINAL:
+            reason = campaign_status_refusal(campaign, CampaignControl.SEND_NOW)
+        raise IllegalTransition(f"“{campaign.name}”: {reason}.")
+    return send_cancel(send_id=send.pk, by=by)
 
 
 def campaign_fire_scheduled(
@@ -401,7 +419,8 @@ def campaign_delete(*, campaign: Campaign, by: By) -> None:
     """Deletes a campaign that never sent, with its PeriodicTask."""
     if campaign.sends.exists():
         raise IllegalTransition(
-            f"“{campaign.name}” has sends on record; cancel it instead of deleting it."
+            f"“{campaign.name}” has sends on record, so it stays: a campaign that went out "
+            "cannot be deleted."
         )
     audit_record(
         action=AuditEntry.Action.DELETED,

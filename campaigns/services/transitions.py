@@ -3,8 +3,9 @@
 Every status change of a Campaign, a Send or an ImportJob goes through ``campaign_move``,
 ``send_move`` or ``import_job_move``: a conditional UPDATE whose row count decides, so of two
 racing requests only one moves the row, and a move the table does not list never happens.
-Services decide *when* to move; this module decides *whether* a move is legal, and the admin
-asks it which controls a status offers instead of keeping a map of its own.
+Services decide *when* to move; this module decides *whether* a move is legal and which
+controls a status offers. ``services.controls`` adds the person (role, four-eyes, readiness) to
+build the campaign toolbar; the admin keeps no map of its own.
 
 Campaign (a recurring campaign stays ``scheduled``; each occurrence is a Send)::
 
@@ -166,17 +167,29 @@ def campaign_controls_for(campaign: Campaign) -> list[CampaignControl]:
 def campaign_control_check(campaign: Campaign, control: CampaignControl) -> None:
     """Raises IllegalTransition unless ``campaign`` offers ``control`` in its current status."""
     if control not in campaign_controls_for(campaign):
-        raise IllegalTransition(
-            f"“{campaign.name}” is {campaign.get_status_display().lower()}; "
-            f"it cannot {_CONTROL_VERBS[control]} now."
-        )
+        raise IllegalTransition(f"“{campaign.name}”: {campaign_status_refusal(campaign, control)}.")
 
 
-_CONTROL_VERBS: Mapping[CampaignControl, str] = {
-    CampaignControl.SCHEDULE: "be scheduled",
-    CampaignControl.UNSCHEDULE: "be unscheduled",
-    CampaignControl.SEND_NOW: "be sent now",
+# Why a status control is out of reach, in the words staff read on the toolbar.
+_STATUS_REFUSALS: Mapping[str, str] = {
+    CampaignStatus.SENT: "Already sent: duplicate it to send again",
+    CampaignStatus.CANCELLED: "Cancelled: duplicate it to send again",
+    CampaignStatus.FAILED: "Its send failed: duplicate it to send again",
+    CampaignStatus.SENDING: "Being sent now: pause or cancel it from its send",
+    CampaignStatus.PAUSED: "Paused: resume or cancel it from its send",
 }
+_CONTROL_REFUSALS: Mapping[tuple[str, CampaignControl], str] = {
+    (CampaignStatus.SCHEDULED, CampaignControl.SCHEDULE): "Already scheduled",
+    (CampaignStatus.DRAFT, CampaignControl.UNSCHEDULE): "Not scheduled",
+}
+
+
+def campaign_status_refusal(campaign: Campaign, control: CampaignControl) -> str:
+    """Why ``control`` is not offered in the campaign's status, as a short sentence."""
+    status = campaign.status
+    return _CONTROL_REFUSALS.get((status, control)) or _STATUS_REFUSALS.get(
+        status, f"Not possible while it is {CampaignStatus(status).label.lower()}"
+    )
 
 
 def _move(
@@ -210,8 +223,8 @@ def campaign_move(
     campaign.refresh_from_db(fields=["status", "updated_at"])
     if not moved and strict:
         raise IllegalTransition(
-            f"“{campaign.name}” is {campaign.get_status_display().lower()}; "
-            f"it cannot become {CampaignStatus(to).label.lower()} now."
+            f"“{campaign.name}” changed meanwhile: it is "
+            f"{campaign.get_status_display().lower()} now. The page shows what you can do next."
         )
     return moved
 

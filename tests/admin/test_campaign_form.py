@@ -215,18 +215,20 @@ def test_the_task_state_endpoint_knows_only_our_tasks() -> None:
 @pytest.mark.parametrize(
     ("status", "shown", "hidden"),
     [
-        ("draft", {"send_now", "schedule_campaign"}, {"unschedule_campaign"}),
-        ("scheduled", {"send_now", "unschedule_campaign"}, {"schedule_campaign"}),
-        ("sending", set(), {"send_now", "schedule_campaign", "unschedule_campaign"}),
+        ("draft", {"send_now", "schedule_campaign", "approve"}, {"unschedule_campaign"}),
+        ("scheduled", {"send_now", "unschedule_campaign", "approve"}, {"schedule_campaign"}),
+        ("sending", set(), {"send_now", "schedule_campaign", "unschedule_campaign", "approve"}),
     ],
 )
 def test_the_page_offers_the_status_controls_the_campaign_allows(
     status: str, shown: set[str], hidden: set[str]
 ) -> None:
-    campaign = CampaignFactory.create(status=status)
+    campaign = CampaignFactory.create(
+        status=status, audiences=[audience_with(1)], schedule_kind="daily", schedule_time="09:00"
+    )
     client = logged_in("editor", "approver")
     page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content
-    for name in shown | {"approve", "send_test_to_me"}:
+    for name in shown | {"send_test_to_me", "duplicate"}:
         assert reverse(f"admin:campaigns_campaign_{name}", args=[campaign.pk]).encode() in page
     for name in hidden:
         assert reverse(f"admin:campaigns_campaign_{name}", args=[campaign.pk]).encode() not in page

@@ -30,7 +30,7 @@ from django_celery_beat.models import (
 from django_celery_results.models import GroupResult, TaskResult
 from pytest_django import Settings
 
-from campaigns.models import AuditEntry, Campaign, Delivery, ImportJob, Send
+from campaigns.models import AuditEntry, Campaign, Delivery, ImportJob, SeedList, Send
 from campaigns.services.campaigns import campaign_save
 from tests.admin.helpers import campaign_form_data, ensure_role_groups, user_with_roles
 from tests.factories import CampaignFactory, SubscriptionFactory, UserFactory, audience_with
@@ -191,9 +191,11 @@ def test_a_superuser_still_sees_every_action() -> None:
     user = UserFactory.create(is_superuser=True)
     client = Client()
     client.force_login(user)
-    campaign = CampaignFactory.create()
+    campaign = CampaignFactory.create(
+        audiences=[audience_with(1)], schedule_kind="daily", schedule_time="09:00"
+    )
     page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk])).content
-    for action in ("approve", "send_now", "schedule_campaign", "send_test_to_me"):
+    for action in ("approve", "send_now", "schedule_campaign", "send_test_to_me", "duplicate"):
         assert action_url(action, campaign).encode() in page
 
 
@@ -201,8 +203,11 @@ def test_state_changing_actions_refuse_a_plain_link() -> None:
     """A GET (a link on another site, a prefetch) must never send or approve anything."""
     campaign = CampaignFactory.create(audiences=[audience_with(1)])
     client, _ = client_for("editor", "approver")
-    for action in ("send_now", "approve", "schedule_campaign", "send_test_to_me"):
+    for action in ("approve", "send_test_to_me", "duplicate"):
         assert client.get(action_url(action, campaign)).status_code == 405
+    # Send now and Schedule answer a GET with their confirmation page, which changes nothing.
+    for action in ("send_now", "schedule_campaign", "cancel_campaign"):
+        assert client.get(action_url(action, campaign)).status_code == 200
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.DRAFT and campaign.approved_by is None
     assert not AuditEntry.objects.filter(campaign=campaign).exists()
@@ -256,6 +261,7 @@ class World:
             "auth/group": Group.objects.get(name="editor").pk,
             "auth/user": self.uploader.pk,
             "campaigns/campaign": campaign.pk,
+            "campaigns/seedlist": SeedList.objects.create(name="QA", addresses="qa@example.com").pk,
             "campaigns/send": send.pk,
             "campaigns/delivery": Delivery.objects.create(send=send, recipient=self.recipient).pk,
             "campaigns/recipient": self.recipient.pk,
@@ -382,11 +388,18 @@ EXPECTED: dict[str, Codes] = {
     **model_routes("campaigns/campaign", add=EDITOR, delete=EDITOR),
     "admin/campaigns/campaign/preview/": (405, 405, 405, 302),  # POST only; editors, below
     "admin/campaigns/campaign/task-state/<str:task_id>/": NOT_FOUND,  # not a test task
-    "admin/campaigns/campaign/<path:object_id>/send_now/": (403, 405, 403, 302),
-    "admin/campaigns/campaign/<path:object_id>/schedule_campaign/": (403, 405, 403, 302),
+    # Send now, Schedule and Cancel: a GET is the confirmation page, the POST acts.
+    "admin/campaigns/campaign/<path:object_id>/send_now/": APPROVER,
+    "admin/campaigns/campaign/<path:object_id>/schedule_campaign/": APPROVER,
+    "admin/campaigns/campaign/<path:object_id>/cancel_campaign/": APPROVER,
     "admin/campaigns/campaign/<path:object_id>/unschedule_campaign/": (403, 405, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/approve/": (403, 405, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/send_test_to_me/": (405, 403, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/duplicate/": (405, 403, 403, 302),
+    "admin/campaigns/campaign/<int:object_id>/send-test/": (405, 405, 405, 302),
+    "admin/campaigns/campaign/<int:object_id>/sends/<path:key>/": READ,  # on to the send
+    # Seed lists: kept by those who may send tests (editors).
+    **model_routes("campaigns/seedlist", read=EDITOR, add=EDITOR, delete=EDITOR),
     **model_routes("campaigns/send"),
     "admin/campaigns/send/<path:object_id>/pause/": (403, 405, 403, 302),
     "admin/campaigns/send/<path:object_id>/resume/": (403, 405, 403, 302),
@@ -431,6 +444,9 @@ POST_EXPECTED: dict[str, Codes] = {
     "admin/campaigns/campaign/<path:object_id>/unschedule_campaign/": (403, 302, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/approve/": (403, 302, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/send_test_to_me/": (302, 403, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/cancel_campaign/": (403, 302, 403, 302),
+    "admin/campaigns/campaign/<path:object_id>/duplicate/": (302, 403, 403, 302),
+    "admin/campaigns/campaign/<int:object_id>/send-test/": (302, 403, 403, 302),
     "admin/campaigns/send/<path:object_id>/pause/": (403, 302, 403, 302),
     "admin/campaigns/send/<path:object_id>/resume/": (403, 302, 403, 302),
     "admin/campaigns/send/<path:object_id>/cancel/": (403, 302, 403, 302),

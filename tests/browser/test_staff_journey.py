@@ -107,7 +107,7 @@ def test_staff_compose_test_schedule_and_audit_a_campaign(
     action(page, "Send a test to me")
     page.wait_for_url(re.compile(r"test_task="))
     page.wait_for_function(
-        "document.getElementById('test-send-state').textContent === 'SUCCESS'",
+        "document.getElementById('test-send-state').dataset.state === 'SUCCESS'",
         timeout=90_000,
     )
     wait_for(
@@ -129,6 +129,7 @@ def test_staff_compose_test_schedule_and_audit_a_campaign(
     page.locator("input[name=_continue], button[name=_continue]").first.click()
     page.wait_for_url(re.compile(r"/campaign/\d+/change/"))
     action(page, "Schedule")
+    page.click("#confirm-submit")  # the confirmation page: count, audiences, channel
     page.wait_for_selector("text=is scheduled")
     campaign.refresh_from_db()
     assert campaign.status == Campaign.Status.SCHEDULED

@@ -128,7 +128,7 @@ def test_send_now_twice_launches_once(
         key = services.campaign_send_now(campaign=campaign, by=user, launch=launch)
     with (
         django_capture_on_commit_callbacks(execute=True) as second,
-        pytest.raises(IllegalTransition, match="is sending"),
+        pytest.raises(IllegalTransition, match="Being sent now"),
     ):
         services.campaign_send_now(campaign=campaign, by=user, launch=launch)
     assert key == "once"
@@ -195,7 +195,7 @@ def test_a_paused_campaign_cannot_be_sent_again() -> None:
     campaign = CampaignFactory.create(
         audiences=[AudienceFactory.create()], status=Campaign.Status.PAUSED
     )
-    with pytest.raises(IllegalTransition, match="is paused; it cannot be sent now"):
+    with pytest.raises(IllegalTransition, match="Paused: resume or cancel it from its send"):
         services.campaign_send_now(
             campaign=campaign, by=UserFactory.create(), launch=lambda *a: None
         )
@@ -231,8 +231,13 @@ class PublishedTests:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
 
-    def __call__(self, *, campaign_id: int, to_email: str, task_id: str) -> str:
-        self.messages.append({"campaign_id": campaign_id, "to": to_email, "task_id": task_id})
+    def __call__(
+        self, *, campaign_id: int, to_email: str, task_id: str, recipient_id: int | None = None
+    ) -> str:
+        message: dict[str, Any] = {"campaign_id": campaign_id, "to": to_email, "task_id": task_id}
+        if recipient_id is not None:
+            message["recipient_id"] = recipient_id
+        self.messages.append(message)
         return task_id
 
 

@@ -7,10 +7,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.models import AuditEntry, Campaign, Delivery, Recipient, Send, Subscription
+from campaigns.models import AuditEntry, Campaign, Delivery, Send
 from campaigns.publishers import publish_batch
+from campaigns.selectors.audiences import audience_members_sql
 from campaigns.services.approval import approval_problem
-from campaigns.services.audiences import SUPPRESSED_STATUSES
 from campaigns.services.audit import audit_record
 from campaigns.services.delivery.compiled import content_of
 from campaigns.services.delivery.control import send_close_if_done
@@ -83,23 +83,17 @@ def _materialise_deliveries(
     *, send_id: int, campaign_id: int
 ) -> tuple[int, tuple[int, int] | None]:
     """Inserts the rows; returns how many, and the lowest and highest id they were given."""
-    d, r, s = Delivery._meta.db_table, Recipient._meta.db_table, Subscription._meta.db_table
-    through = Campaign.audiences.through._meta.db_table
-    suppressed = ", ".join(["%s"] * len(SUPPRESSED_STATUSES))
+    # The audience rule has one owner: the confirmation page counts over the same clause.
+    members, members_params = audience_members_sql(campaign_id=campaign_id)
+    d = Delivery._meta.db_table
     sql = f"""
         INSERT INTO {d}
             (send_id, recipient_id, status, attempts, last_error, smtp_response, task_id)
         SELECT %s, r.id, %s, 0, '', '', ''
-        FROM {r} r
-        WHERE r.status NOT IN ({suppressed})
-          AND EXISTS (
-            SELECT 1 FROM {s} s
-            WHERE s.recipient_id = r.id AND s.status = %s
-              AND s.audience_id IN (SELECT audience_id FROM {through} WHERE campaign_id = %s))
+        {members}
         ORDER BY r.id
     """
-    params: list[Any] = [send_id, Delivery.Status.QUEUED, *SUPPRESSED_STATUSES]
-    params += [Subscription.Status.SUBSCRIBED, campaign_id]
+    params: list[Any] = [send_id, Delivery.Status.QUEUED, *members_params]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # The id span comes back with the insert itself: no second pass over a million rows.

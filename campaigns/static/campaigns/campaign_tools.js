@@ -75,30 +75,42 @@
   document.getElementById("preview-refresh").addEventListener("click", refresh);
   refresh();
 
-  /* The test message: the action redirects here with ?test_task=<id>; poll until it settles. */
-  const taskId = new URLSearchParams(window.location.search).get("test_task");
+  /* Test messages: the form redirects here with ?test_task=<id>[,<id>...]; poll each until
+   * it settles, one line per message. */
+  const taskIds = (new URLSearchParams(window.location.search).get("test_task") || "")
+    .split(",").filter(Boolean);
   const status = document.getElementById("test-send-status");
-  if (!taskId || !status) return;
+  if (!taskIds.length || !status) return;
   status.hidden = false;
-  document.getElementById("test-send-task").textContent = taskId.slice(0, 8);
-  const url = panel.dataset.taskUrlTemplate.replace("TASK_ID", encodeURIComponent(taskId));
-  const state = document.getElementById("test-send-state");
-  const detail = document.getElementById("test-send-detail");
 
-  async function poll(attempt) {
-    try {
-      const response = await fetch(url, { credentials: "same-origin" });
-      if (response.ok) {
-        const data = await response.json();
-        state.textContent = data.state;
-        state.dataset.state = data.state;
-        detail.textContent = data.detail || "";
-        if (data.done) return;
+  function follow(taskId) {
+    const line = document.createElement("li");
+    line.innerHTML = 'Test <code></code>: <span class="opsdash-state">Waiting for a sending machine</span> <span class="text-subtle"></span>';
+    line.querySelector("code").textContent = taskId.slice(0, 8);
+    status.appendChild(line);
+    const state = line.querySelector(".opsdash-state");
+    const detail = line.querySelector(".text-subtle");
+    const url = panel.dataset.taskUrlTemplate.replace("TASK_ID", encodeURIComponent(taskId));
+
+    async function poll(attempt) {
+      try {
+        const response = await fetch(url, { credentials: "same-origin" });
+        if (response.ok) {
+          const data = await response.json();
+          state.textContent = data.label || data.state;
+          state.dataset.state = data.state; // the raw state, for styling and checks
+          detail.textContent = data.detail || "";
+          if (data.done) return;
+        }
+      } catch (error) {
+        detail.textContent = "(lost contact, retrying)";
       }
-    } catch (error) {
-      detail.textContent = "(lost contact, retrying)";
+      if (attempt < 300) setTimeout(() => poll(attempt + 1), 1000);
     }
-    if (attempt < 300) setTimeout(() => poll(attempt + 1), 1000);
+    poll(0);
+    return state;
   }
-  poll(0);
+  const first = follow(taskIds[0]);
+  first.id = "test-send-state"; // the first message's state, for the staff guide's checks
+  taskIds.slice(1).forEach(follow);
 })();
