@@ -37,10 +37,6 @@ if TYPE_CHECKING:  # Django is set up inside main(), so the runtime import waits
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/opsdash_bench_admin"
-# Measured and shown on stderr, left out of the JSON: the recipients admin searches
-# ``last_name`` with icontains alongside the address, which scans the whole table at 1M rows
-# (the fix belongs to that admin: an exact-address search, or a trigram index).
-ADVISORY = "recipients_search_advisory"
 
 
 def log(message: str) -> None:
@@ -82,6 +78,7 @@ def pages() -> dict[str, str]:
     campaign = Campaign.objects.order_by("-id").first()
     recipient = Recipient.objects.order_by("-id").first()
     assert send and campaign and recipient, "load the scale data first"
+    domain = recipient.email.rpartition("@")[2]
 
     def changelist(name: str) -> str:
         return reverse(f"admin:{name}_changelist")
@@ -97,7 +94,9 @@ def pages() -> dict[str, str]:
         "deliveries_of_a_send": f"{deliveries}?send__id__exact={send.pk}",
         "deliveries_by_email": f"{deliveries}?q={recipient.email}",
         "recipients": changelist("campaigns_recipient"),
-        ADVISORY: f"{changelist('campaigns_recipient')}?q={recipient.email}",
+        "recipients_by_email": f"{changelist('campaigns_recipient')}?q={recipient.email}",
+        "recipients_by_domain": f"{changelist('campaigns_recipient')}?q=@{domain}",
+        "recipient_page": reverse("admin:campaigns_recipient_change", args=[recipient.pk]),
         "audiences": changelist("campaigns_audience"),
         "subscriptions": changelist("campaigns_subscription"),
         "imports": changelist("campaigns_importjob"),
@@ -107,6 +106,7 @@ def pages() -> dict[str, str]:
         "task_results_failed": f"{results}?status=FAILURE",
         "periodic_tasks": changelist("django_celery_beat_periodictask"),
         "send_page": reverse("admin:campaigns_send_change", args=[send.pk]),
+        "send_page_live": reverse("admin:campaigns_send_live", args=[send.pk]),
         "campaign_page": reverse("admin:campaigns_campaign_change", args=[campaign.pk]),
     }
 
@@ -171,8 +171,7 @@ def main() -> None:
             f"{name:26} p50 {percentile(wall[name], 0.5):7.1f} ms   p95 {p95:7.1f} ms   "
             f"(this process's CPU: p95 {percentile(cpu[name], 0.95):6.1f} ms)"
         )
-        if name != ADVISORY:
-            results[name] = p95
+        results[name] = p95
     load_after = os.getloadavg()[0]
     log(f"load average {load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} cores")
 
