@@ -26,6 +26,7 @@ from campaigns.services.redisclient import redis_client, redis_reset
 from campaigns.services.smtp import Outcome, SmtpResult
 from opsdash.smtp_sink import SmtpSink
 from tests.factories import CampaignFactory, audience_with
+from tests.processes import wait_for
 from tests.services.leases import lease_held_elsewhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -249,7 +250,12 @@ def test_a_lease_is_exclusive_across_sessions_and_ends_with_its_connection() -> 
     assert delivery.sends_with_live_batch(send_ids=[7, 8]) == {7}
 
     holder.close()  # a killed worker: its session ends, and its locks with it
-    assert delivery.batch_leases_held(task_ids=["task-a"]) == set()
+    # The server ends the session a moment after the client hangs up, not at once.
+    wait_for(
+        lambda: delivery.batch_leases_held(task_ids=["task-a"]) == set(),
+        timeout=10,
+        what="the closed session's lock to be released",
+    )
     assert second.acquire()
     second.release()
     assert delivery.sends_with_live_batch(send_ids=[7]) == set()
