@@ -240,3 +240,18 @@ def test_only_those_who_may_send_see_the_cancel_confirmation() -> None:
     assert editor.post(cancel_url(send)).status_code == 403
     send.refresh_from_db()
     assert send.status == Send.Status.RUNNING
+
+
+def test_the_campaigns_latest_sends_say_what_happened_in_words(staff_client: Client) -> None:
+    send = a_send(6)
+    mark(send, 2, Delivery.Status.SENT)
+    mark(send, 4, Delivery.Status.SKIPPED, Reason.CANCELLED)
+    Send.objects.filter(pk=send.pk).update(
+        status=Send.Status.CANCELLED, sent_count=2, skipped_count=4, finished_at=timezone.now()
+    )
+    url = reverse("admin:campaigns_campaign_change", args=[send.campaign_id])
+
+    html = staff_client.get(url).content.decode()
+
+    assert "6 of 6 handled: 2 sent, 4 skipped" in html
+    assert "6 / 6" not in html
