@@ -71,14 +71,23 @@ class DeliveryResource(EscapedExportResource):
     campaign = fields.Field(attribute="send__campaign__name", column_name="campaign")
     recipient = fields.Field(attribute="recipient__email", column_name="recipient")
     message_id = fields.Field(attribute="message_id", column_name="message_id")
+    skip_reason = fields.Field(column_name="skip_reason")
 
     class Meta:
         model = Delivery
         fields = (
-            "id", "send", "campaign", "recipient", "status", "attempts", "last_error",
-            "smtp_response", "message_id", "task_id", "claimed_at", "sent_at", "updated_at",
+            "id", "send", "campaign", "recipient", "status", "skip_reason", "attempts",
+            "last_error", "smtp_response", "message_id", "task_id", "claimed_at", "sent_at",
+            "updated_at",
         )  # fmt: skip
         export_order = fields
+
+    def dehydrate_skip_reason(self, delivery: Delivery) -> str:
+        # Why a row was skipped in words ("cancelled before sending"), as on the send's page;
+        # empty for a row that was not skipped.
+        if delivery.status != Delivery.Status.SKIPPED:
+            return ""
+        return str(delivery.get_skip_reason_display())
 
     def get_queryset(self) -> Any:
         return Delivery.objects.select_related("send__campaign", "recipient").order_by("id")

@@ -47,6 +47,13 @@ def navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "admin:campaigns_campaign_changelist",
                     "campaigns.view_campaign",
                 ),
+                # The addresses test sends go to: kept by those who may send tests.
+                item(
+                    "Seed lists",
+                    "forward_to_inbox",
+                    "admin:campaigns_seedlist_changelist",
+                    "campaigns.send_test_campaign",
+                ),
                 item("Sends", "send", "admin:campaigns_send_changelist", "campaigns.view_send"),
                 item(
                     "Deliveries",

@@ -130,3 +130,18 @@ def test_the_delivery_log_can_be_limited_to_one_send() -> None:
     dataset = DeliveryResource().export(queryset=Delivery.objects.filter(send=second))
     assert [int(row[1]) for row in dataset] == [second.pk]
     assert dataset.headers[:4] == ["id", "send", "campaign", "recipient"]
+
+
+def test_the_delivery_log_says_why_a_row_was_skipped_in_words() -> None:
+    send = Send.objects.create(campaign=CampaignFactory.create(), occurrence_key="once")
+    skipped, sent = RecipientFactory.create(), RecipientFactory.create()
+    Delivery.objects.create(
+        send=send, recipient=skipped, status=Delivery.Status.SKIPPED,
+        skip_reason=Delivery.SkipReason.CANCELLED,
+    )  # fmt: skip
+    Delivery.objects.create(send=send, recipient=sent, status=Delivery.Status.SENT)
+
+    dataset = DeliveryResource().export(queryset=Delivery.objects.filter(send=send).order_by("id"))
+
+    reasons = [dict(zip(dataset.headers, row, strict=True))["skip_reason"] for row in dataset]
+    assert reasons == [Delivery.SkipReason.CANCELLED.label, ""]

@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
@@ -26,10 +27,12 @@ from campaigns.admin.base import (
 )
 from campaigns.admin.campaigns import CampaignPermissions
 from campaigns.models import Delivery, Send
+from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.selectors import sends as send_selectors
 from campaigns.selectors.cache import cache_probe
 from campaigns.selectors.health import clock, send_wait
 from campaigns.services.audit import By
+from campaigns.services.controls import Control, Offer
 from campaigns.services.delivery import send_cancel, send_pause, send_resume
 from campaigns.services.transitions import send_controls_for
 
@@ -67,10 +70,33 @@ class SendControlMixin(CampaignPermissions):
         success = "Resumed: the remaining recipients are being sent."
         return self._control(request, object_id, send_resume, success)
 
-    @action(description="Cancel", permissions=["send"], icon="cancel", attrs=POST_ACTION)
+    @action(description="Cancel", permissions=["send"], icon="cancel")
     def cancel(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        """A GET shows what cancelling does, with the counts; the POST of its form cancels."""
+        if request.method != "POST":
+            return self._confirm_cancel(request, object_id)
         success = "Cancelled: the recipients not yet sent are marked skipped."
         return self._control(request, object_id, send_cancel, success)
+
+    def _confirm_cancel(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        """The campaign page's confirmation, for this send: the same template and plan."""
+        send = Send.objects.select_related("campaign").filter(pk=object_id).first()
+        if send is None:
+            raise Http404("No such send.")
+        refusal = send_selectors.send_cancel_refusal(send)
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": Send._meta,
+            "original": send,
+            "campaign": send.campaign,
+            "control": Control.CANCEL,
+            "cancel": None if refusal else campaign_selectors.send_cancel_plan(send=send),
+            "offer": Offer(control=Control.CANCEL, reason=refusal),
+            "title": f"Cancel the send of “{send.campaign.name}”",
+            "back": self._back(object_id),
+            "back_label": "Back to the send",
+        }
+        return TemplateResponse(request, "admin/campaigns/campaign/confirm.html", context)
 
 
 @admin.register(Send)

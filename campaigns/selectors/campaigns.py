@@ -108,10 +108,14 @@ class SendPlan:
     channel: Channel
 
 
-def campaign_send_plan(*, campaign: Campaign) -> SendPlan:
+def campaign_audience_sizes(campaign: Campaign) -> list[AudienceSize]:
     audiences = list(campaign.audiences.order_by("name"))
     counts = audience_subscriber_counts(a.pk for a in audiences)
-    sizes = [AudienceSize(a.name, counts.get(a.pk, 0)) for a in audiences]
+    return [AudienceSize(a.name, counts.get(a.pk, 0)) for a in audiences]
+
+
+def campaign_send_plan(*, campaign: Campaign) -> SendPlan:
+    sizes = campaign_audience_sizes(campaign)
     recipients = campaign_recipient_count(campaign_id=campaign.pk)
     left_out = campaign_recipient_count(campaign_id=campaign.pk, suppressed=True)
     return SendPlan(recipients, sizes, left_out, campaign_channel(campaign))
@@ -119,12 +123,18 @@ def campaign_send_plan(*, campaign: Campaign) -> SendPlan:
 
 @dataclass(frozen=True)
 class CancelPlan:
-    """What "Cancel" confirms: the rows not yet sent (they will be skipped) and those sent."""
+    """What "Cancel" confirms: the rows not yet sent (they will be skipped), those sent, the
+    campaign's audiences and the channel.
+
+    ``not_sent`` counts the rows queued and those in a batch's hands: a message already handed
+    to the mail server still leaves, so the rows skipped end up at most this many.
+    """
 
     send: Send
     not_sent: int
     sent: int
     channel: Channel
+    audiences: list[AudienceSize]
 
 
 def campaign_cancel_plan(*, campaign: Campaign) -> CancelPlan | None:
@@ -141,4 +151,11 @@ def send_cancel_plan(*, send: Send) -> CancelPlan:
         not_sent=Count("id", filter=Q(status__in=waiting)),
         sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
     )
-    return CancelPlan(send, counts["not_sent"], counts["sent"], campaign_channel(send.campaign))
+    campaign = send.campaign
+    return CancelPlan(
+        send,
+        counts["not_sent"],
+        counts["sent"],
+        campaign_channel(campaign),
+        campaign_audience_sizes(campaign),
+    )

@@ -12,6 +12,7 @@ from django_celery_results.models import TaskResult
 
 from campaigns.models import Delivery, Send, TaskLink
 from campaigns.services.delivery.health import send_wait_marker
+from campaigns.services.transitions import SendControl, send_controls_for
 
 SEND_PAGE_ROWS = 50
 # A finished send's page keeps polling this long, so the outcome of a message that was in
@@ -129,6 +130,22 @@ def send_progress_of_counters(send: Send) -> SendProgress:
         skipped=send.skipped_count,
         waiting=max(0, send.total - done),
     )
+
+
+def send_cancel_refusal(send: Send) -> str:
+    """Why ``send`` cannot be cancelled, as a sentence; empty while it can (the Send state
+    machine decides). The counters of a finished send add up (closing syncs them)."""
+    if SendControl.CANCEL in send_controls_for(send.status):
+        return ""
+    ended = (
+        f" on {timezone.localtime(send.finished_at):%Y-%m-%d %H:%M %Z}" if send.finished_at else ""
+    )
+    handled = send_progress_of_counters(send).summary
+    if send.status == Send.Status.CANCELLED:
+        return f"this send was cancelled already{ended} ({handled})"
+    if send.status == Send.Status.COMPLETED:
+        return f"this send has finished{ended}: nothing is left to send ({handled})"
+    return f"this send has ended{ended} as {send.get_status_display().lower()} ({handled})"
 
 
 # The send page asks every POLL_MS, or less often when reading the rows takes long: a page left

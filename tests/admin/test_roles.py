@@ -403,7 +403,7 @@ EXPECTED: dict[str, Codes] = {
     **model_routes("campaigns/send"),
     "admin/campaigns/send/<path:object_id>/pause/": (403, 405, 403, 302),
     "admin/campaigns/send/<path:object_id>/resume/": (403, 405, 403, 302),
-    "admin/campaigns/send/<path:object_id>/cancel/": (403, 405, 403, 302),
+    "admin/campaigns/send/<path:object_id>/cancel/": APPROVER,  # GET: the confirmation
     "admin/campaigns/send/<path:object_id>/live/": READ,  # the send page's refresh (JSON)
     **model_routes("campaigns/delivery"),
     # Recipients: editors add and edit (never the status); approvers change the status.

@@ -172,3 +172,86 @@ def test_the_launch_keeps_the_id_span_the_newest_rows_are_read_from(staff_client
     shown = live(staff_client, send)["deliveries_html"]
     assert shown.count("<tr") == 3
     assert live(staff_client, later)["deliveries_html"].count("<tr") == 2
+
+
+def cancel_url(send: Send) -> str:
+    return reverse("admin:campaigns_send_cancel", args=[send.pk])
+
+
+def test_cancel_on_the_send_page_first_shows_what_it_will_do_and_changes_nothing() -> None:
+    client = Client()
+    client.force_login(user_with_roles("approver"))
+    send = a_send(6)
+    mark(send, 2, Delivery.Status.SENT)
+    mark(send, 1, Delivery.Status.SENDING)
+
+    response = client.get(cancel_url(send))
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'id="confirm-recipients" data-count="4">4 recipients</strong>' in html
+    assert 'id="confirm-already-sent" data-count="2">2 have been sent already' in html
+    assert "subscribed</li>" in html and 'id="confirm-channel">SMTP relay' in html
+    assert 'id="confirm-submit"' in html and "Back to the send" in html
+    send.refresh_from_db()
+    assert send.status == Send.Status.RUNNING
+    assert not Delivery.objects.filter(send=send, status=Delivery.Status.SKIPPED).exists()
+
+
+def test_the_confirmation_form_cancels_the_send_and_skips_the_rows_not_sent() -> None:
+    client = Client()
+    client.force_login(user_with_roles("approver"))
+    send = a_send(5)
+    mark(send, 2, Delivery.Status.SENT)
+
+    response = client.post(cancel_url(send), follow=True)
+
+    send.refresh_from_db()
+    assert send.status == Send.Status.CANCELLED
+    assert "Cancelled: the recipients not yet sent are marked skipped." in response.content.decode()
+    progress = send_progress(send_id=send.pk)
+    assert (progress.sent, progress.skipped, progress.total) == (2, 3, 5)
+    assert progress.skip_reasons == [(Reason.CANCELLED.label, 3)]
+
+
+def test_a_finished_send_cannot_be_cancelled_and_its_page_says_why() -> None:
+    client = Client()
+    client.force_login(user_with_roles("approver"))
+    send = a_send(3)
+    mark(send, 3, Delivery.Status.SENT)
+    Send.objects.filter(pk=send.pk).update(
+        status=Send.Status.COMPLETED, sent_count=3, finished_at=timezone.now()
+    )
+
+    html = client.get(cancel_url(send)).content.decode()
+
+    assert "Nothing is being sent, so there is nothing to cancel." in html
+    assert "This cannot be done now: this send has finished on " in html
+    assert "nothing is left to send (3 of 3 handled: 3 sent)" in html
+    assert 'id="confirm-submit"' not in html
+
+
+def test_only_those_who_may_send_see_the_cancel_confirmation() -> None:
+    send = a_send(1)
+    editor = Client()
+    editor.force_login(user_with_roles("editor"))
+
+    assert editor.get(cancel_url(send)).status_code == 403
+    assert editor.post(cancel_url(send)).status_code == 403
+    send.refresh_from_db()
+    assert send.status == Send.Status.RUNNING
+
+
+def test_the_campaigns_latest_sends_say_what_happened_in_words(staff_client: Client) -> None:
+    send = a_send(6)
+    mark(send, 2, Delivery.Status.SENT)
+    mark(send, 4, Delivery.Status.SKIPPED, Reason.CANCELLED)
+    Send.objects.filter(pk=send.pk).update(
+        status=Send.Status.CANCELLED, sent_count=2, skipped_count=4, finished_at=timezone.now()
+    )
+    url = reverse("admin:campaigns_campaign_change", args=[send.campaign_id])
+
+    html = staff_client.get(url).content.decode()
+
+    assert "6 of 6 handled: 2 sent, 4 skipped" in html
+    assert "6 / 6" not in html

@@ -1,8 +1,9 @@
 """The send page tells the truth while a send runs, in a real browser against the real stack.
 
 A campaign to 60 recipients, paced at 30 a minute, is delivered by a real worker to a local SMTP
-sink. Its send's page counts up on its own (no reload), and after Cancel it says how many were
-sent and how many skipped and why, in numbers that add up and match the database.
+sink. Its send's page counts up on its own (no reload); Cancel first confirms how many will be
+skipped, and afterwards the page says how many were sent and how many skipped and why, in numbers
+that add up and match the database.
 """
 
 from __future__ import annotations
@@ -73,8 +74,19 @@ def test_the_send_page_moves_on_its_own_and_tells_what_cancel_left(
     page.wait_for_selector("[data-send-live=deliveries] tr[data-status=sent]")
     shots(page, "send-live")
 
-    # 2. Cancel: what was sent stays sent, the rest is skipped with its reason.
+    # 2. Cancel first says what it will do, with the counts; nothing happens until confirmed.
     action(page, "Cancel")
+    page.wait_for_selector("#campaign-confirm[data-control=cancel]")
+    shown = int(page.locator("#confirm-recipients").get_attribute("data-count"))
+    sent_before = int(page.locator("#confirm-already-sent").get_attribute("data-count"))
+    assert shown + sent_before <= RECIPIENTS and shown > 0, (shown, sent_before)
+    assert "subscribed" in page.locator("#confirm-audiences").inner_text()
+    assert "SMTP relay" in page.locator("#confirm-channel").inner_text()
+    shots(page, "send-cancel-confirm")
+    assert Send.objects.get(pk=send.pk).status == Send.Status.RUNNING
+
+    # 3. Confirmed: what was sent stays sent, the rest is skipped with its reason.
+    page.locator("#confirm-submit").click()
     page.wait_for_selector("text=Cancelled: the recipients not yet sent are marked skipped.")
     send.refresh_from_db()
     assert send.status == Send.Status.CANCELLED
@@ -92,6 +104,9 @@ def test_the_send_page_moves_on_its_own_and_tells_what_cancel_left(
     summary = page.locator("[data-send-summary]").inner_text()
     assert sent + skipped == count(page, "total") == RECIPIENTS, summary
     assert 0 < sent < RECIPIENTS, summary
+    # The rows queued when the confirmation was drawn may have moved on by a batch since: the
+    # skipped never exceed what it announced.
+    assert skipped <= shown, (skipped, shown)
     assert summary == (
         f"{RECIPIENTS} of {RECIPIENTS} handled: {sent} sent, "
         f"{skipped} skipped (cancelled before sending)"
@@ -101,7 +116,7 @@ def test_the_send_page_moves_on_its_own_and_tells_what_cancel_left(
     page.wait_for_selector("[data-send-live=deliveries] [data-skip-reason=cancelled]")
     shots(page, "send-cancelled")
 
-    # 3. The database agrees: rows and counters.
+    # 4. The database agrees: rows and counters.
     send.refresh_from_db()
     counters = (send.sent_count, send.failed_count, send.skipped_count)
     assert counters == (sent, 0, skipped), (counters, row_counts(send))
