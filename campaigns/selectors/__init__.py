@@ -1,7 +1,10 @@
 """Read-side queries for the admin and the dashboard, one module per area.
 
 - dashboard: the dashboard's numbers (estimates, counters, outcomes per hour, upcoming, stalled)
-- sends: one send's deliveries and the results of its tasks
+- sends: one send's progress from its rows, its deliveries and the results of its tasks
+- deliveries: counts over a send's rows (imports no service: the delivery services use it)
+- audiences: who an audience's members are (the launch and the confirmation share it), sizes
+- unsubscribe: what the unsubscribe page shows about a link
 - campaigns: the campaign page's preview recipient and test-message task state
 - system: workers online and queue depths (the broker I/O itself is services.broker)
 - imports: an import job's sample rows, progress and rejected rows

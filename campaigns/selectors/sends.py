@@ -11,6 +11,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from campaigns.models import Delivery, Send, TaskLink
+from campaigns.selectors.deliveries import send_status_counts
 from campaigns.services.delivery.health import send_wait_marker
 from campaigns.services.transitions import SendControl, send_controls_for
 
@@ -89,13 +90,7 @@ def send_progress(*, send_id: int) -> SendProgress:
     One grouped count by status, served by the (send, status) index alone (an index-only
     scan), and, when rows were skipped, one grouped count of their reasons.
     """
-    counts = dict(
-        Delivery.objects.filter(send_id=send_id)
-        .values_list("status")
-        .annotate(n=Count("*"))
-        .order_by()
-        .values_list("status", "n")
-    )
+    counts = send_status_counts(send_id=send_id)
     skipped = counts.get(Delivery.Status.SKIPPED, 0)
     waiting = counts.get(Delivery.Status.QUEUED, 0) + counts.get(Delivery.Status.SENDING, 0)
     return SendProgress(

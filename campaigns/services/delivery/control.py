@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Exists
+from django.db.models import Exists
 from django.utils import timezone
 
 from campaigns.models import AuditEntry, Delivery, Send
 from campaigns.publishers import publish_batch
+from campaigns.selectors.deliveries import send_status_counts
 from campaigns.services.audit import By, audit_record
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
 from campaigns.services.delivery.state import control_publish
@@ -96,13 +97,7 @@ def send_counts_sync(*, send_id: int) -> None:
     counters add up to its total. Called in a transaction that has just moved the Send, so the
     row lock is held: a batch writing meanwhile waits, and its increment lands on top.
     """
-    counts = dict(
-        Delivery.objects.filter(send_id=send_id)
-        .values_list("status")
-        .annotate(n=Count("*"))
-        .order_by()
-        .values_list("status", "n")
-    )
+    counts = send_status_counts(send_id=send_id)
     Send.objects.filter(pk=send_id).update(
         sent_count=counts.get(Delivery.Status.SENT, 0),
         failed_count=counts.get(Delivery.Status.FAILED, 0),
