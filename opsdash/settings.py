@@ -181,6 +181,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("OPSDASH_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# Every date and time the admin formats carries its zone (opsdash/formats).
+FORMAT_MODULE_PATH = ["opsdash.formats"]
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)

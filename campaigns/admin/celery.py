@@ -49,6 +49,7 @@ from campaigns.selectors.tasks import (
     task_seconds,
     task_title,
     task_words,
+    traceback_last_line,
 )
 from campaigns.selectors.zoned import zoned
 
@@ -402,7 +403,7 @@ class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
         return format_html(
             '<details><summary class="cursor-pointer">{}</summary>'
             '<pre class="text-xs whitespace-pre-wrap mt-2">{}</pre></details>',
-            _last_line(obj.traceback),
+            traceback_last_line(obj.traceback),
             obj.traceback,
         )
 
@@ -435,12 +436,6 @@ def _served(result: TaskResult) -> str:
 def _styled(link: str) -> str:
     """The shared id link, coloured as a link (a read-only field shows it as plain text)."""
     return mark_safe(link.replace("<a ", '<a class="text-primary-600" ', 1))  # noqa: S308
-
-
-def _last_line(traceback: str) -> str:
-    """A traceback's last line (the exception), shown before the whole of it."""
-    lines = [line for line in traceback.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "Traceback"
 
 
 def _task_result_str(result: TaskResult) -> str:

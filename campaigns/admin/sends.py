@@ -31,6 +31,7 @@ from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.selectors import sends as send_selectors
 from campaigns.selectors.cache import cache_probe
 from campaigns.selectors.health import clock, send_wait
+from campaigns.selectors.tasks import task_lines
 from campaigns.services.audit import By
 from campaigns.services.controls import Control, Offer
 from campaigns.services.delivery import send_cancel, send_pause, send_resume
@@ -217,6 +218,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
             extra_context["send_live_poll"] = send is not None and send_selectors.send_polls(send)
             outcome = request.GET.get("outcome", "")
             email = request.GET.get("email", "")
+            results = send_selectors.send_task_results(send_id=int(object_id))
             extra_context.update(
                 {
                     "deliveries": send_selectors.send_deliveries(
@@ -225,7 +227,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
                     "delivery_outcome": outcome,
                     "delivery_email": email,
                     "delivery_outcomes": Delivery.Status.choices,
-                    "task_results": send_selectors.send_task_results(send_id=int(object_id)),
+                    "task_results": task_lines(results),
                     "page_rows": send_selectors.SEND_PAGE_ROWS,
                 }
             )

@@ -8,11 +8,15 @@ newsletter” — succeeded", "1.4 s" and a small table of what the task returne
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.utils.text import capfirst
+from django_celery_results.models import TaskResult
+
+from campaigns.selectors.zoned import zoned
 
 # Every task the project defines, as staff would name it.
 TASK_WORDS = {
@@ -128,3 +132,52 @@ def _words(value: Any) -> str:
         pairs = (f"{str(key).replace('_', ' ')}: {_words(item)}" for key, item in value.items())
         return ", ".join(pairs)
     return str(value)
+
+
+def traceback_last_line(traceback: str) -> str:
+    """A traceback's last line (the exception), shown before the whole of it."""
+    lines = [line for line in traceback.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "Traceback"
+
+
+@dataclass(frozen=True)
+class TaskLine:
+    """One task result as a line of a send's page: every cell already in words."""
+
+    result: TaskResult
+    name: str
+    state: str
+    queued: str
+    done: str
+    took: str
+    said: str
+
+
+def task_lines(results: Iterable[TaskResult]) -> list[TaskLine]:
+    """Task results as a table reads them: "Delivery batch", "succeeded", "1.4 s", and what the
+    task returned or the error it raised as one line, never a JSON blob."""
+    return [_task_line(result) for result in results]
+
+
+def _task_line(result: TaskResult) -> TaskLine:
+    created = getattr(result, "date_created", None)  # left out of the type stubs
+    started = getattr(result, "date_started", None)
+    seconds = task_seconds(created=created, started=started, done=result.date_done)
+    return TaskLine(
+        result=result,
+        name=task_words(result.task_name),
+        state=state_words(result.status),
+        queued=zoned(created),
+        done=zoned(result.date_done),
+        took=seconds_words(seconds),
+        said=_said(result),
+    )
+
+
+def _said(result: TaskResult) -> str:
+    if result.traceback:
+        return traceback_last_line(result.traceback)
+    output = task_output(result.result)
+    if output.rows:
+        return "; ".join(f"{name}: {value}" for name, value in output.rows)
+    return output.sentence

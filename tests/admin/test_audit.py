@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth.models import User
@@ -10,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
+from pytest_django import Settings
 
 from campaigns.models import AuditEntry, Campaign, Delivery, Send, TaskLink
 from tests.admin.helpers import campaign_form_data, user_with_roles
@@ -143,6 +145,9 @@ def test_the_send_page_shows_its_task_results_and_each_result_links_back() -> No
     page = client.get(reverse("admin:campaigns_send_change", args=[send.pk])).content.decode()
     assert ok[:8] in page and failed[:8] in page and other[:8] not in page
     assert "SMTPServerDisconnected" in page and "w1@host" in page
+    # In words: the task's name and outcome, never Celery's state names or a JSON blob.
+    assert "Delivery batch" in page and "succeeded" in page and ">SUCCESS<" not in page
+    assert ">FAILURE<" not in page and "campaigns.tasks.deliver_batch" not in page
 
     results = reverse("admin:django_celery_results_taskresult_changelist")
     listing = client.get(results, {"send": send.pk}).content.decode()
@@ -355,3 +360,13 @@ def test_a_test_message_entry_links_to_its_task_result() -> None:
     page = client.get(reverse("admin:campaigns_auditentry_change", args=[entry.pk])).content
     results = reverse("admin:django_celery_results_taskresult_changelist")
     assert f'href="{results}?q={task_id}"' in page.decode()
+
+
+def test_times_on_the_send_page_carry_their_time_zone(settings: Settings) -> None:
+    settings.TIME_ZONE = "Europe/Berlin"
+    send = running_send(CampaignFactory.create(), outcomes=[Delivery.Status.SENT])
+    Send.objects.filter(pk=send.pk).update(created_at=datetime(2026, 7, 1, 10, 30, tzinfo=UTC))
+    client, _ = logged_in("auditor")
+    page = client.get(reverse("admin:campaigns_send_change", args=[send.pk])).content.decode()
+    # A read-only time is formatted by Django with the site's format, which names the zone.
+    assert "July 1, 2026, 12:30 p.m. CEST" in page
