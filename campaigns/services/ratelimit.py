@@ -130,11 +130,11 @@ def buckets_for(*, campaign_id: int, campaign_per_minute: int | None) -> list[Bu
     if per_day > 0:
         specs.append(BucketSpec(f"{server}:d", per_day / 86400, float(per_day)))
     if campaign_per_minute:
-        specs.append(
-            BucketSpec(
-                f"campaign:{campaign_id}", campaign_per_minute / 60, float(campaign_per_minute)
-            )
-        )
+        # A burst of one second's worth, not a minute's: a bucket that starts full with a
+        # minute's capacity lets nearly twice the limit out in the first minute, and staff
+        # read "120 per minute" as never more than 120 in any minute.
+        rate = campaign_per_minute / 60
+        specs.append(BucketSpec(f"campaign:{campaign_id}", rate, max(1.0, rate)))
     return specs
 
 

@@ -79,3 +79,24 @@ def test_no_limit_configured_means_no_bucket(settings: Settings) -> None:
 
     assert ratelimit.buckets_for(campaign_id=1, campaign_per_minute=None) == []
     assert tokens_take([]) == 0.0
+
+
+def test_a_per_minute_limit_is_never_exceeded_in_any_minute(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.REDIS_URL = ""  # the in-process bucket, on a clock this test moves
+    settings.OPSDASH_SMTP_RATE_PER_SECOND = 0
+    settings.OPSDASH_SMTP_RATE_PER_HOUR = 0
+    settings.OPSDASH_SMTP_RATE_PER_DAY = 0
+    clock = [1000.0]
+    monkeypatch.setattr("campaigns.services.ratelimit.time.monotonic", lambda: clock[0])
+    specs = ratelimit.buckets_for(campaign_id=uuid.uuid4().int % 10**9, campaign_per_minute=120)
+
+    sent_at: list[float] = []
+    while clock[0] < 1000.0 + 180:  # three minutes of a worker asking as fast as it can
+        if tokens_take(specs, max_wait=0) == 0.0:
+            sent_at.append(clock[0])
+        clock[0] += 0.01
+
+    busiest = max(sum(1 for t in sent_at if start <= t < start + 60) for start in sent_at)
+    assert 115 <= busiest <= 121, busiest
