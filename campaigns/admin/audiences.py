@@ -38,6 +38,7 @@ from campaigns.selectors.recipients import (
     recipient_subscriptions,
     recipient_suppression,
     recipients_matching,
+    subscription_rows,
 )
 from campaigns.selectors.zoned import zoned
 from campaigns.services.audiences import (
@@ -252,8 +253,10 @@ def recipient_page(recipient: Recipient) -> dict[str, Any]:
     see_all = (
         reverse("admin:campaigns_delivery_changelist") + "?" + urlencode({"q": recipient.email})
     )
+    lists = subscription_rows(recipient_subscriptions(recipient), history)
     return {
-        "recipient_subscriptions": recipient_subscriptions(recipient),
+        "recipient_subscriptions": [(row, zoned(row.since)) for row in lists],
+        "recipient_lists_on": sum(row.subscribed for row in lists),
         "recipient_suppression": suppression,
         "recipient_suppression_by": audit_actor(by) if by else "",
         "recipient_history": [
@@ -317,9 +320,13 @@ class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
     paginator = EstimatedCountPaginator
     list_per_page = 50
 
-    @display(description="Since", ordering="created_at")
+    @display(description="Since", ordering="updated_at")
     def since(self, obj: Subscription) -> str:
-        return zoned(obj.created_at)
+        """When the row took its status; the recipient's page reads the consent history for
+        the exact moment, this list (one query for the page) the row's last change."""
+        if obj.status == Subscription.Status.SUBSCRIBED:
+            return f"Subscribed since {zoned(obj.created_at)}"
+        return f"Unsubscribed on {zoned(obj.updated_at)}"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         """A subscription's who and which list never change; its status changes only with the

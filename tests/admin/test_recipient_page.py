@@ -12,7 +12,11 @@ from django.utils import timezone
 
 from campaigns.models import Delivery, Recipient, Send, Subscription
 from campaigns.selectors import recipients as selectors
-from campaigns.services.audiences import recipient_status_change, subscription_status_change
+from campaigns.services.audiences import (
+    recipient_status_change,
+    recipient_unsubscribe_from_send_lists,
+    subscription_status_change,
+)
 from tests.admin.helpers import user_with_roles
 from tests.factories import AudienceFactory, CampaignFactory, RecipientFactory, SubscriptionFactory
 
@@ -100,7 +104,7 @@ def test_a_suppressed_address_shows_why_and_the_history(client: Client) -> None:
     assert "No mail goes to this address: unsubscribed." in consent
     assert "Asked by phone" in consent and "by Dana Scully" in consent
     assert "Recipient status changed by Dana Scully" in consent
-    assert "Recipient status changed by the system" in consent
+    assert "Put back on “" in consent and "” by the system" in consent
     assert "active → unsubscribed" in consent
 
 
@@ -183,3 +187,44 @@ def test_an_entry_naming_a_person_in_its_changes_links_to_them() -> None:
         changes={"recipient": recipient.pk + 1000},
     )
     assert entry.recipient_id == recipient.pk and stale.recipient_id is None
+
+
+def test_leaving_her_only_list_reads_as_on_no_list_with_the_day_she_left(auditor: Client) -> None:
+    recipient = RecipientFactory.create(email="ada@example.com")
+    readers = AudienceFactory.create(name="Newsletter readers")
+    joined = timezone.now() - timedelta(days=300)
+    subscription = SubscriptionFactory.create(recipient=recipient, audience=readers)
+    Subscription.objects.filter(pk=subscription.pk).update(created_at=joined)
+    send = Send.objects.create(
+        campaign=CampaignFactory.create(audiences=[readers]), occurrence_key="once"
+    )
+    assert recipient_unsubscribe_from_send_lists(recipient_id=recipient.pk, send_id=send.pk) == 1
+    page = page_of(auditor, recipient)
+    consent = page.split('id="recipient-consent"')[1].split('id="recipient-subscriptions"')[0]
+    assert "Active, but on no list now: no campaign reaches this address" in consent
+    assert "Left “Newsletter readers” through the unsubscribe link" in consent
+    assert "Recipient status changed" not in consent
+    lists = page.split('id="recipient-subscriptions"')[1].split('id="recipient-deliveries"')[0]
+    assert "Unsubscribed on " + timezone.localtime().strftime("%-d %b %Y") in lists
+    assert timezone.localtime(joined).strftime("%-d %b %Y") not in lists
+
+
+def test_an_active_person_on_lists_reads_how_many(auditor: Client) -> None:
+    recipient = RecipientFactory.create()
+    for name in ("News", "Offers"):
+        SubscriptionFactory.create(recipient=recipient, audience=AudienceFactory.create(name=name))
+    consent = page_of(auditor, recipient).split('id="recipient-suppression"')[1][:200]
+    assert "Active: receives the campaigns of 2 lists below." in consent
+
+
+def test_the_subscriptions_list_says_subscribed_since_or_unsubscribed_on(auditor: Client) -> None:
+    recipient = RecipientFactory.create(email="bo@example.com")
+    SubscriptionFactory.create(recipient=recipient, audience=AudienceFactory.create(name="News"))
+    SubscriptionFactory.create(
+        recipient=recipient,
+        audience=AudienceFactory.create(name="Offers"),
+        status=Subscription.Status.UNSUBSCRIBED,
+    )
+    listing = auditor.get(reverse("admin:campaigns_subscription_changelist"))
+    text = listing.content.decode()
+    assert "Subscribed since " in text and "Unsubscribed on " in text
