@@ -32,6 +32,7 @@ from campaigns.selectors.audiences import audience_subscriber_counts
 from campaigns.selectors.audit import audit_actor, audit_summary, audit_title, recipient_history
 from campaigns.selectors.recipients import (
     RECIPIENT_PAGE_DELIVERIES,
+    SearchKind,
     attribute_rows,
     recipient_deliveries,
     recipient_search_read,
@@ -85,6 +86,12 @@ class RecipientForm(_RecipientModelForm):
         return email
 
 
+RECIPIENT_SEARCH_HELP = (
+    "Finds an exact address (ada@example.com) or everyone at a domain (@example.com). "
+    "Part of a name or address finds nothing: it would scan millions of rows."
+)
+
+
 @admin.register(Recipient)
 class RecipientAdmin(ExportMixin, ModelAdmin):
     resource_classes = [RecipientResource]
@@ -102,7 +109,8 @@ class RecipientAdmin(ExportMixin, ModelAdmin):
     list_filter = ("status",)
     # The admin shows its search box for any search field; get_search_results does the search.
     search_fields = ("email",)
-    search_help_text = "An exact address (ada@example.com) or everyone at a domain (@example.com)."
+    search_help_text = RECIPIENT_SEARCH_HELP
+    list_before_template = "admin/campaigns/search_help.html"
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
@@ -119,7 +127,14 @@ class RecipientAdmin(ExportMixin, ModelAdmin):
         substring scan Django's search runs over every row."""
         if not search_term.strip():
             return queryset, False
-        return recipients_matching(queryset, recipient_search_read(search_term)), False
+        search = recipient_search_read(search_term)
+        if search.kind is SearchKind.NEITHER:
+            messages.info(
+                request,
+                f"“{search_term.strip()}” is neither an address nor a domain, so the search "
+                f"finds nobody. {RECIPIENT_SEARCH_HELP}",
+            )
+        return recipients_matching(queryset, search), False
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
@@ -314,7 +329,10 @@ class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
     list_select_related = ("recipient", "audience")
     email_lookup = "recipient__email"
     search_fields = ("recipient__email",)
-    search_help_text = "The exact email address of a recipient."
+    search_help_text = (
+        "The exact email address of a recipient (ada@example.com); part of one finds nothing."
+    )
+    list_before_template = "admin/campaigns/search_help.html"
     raw_id_fields = ("recipient", "source_import")
     show_full_result_count = False
     paginator = EstimatedCountPaginator

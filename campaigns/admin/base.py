@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection, models
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -99,7 +99,7 @@ class ExactEmailSearch:
 
     email_lookup = "email"
     search_fields = ("email",)  # makes the admin show its search box; the lookup is below
-    search_help_text = "The exact email address."
+    search_help_text = "The exact email address (ada@example.com); part of one finds nothing."
 
     def get_search_results(
         self, request: HttpRequest, queryset: Any, search_term: str
@@ -107,6 +107,15 @@ class ExactEmailSearch:
         term = search_term.strip().lower()
         if not term:
             return queryset, False
+        local, at, domain = term.rpartition("@")
+        if not (at and local and domain):
+            # Staff who type part of an address would otherwise see "0 results" and no reason.
+            messages.info(
+                request,
+                f"“{search_term.strip()}” is not a whole address, so the search finds nothing. "
+                "Type the exact address (ada@example.com): part of an address would scan "
+                "millions of rows.",
+            )
         return queryset.filter(**{self.email_lookup: term}), False
 
 
@@ -131,7 +140,10 @@ class EstimatedCountPaginator(_Paginator):
         queryset: Any = self.object_list
         if connection.vendor != "postgresql" or not hasattr(queryset, "query"):
             return int(queryset.count())
-        estimate = _planner_rows(queryset)
+        try:
+            estimate = _planner_rows(queryset)
+        except EmptyResultSet:  # .none(): a search that can match nothing has no SQL to plan
+            return 0
         if estimate >= self.exact_below:
             return estimate
         return int(queryset.count())

@@ -301,7 +301,10 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, Model
     list_select_related = ("recipient",)
     email_lookup = "recipient__email"
     search_fields = ("recipient__email",)
-    search_help_text = "The exact email address of a recipient."
+    search_help_text = (
+        "The exact email address of a recipient (ada@example.com); part of one finds nothing."
+    )
+    list_before_template = "admin/campaigns/search_help.html"
     changelist_defer = ("last_error", "smtp_response", "recipient__attributes")
     show_full_result_count = False
     paginator = EstimatedCountPaginator

@@ -23,6 +23,7 @@ RECIPIENT_PAGE_DELIVERIES = 50
 class SearchKind(enum.Enum):
     ADDRESS = "address"
     DOMAIN = "domain"
+    NEITHER = "neither"  # part of a name or an address: no index answers it, so nothing
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,14 @@ class RecipientSearch:
 
 def recipient_search_read(term: str) -> RecipientSearch:
     """ "Ada@Example.com" → an address; "@example.com" or "example.com" → a domain. Anything
-    else (a word without a dot) is looked up as an address too, which finds nothing."""
+    else ("alice", "alice@") is neither, and finds nothing."""
     value = term.strip().strip("<>").strip()
     local, at, domain = value.rpartition("@")
-    if at and local:
+    if at and local and domain:
         return RecipientSearch(SearchKind.ADDRESS, f"{local}@{_domain(domain)}".lower())
     domain = domain if at else value
-    if "." not in domain or " " in domain:
-        return RecipientSearch(SearchKind.ADDRESS, value.lower())
+    if (at and local) or "." not in domain or " " in domain:
+        return RecipientSearch(SearchKind.NEITHER, value.lower())
     return RecipientSearch(SearchKind.DOMAIN, _domain(domain))
 
 
@@ -58,6 +59,8 @@ def recipients_matching(
     queryset: QuerySet[Recipient], search: RecipientSearch
 ) -> QuerySet[Recipient]:
     """The recipients a search names, each kind on its own index."""
+    if search.kind is SearchKind.NEITHER:
+        return queryset.none()
     if search.kind is SearchKind.ADDRESS:
         return queryset.filter(email=search.value)
     # Spelled exactly as the index (Recipient.Meta), so PostgreSQL reads the index.
