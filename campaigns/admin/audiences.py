@@ -30,6 +30,7 @@ from campaigns.models import Audience, Recipient, Subscription
 from campaigns.resources import DeliveryResource, RecipientResource
 from campaigns.selectors.audiences import audience_subscriber_counts
 from campaigns.selectors.audit import audit_actor, audit_summary, audit_title, recipient_history
+from campaigns.selectors.occurrence import occurrence_words
 from campaigns.selectors.recipients import (
     RECIPIENT_PAGE_DELIVERIES,
     SearchKind,
@@ -278,7 +279,10 @@ def recipient_page(recipient: Recipient) -> dict[str, Any]:
             (entry, audit_title(entry), audit_summary(entry), zoned(entry.created_at))
             for entry in history
         ],
-        "recipient_deliveries": [(row, zoned(row.sent_at, empty="")) for row in deliveries],
+        "recipient_deliveries": [
+            (row, zoned(row.sent_at, empty=""), occurrence_words(row.send.occurrence_key))
+            for row in deliveries
+        ],
         "recipient_deliveries_more": more,
         "recipient_deliveries_limit": RECIPIENT_PAGE_DELIVERIES,
         "recipient_deliveries_url": see_all,

@@ -23,12 +23,16 @@ def admin_url(obj: Any, view: str = "change") -> str:
     return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
 
 
-def id_link(model: type[models.Model], pk: int | None, label: str) -> str:
-    """ "<label> #<pk>" linking to the object's page, by id alone (its __str__ may cost a query)."""
+def id_link(model: type[models.Model], pk: int | None, label: str, name: str = "") -> str:
+    """A link to the object's page showing ``name`` (what staff call it: "“Spring newsletter”
+    · One-off send"), which the caller reads with its rows (annotated or select_related): the
+    object's __str__ would cost a query per row. "<label> #<pk>" when there is no name."""
     if pk is None:
         return "—"
     meta = model._meta
     url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[pk])
+    if name:
+        return format_html('<a href="{}">{}</a>', url, name)
     return format_html('<a href="{}">{} #{}</a>', url, label, pk)
 
 

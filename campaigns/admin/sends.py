@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -31,6 +32,7 @@ from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.selectors import sends as send_selectors
 from campaigns.selectors.cache import cache_probe
 from campaigns.selectors.health import clock, send_wait
+from campaigns.selectors.occurrence import send_label
 from campaigns.selectors.tasks import task_lines
 from campaigns.services.audit import By
 from campaigns.services.controls import Control, Offer
@@ -296,7 +298,8 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, ModelAdmin):
-    list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at", "task")
+    # The task id is developer detail: on the delivery's own page only.
+    list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at")
     list_filter = ("status",)
     list_select_related = ("recipient",)
     email_lookup = "recipient__email"
@@ -331,10 +334,19 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, Model
     def status_badge(self, obj: Delivery) -> str:
         return obj.status
 
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # The send's name comes with the row: its __str__ would fetch the campaign for every row.
+        queryset = super().get_queryset(request)
+        return queryset.annotate(
+            send_campaign_name=F("send__campaign__name"),
+            send_occurrence=F("send__occurrence_key"),
+        )
+
     @display(description="Send")
     def send_link(self, obj: Delivery) -> str:
-        # The send's id only: its __str__ would fetch the campaign for every row.
-        return id_link(Send, obj.send_id, "Send")
+        name = getattr(obj, "send_campaign_name", None)
+        label = send_label(name, getattr(obj, "send_occurrence", None)) if name else ""
+        return id_link(Send, obj.send_id, "Send", label)
 
     @display(description="Task")
     def task(self, obj: Delivery) -> str:

@@ -65,7 +65,8 @@ def test_deliveries_are_latest_first_and_link_to_their_send(auditor: Client) -> 
     sends = deliveries_for(recipient, 3)
     page = page_of(auditor, recipient)
     section = page.split('id="recipient-deliveries"')[1]
-    positions = [section.index(f"Send #{send.pk}<") for send in sends]
+    links = [reverse("admin:campaigns_send_change", args=[send.pk]) + '"' for send in sends]
+    positions = [section.index(link) for link in links]
     assert positions == sorted(positions, reverse=True)  # the newest send comes first
     for send in sends:
         assert reverse("admin:campaigns_send_change", args=[send.pk]) in section
@@ -83,7 +84,8 @@ def test_past_the_limit_the_page_links_to_all_deliveries_of_the_address(
     sends = deliveries_for(recipient, 3)
     page = page_of(auditor, recipient)
     section = page.split('id="recipient-deliveries"')[1]
-    assert f"Send #{sends[0].pk}<" not in section  # the oldest is past the limit
+    oldest = reverse("admin:campaigns_send_change", args=[sends[0].pk]) + '"'
+    assert oldest not in section  # the oldest is past the limit
     assert 'id="recipient-deliveries-all"' in section
     listing = reverse("admin:campaigns_delivery_changelist") + "?q=many%40example.com"
     assert listing in section
@@ -228,3 +230,11 @@ def test_the_subscriptions_list_says_subscribed_since_or_unsubscribed_on(auditor
     listing = auditor.get(reverse("admin:campaigns_subscription_changelist"))
     text = listing.content.decode()
     assert "Subscribed since " in text and "Unsubscribed on " in text
+
+
+def test_a_delivery_names_its_send_by_its_occurrence_not_its_id(auditor: Client) -> None:
+    recipient = RecipientFactory.create()
+    send = Send.objects.create(campaign=CampaignFactory.create(), occurrence_key="once")
+    Delivery.objects.create(send=send, recipient=recipient, status=Delivery.Status.SENT)
+    section = page_of(auditor, recipient).split('id="recipient-deliveries"')[1]
+    assert ">One-off send</a>" in section and "Send #" not in section

@@ -6,7 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -255,3 +257,24 @@ def test_the_campaigns_latest_sends_say_what_happened_in_words(staff_client: Cli
 
     assert "6 of 6 handled: 2 sent, 4 skipped" in html
     assert "6 / 6" not in html
+
+
+def test_deliveries_name_their_send_and_leave_the_task_id_to_the_detail_page(
+    staff_client: Client,
+) -> None:
+    send = a_send(3)
+    Delivery.objects.filter(send=send).update(task_id="0938a0a2-1111-2222-3333-444455556666")
+    url = reverse("admin:campaigns_delivery_changelist")
+    staff_client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        text = staff_client.get(url).content.decode()
+    assert f"“{send.campaign.name}” · One-off send</a>" in text
+    assert "Send #" not in text and "0938a0a2" not in text
+    a_send(5)
+    with CaptureQueriesContext(connection) as more:
+        staff_client.get(url)
+    assert len(more) == len(queries)  # the names come with the rows
+    row = Delivery.objects.filter(send=send).first()
+    assert row is not None
+    detail = staff_client.get(reverse("admin:campaigns_delivery_change", args=[row.pk]))
+    assert "0938a0a2" in detail.content.decode()
