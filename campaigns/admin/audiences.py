@@ -147,7 +147,7 @@ class RecipientAdmin(ExportMixin, ModelAdmin):
         ]
         if self.has_change_permission(request, obj):
             edit = {"fields": ("attributes",), "classes": ("collapse",)}
-            fieldsets.append(("Edit the attributes (JSON)", edit))
+            fieldsets.append(("Edit the attributes (advanced)", edit))
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
@@ -455,6 +456,11 @@ def _task_result_str(result: TaskResult) -> str:
 # django-celery-results names a row "<Task: 0b9a… (SUCCESS)>", and the admin shows that name as
 # the page's title and breadcrumb: staff read the same title the list shows instead.
 TaskResult.__str__ = _task_result_str  # type: ignore[assignment,method-assign]
+
+# The breadcrumbs and the app list name an app by its AppConfig's verbose name, "Celery
+# Results" for this one; staff know these records as task results. Renaming it in settings
+# would take a subclass of the package's AppConfig for one string.
+apps.get_app_config("django_celery_results").verbose_name = "Task results"
 
 
 @admin.register(GroupResult)

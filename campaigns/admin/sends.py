@@ -32,7 +32,7 @@ from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.selectors import sends as send_selectors
 from campaigns.selectors.cache import cache_probe
 from campaigns.selectors.health import clock, send_wait
-from campaigns.selectors.occurrence import send_label
+from campaigns.selectors.occurrence import occurrence_words, send_label
 from campaigns.selectors.tasks import task_lines
 from campaigns.services.audit import By
 from campaigns.services.controls import Control, Offer
@@ -108,7 +108,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = (
         "id",
         "campaign",
-        "occurrence_key",
+        "occurrence",
         "status_badge",
         "progress",
         "started_at",
@@ -122,7 +122,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     search_fields = ("campaign__name", "occurrence_key")
     readonly_fields = (
         "campaign",
-        "occurrence_key",
+        "occurrence",
         "status_now",
         "trigger",
         "triggered_by",
@@ -141,6 +141,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     # the page counts the rows themselves (live_progress), and refreshes while the send runs.
     exclude = (
         "status",
+        "occurrence_key",  # drawn in words by occurrence
         "waiting_for",
         "waiting_since",
         "retry_due_at",
@@ -235,6 +236,19 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
             )
         response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)
         return response
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A stalled reason is news only when there is one; an empty one reads as a problem.
+        fields = super().get_fields(request, obj)
+        if obj is not None and not obj.stalled_reason:
+            fields = [name for name in fields if name != "stalled_reason"]
+        return fields
+
+    @display(description="Occurrence", ordering="occurrence_key")
+    def occurrence(self, obj: Send) -> str:
+        """Which of the campaign's sends this is, in words: "One-off send", "Scheduled for
+        25 Nov 2026, 09:00 CET"."""
+        return occurrence_words(obj.occurrence_key)
 
     @display(description="Status", label=SEND_STATUS_COLOURS)
     def status_badge(self, obj: Send) -> str | tuple[str, str]:

@@ -145,6 +145,8 @@ def test_an_editor_still_edits_attributes_as_json() -> None:
     client.force_login(user_with_roles("editor"))
     recipient = RecipientFactory.create(attributes={"city": "Oslo"})
     url = reverse("admin:campaigns_recipient_change", args=[recipient.pk])
+    page = client.get(url).content.decode()
+    assert "Edit the attributes (advanced)" in page and "(JSON)" not in page
     form = {"first_name": "Ada", "last_name": "L", "attributes": '{"city": "Lima"}'}
     assert client.post(url, form).status_code == 302
     recipient.refresh_from_db()

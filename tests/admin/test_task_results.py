@@ -190,6 +190,8 @@ def test_a_result_links_to_its_send_by_name_and_keeps_the_task_id_on_its_page(
         reverse("admin:django_celery_results_taskresult_change", args=[result.pk])
     ).content.decode()
     assert result.task_id in detail and "No error." in detail
+    app_crumb = detail.split('href="/admin/django_celery_results/"')[1].split("</a")[0]
+    assert "Task results" in app_crumb and "Celery Results" not in detail
 
 
 def test_the_list_reads_names_without_a_query_per_row(superuser: Client) -> None:
