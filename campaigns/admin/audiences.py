@@ -30,14 +30,17 @@ from campaigns.models import Audience, Recipient, Subscription
 from campaigns.resources import DeliveryResource, RecipientResource
 from campaigns.selectors.audiences import audience_subscriber_counts
 from campaigns.selectors.audit import audit_actor, audit_summary, audit_title, recipient_history
+from campaigns.selectors.occurrence import occurrence_words
 from campaigns.selectors.recipients import (
     RECIPIENT_PAGE_DELIVERIES,
+    SearchKind,
     attribute_rows,
     recipient_deliveries,
     recipient_search_read,
     recipient_subscriptions,
     recipient_suppression,
     recipients_matching,
+    subscription_rows,
 )
 from campaigns.selectors.zoned import zoned
 from campaigns.services.audiences import (
@@ -84,6 +87,12 @@ class RecipientForm(_RecipientModelForm):
         return email
 
 
+RECIPIENT_SEARCH_HELP = (
+    "Finds an exact address (ada@example.com) or everyone at a domain (@example.com). "
+    "Part of a name or address finds nothing: it would scan millions of rows."
+)
+
+
 @admin.register(Recipient)
 class RecipientAdmin(ExportMixin, ModelAdmin):
     resource_classes = [RecipientResource]
@@ -101,7 +110,8 @@ class RecipientAdmin(ExportMixin, ModelAdmin):
     list_filter = ("status",)
     # The admin shows its search box for any search field; get_search_results does the search.
     search_fields = ("email",)
-    search_help_text = "An exact address (ada@example.com) or everyone at a domain (@example.com)."
+    search_help_text = RECIPIENT_SEARCH_HELP
+    list_before_template = "admin/campaigns/search_help.html"
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
@@ -118,7 +128,14 @@ class RecipientAdmin(ExportMixin, ModelAdmin):
         substring scan Django's search runs over every row."""
         if not search_term.strip():
             return queryset, False
-        return recipients_matching(queryset, recipient_search_read(search_term)), False
+        search = recipient_search_read(search_term)
+        if search.kind is SearchKind.NEITHER:
+            messages.info(
+                request,
+                f"“{search_term.strip()}” is neither an address nor a domain, so the search "
+                f"finds nobody. {RECIPIENT_SEARCH_HELP}",
+            )
+        return recipients_matching(queryset, search), False
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
@@ -130,7 +147,7 @@ class RecipientAdmin(ExportMixin, ModelAdmin):
         ]
         if self.has_change_permission(request, obj):
             edit = {"fields": ("attributes",), "classes": ("collapse",)}
-            fieldsets.append(("Edit the attributes (JSON)", edit))
+            fieldsets.append(("Edit the attributes (advanced)", edit))
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -252,15 +269,20 @@ def recipient_page(recipient: Recipient) -> dict[str, Any]:
     see_all = (
         reverse("admin:campaigns_delivery_changelist") + "?" + urlencode({"q": recipient.email})
     )
+    lists = subscription_rows(recipient_subscriptions(recipient), history)
     return {
-        "recipient_subscriptions": recipient_subscriptions(recipient),
+        "recipient_subscriptions": [(row, zoned(row.since)) for row in lists],
+        "recipient_lists_on": sum(row.subscribed for row in lists),
         "recipient_suppression": suppression,
         "recipient_suppression_by": audit_actor(by) if by else "",
         "recipient_history": [
             (entry, audit_title(entry), audit_summary(entry), zoned(entry.created_at))
             for entry in history
         ],
-        "recipient_deliveries": [(row, zoned(row.sent_at, empty="")) for row in deliveries],
+        "recipient_deliveries": [
+            (row, zoned(row.sent_at, empty=""), occurrence_words(row.send.occurrence_key))
+            for row in deliveries
+        ],
         "recipient_deliveries_more": more,
         "recipient_deliveries_limit": RECIPIENT_PAGE_DELIVERIES,
         "recipient_deliveries_url": see_all,
@@ -311,15 +333,22 @@ class SubscriptionAdmin(ExactEmailSearch, ModelAdmin):
     list_select_related = ("recipient", "audience")
     email_lookup = "recipient__email"
     search_fields = ("recipient__email",)
-    search_help_text = "The exact email address of a recipient."
+    search_help_text = (
+        "The exact email address of a recipient (ada@example.com); part of one finds nothing."
+    )
+    list_before_template = "admin/campaigns/search_help.html"
     raw_id_fields = ("recipient", "source_import")
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
 
-    @display(description="Since", ordering="created_at")
+    @display(description="Since", ordering="updated_at")
     def since(self, obj: Subscription) -> str:
-        return zoned(obj.created_at)
+        """When the row took its status; the recipient's page reads the consent history for
+        the exact moment, this list (one query for the page) the row's last change."""
+        if obj.status == Subscription.Status.SUBSCRIBED:
+            return f"Subscribed since {zoned(obj.created_at)}"
+        return f"Unsubscribed on {zoned(obj.updated_at)}"
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         """A subscription's who and which list never change; its status changes only with the

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import EmptyResultSet, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection, models
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
@@ -23,12 +23,16 @@ def admin_url(obj: Any, view: str = "change") -> str:
     return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
 
 
-def id_link(model: type[models.Model], pk: int | None, label: str) -> str:
-    """ "<label> #<pk>" linking to the object's page, by id alone (its __str__ may cost a query)."""
+def id_link(model: type[models.Model], pk: int | None, label: str, name: str = "") -> str:
+    """A link to the object's page showing ``name`` (what staff call it: "“Spring newsletter”
+    · One-off send"), which the caller reads with its rows (annotated or select_related): the
+    object's __str__ would cost a query per row. "<label> #<pk>" when there is no name."""
     if pk is None:
         return "—"
     meta = model._meta
     url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[pk])
+    if name:
+        return format_html('<a href="{}">{}</a>', url, name)
     return format_html('<a href="{}">{} #{}</a>', url, label, pk)
 
 
@@ -99,7 +103,7 @@ class ExactEmailSearch:
 
     email_lookup = "email"
     search_fields = ("email",)  # makes the admin show its search box; the lookup is below
-    search_help_text = "The exact email address."
+    search_help_text = "The exact email address (ada@example.com); part of one finds nothing."
 
     def get_search_results(
         self, request: HttpRequest, queryset: Any, search_term: str
@@ -107,6 +111,15 @@ class ExactEmailSearch:
         term = search_term.strip().lower()
         if not term:
             return queryset, False
+        local, at, domain = term.rpartition("@")
+        if not (at and local and domain):
+            # Staff who type part of an address would otherwise see "0 results" and no reason.
+            messages.info(
+                request,
+                f"“{search_term.strip()}” is not a whole address, so the search finds nothing. "
+                "Type the exact address (ada@example.com): part of an address would scan "
+                "millions of rows.",
+            )
         return queryset.filter(**{self.email_lookup: term}), False
 
 
@@ -131,7 +144,10 @@ class EstimatedCountPaginator(_Paginator):
         queryset: Any = self.object_list
         if connection.vendor != "postgresql" or not hasattr(queryset, "query"):
             return int(queryset.count())
-        estimate = _planner_rows(queryset)
+        try:
+            estimate = _planner_rows(queryset)
+        except EmptyResultSet:  # .none(): a search that can match nothing has no SQL to plan
+            return 0
         if estimate >= self.exact_below:
             return estimate
         return int(queryset.count())

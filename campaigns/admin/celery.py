@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
@@ -39,6 +40,7 @@ from unfold.widgets import UnfoldAdminSelectWidget, UnfoldAdminTextInputWidget
 
 from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link
 from campaigns.models import Campaign, ImportJob, Send, TaskLink
+from campaigns.selectors.occurrence import campaign_label, send_label
 from campaigns.selectors.sends import results_of_tasks, send_task_ids
 from campaigns.selectors.tasks import (
     STATE_WORDS,
@@ -292,15 +294,14 @@ TASK_NAMES = tuple(TASK_WORDS)
 
 @admin.register(TaskResult)
 class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
-    list_display = (  # type: ignore[assignment]
+    list_display = (
         "title",
         "outcome",
         "duration",
         "finished",
         "worker",
         "campaign_link",
-        "task_id",
-    )
+    )  # the task id is developer detail: on the result's own page only
     list_display_links = ("title",)
     # django-celery-results' admin is unannotated, so mypy infers its class attributes from their
     # values (a 5-tuple of str, a str): our own values differ in shape, hence [assignment].
@@ -348,6 +349,8 @@ class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
             link_send_id=Subquery(links.values("send_id")[:1]),
             link_campaign_id=Subquery(links.values("campaign_id")[:1]),
             link_campaign_name=Subquery(links.values("campaign__name")[:1]),
+            link_send_campaign_name=Subquery(links.values("send__campaign__name")[:1]),
+            link_send_occurrence=Subquery(links.values("send__occurrence_key")[:1]),
             link_import_id=Subquery(links.values("import_job_id")[:1]),
             link_import_name=Subquery(links.values("import_job__original_name")[:1]),
         )
@@ -399,7 +402,7 @@ class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
     @display(description="Error")
     def error(self, obj: TaskResult) -> SafeString | str:
         if not obj.traceback:
-            return "None."
+            return "No error."
         return format_html(
             '<details><summary class="cursor-pointer">{}</summary>'
             '<pre class="text-xs whitespace-pre-wrap mt-2">{}</pre></details>',
@@ -411,11 +414,15 @@ class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
     def campaign_link(self, obj: TaskResult) -> str:
         send_id = getattr(obj, "link_send_id", None)
         if send_id:
-            return _styled(id_link(Send, send_id, "Send"))
+            name = getattr(obj, "link_send_campaign_name", None) or _link_campaign_name(obj)
+            label = send_label(name, getattr(obj, "link_send_occurrence", None))
+            return _styled(id_link(Send, send_id, "Send", label))
         if import_id := getattr(obj, "link_import_id", None):
-            return _styled(id_link(ImportJob, import_id, "Import"))
+            name = getattr(obj, "link_import_name", None) or ""
+            return _styled(id_link(ImportJob, import_id, "Import", campaign_label(name)))
         campaign_id = getattr(obj, "link_campaign_id", None) or None
-        return _styled(id_link(Campaign, campaign_id, "Campaign"))
+        label = campaign_label(_link_campaign_name(obj))
+        return _styled(id_link(Campaign, campaign_id, "Campaign", label))
 
 
 # Fields of django-celery-results' model that its type stubs leave out.
@@ -433,6 +440,10 @@ def _served(result: TaskResult) -> str:
     return f"“{name}”" if name else ""
 
 
+def _link_campaign_name(result: TaskResult) -> str:
+    return str(getattr(result, "link_campaign_name", None) or "")
+
+
 def _styled(link: str) -> str:
     """The shared id link, coloured as a link (a read-only field shows it as plain text)."""
     return mark_safe(link.replace("<a ", '<a class="text-primary-600" ', 1))  # noqa: S308
@@ -445,6 +456,11 @@ def _task_result_str(result: TaskResult) -> str:
 # django-celery-results names a row "<Task: 0b9a… (SUCCESS)>", and the admin shows that name as
 # the page's title and breadcrumb: staff read the same title the list shows instead.
 TaskResult.__str__ = _task_result_str  # type: ignore[assignment,method-assign]
+
+# The breadcrumbs and the app list name an app by its AppConfig's verbose name, "Celery
+# Results" for this one; staff know these records as task results. Renaming it in settings
+# would take a subclass of the package's AppConfig for one string.
+apps.get_app_config("django_celery_results").verbose_name = "Task results"
 
 
 @admin.register(GroupResult)

@@ -12,6 +12,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import (
     FileResponse,
     Http404,
@@ -32,6 +33,7 @@ from unfold.widgets import UnfoldAdminFileFieldWidget, UnfoldAdminSelectWidget, 
 from campaigns.admin.base import EstimatedCountPaginator
 from campaigns.models import Audience, ImportJob
 from campaigns.selectors import imports as import_selectors
+from campaigns.selectors.dashboard import running_imports
 from campaigns.services import imports as import_services
 from campaigns.services.audiences import RESUBSCRIBE_PERMISSION
 
@@ -159,6 +161,24 @@ def upload_to_job(request: HttpRequest, form: ImportUploadForm) -> ImportJob | N
         return None
 
 
+class ImportStatusFilter(admin.SimpleListFilter):
+    """The statuses, and "Running or queued": the imports the dashboard counts as running (a
+    queued one has its task; an upload left at the mapping page is not counted)."""
+
+    title = "status"
+    parameter_name = "status"
+    ACTIVE = "active"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(self.ACTIVE, "Running or queued"), *ImportJob.Status.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[ImportJob]) -> QuerySet[ImportJob]:
+        value = self.value()
+        if value == self.ACTIVE:
+            return queryset & running_imports()
+        return queryset.filter(status=value) if value else queryset
+
+
 @admin.register(ImportJob)
 class ImportJobAdmin(ModelAdmin):
     list_display = (
@@ -173,7 +193,7 @@ class ImportJobAdmin(ModelAdmin):
         "created_by",
         "created_at",
     )
-    list_filter = ("status",)
+    list_filter = (ImportStatusFilter,)
     list_select_related = ("audience", "created_by")
     show_full_result_count = False
     paginator = EstimatedCountPaginator

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import F
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -31,6 +32,7 @@ from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.selectors import sends as send_selectors
 from campaigns.selectors.cache import cache_probe
 from campaigns.selectors.health import clock, send_wait
+from campaigns.selectors.occurrence import occurrence_words, send_label
 from campaigns.selectors.tasks import task_lines
 from campaigns.services.audit import By
 from campaigns.services.controls import Control, Offer
@@ -106,7 +108,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_display = (
         "id",
         "campaign",
-        "occurrence_key",
+        "occurrence",
         "status_badge",
         "progress",
         "started_at",
@@ -120,7 +122,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     search_fields = ("campaign__name", "occurrence_key")
     readonly_fields = (
         "campaign",
-        "occurrence_key",
+        "occurrence",
         "status_now",
         "trigger",
         "triggered_by",
@@ -139,6 +141,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     # the page counts the rows themselves (live_progress), and refreshes while the send runs.
     exclude = (
         "status",
+        "occurrence_key",  # drawn in words by occurrence
         "waiting_for",
         "waiting_since",
         "retry_due_at",
@@ -234,6 +237,19 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)
         return response
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A stalled reason is news only when there is one; an empty one reads as a problem.
+        fields = super().get_fields(request, obj)
+        if obj is not None and not obj.stalled_reason:
+            fields = [name for name in fields if name != "stalled_reason"]
+        return fields
+
+    @display(description="Occurrence", ordering="occurrence_key")
+    def occurrence(self, obj: Send) -> str:
+        """Which of the campaign's sends this is, in words: "One-off send", "Scheduled for
+        25 Nov 2026, 09:00 CET"."""
+        return occurrence_words(obj.occurrence_key)
+
     @display(description="Status", label=SEND_STATUS_COLOURS)
     def status_badge(self, obj: Send) -> str | tuple[str, str]:
         # "Waiting for Redis since 16:32:05 UTC" rather than "running" while a service is out.
@@ -296,12 +312,16 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, ModelAdmin):
-    list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at", "task")
+    # The task id is developer detail: on the delivery's own page only.
+    list_display = ("id", "recipient", "send_link", "status_badge", "attempts", "sent_at")
     list_filter = ("status",)
     list_select_related = ("recipient",)
     email_lookup = "recipient__email"
     search_fields = ("recipient__email",)
-    search_help_text = "The exact email address of a recipient."
+    search_help_text = (
+        "The exact email address of a recipient (ada@example.com); part of one finds nothing."
+    )
+    list_before_template = "admin/campaigns/search_help.html"
     changelist_defer = ("last_error", "smtp_response", "recipient__attributes")
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -328,10 +348,19 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, Model
     def status_badge(self, obj: Delivery) -> str:
         return obj.status
 
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # The send's name comes with the row: its __str__ would fetch the campaign for every row.
+        queryset = super().get_queryset(request)
+        return queryset.annotate(
+            send_campaign_name=F("send__campaign__name"),
+            send_occurrence=F("send__occurrence_key"),
+        )
+
     @display(description="Send")
     def send_link(self, obj: Delivery) -> str:
-        # The send's id only: its __str__ would fetch the campaign for every row.
-        return id_link(Send, obj.send_id, "Send")
+        name = getattr(obj, "send_campaign_name", None)
+        label = send_label(name, getattr(obj, "send_occurrence", None)) if name else ""
+        return id_link(Send, obj.send_id, "Send", label)
 
     @display(description="Task")
     def task(self, obj: Delivery) -> str:

@@ -21,7 +21,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.http import urlencode
 from django.utils.text import capfirst
 
-from campaigns.models import Audience, AuditEntry, Campaign, Recipient, Send
+from campaigns.models import Audience, AuditEntry, Campaign, Recipient, Send, Subscription
 from campaigns.selectors.health import service_label
 from campaigns.selectors.zoned import zoned
 
@@ -105,8 +105,11 @@ def action_label(action: str) -> str:
 
 
 def audit_sentence(entry: AuditEntry) -> str:
-    """An interruption or a recovery of delivery in words; "" for every other entry."""
+    """An interruption or a recovery of delivery, or a person joining or leaving a list, in
+    words; "" for every other entry."""
     changes = entry.changes or {}
+    if entry.action == AuditEntry.Action.RECIPIENT_STATUS_CHANGED:
+        return _list_sentence(entry)
     service = service_label(str(changes.get("service", "")))
     if entry.action == AuditEntry.Action.INTERRUPTED:
         return f"Delivery interrupted: {service} unavailable"
@@ -115,6 +118,26 @@ def audit_sentence(entry: AuditEntry) -> str:
         after = f" after {round(float(seconds))} s" if isinstance(seconds, int | float) else ""
         return f"Delivery recovered{after} ({service})"
     return ""
+
+
+def _list_sentence(entry: AuditEntry) -> str:
+    """A consent entry that moved lists but not the person's own status, in words: "Left
+    “News” through the unsubscribe link", "Put back on “News” by Dana". The person's status
+    change (``from``/``to``) keeps its generic title: that is the change that matters most."""
+    changes = entry.changes or {}
+    if "to" in changes:
+        return ""
+    actor = audit_actor(entry)
+    how = "through the unsubscribe link" if actor == "the person themselves" else f"by {actor}"
+    move = changes.get("subscription")
+    if not isinstance(move, dict) or "audience" not in changes:
+        # An unsubscribe from everything by someone already unsubscribed: only lists changed.
+        return f"Left every list {how}" if entry.send_id else ""
+    name = _value("audience", changes["audience"])
+    if move.get("to") == Subscription.Status.SUBSCRIBED:
+        return f"Put back on “{name}” {how}"
+    verb = "Left" if actor == "the person themselves" else "Taken off"
+    return f"{verb} “{name}” {how}"
 
 
 def audit_details(entry: AuditEntry) -> list[Detail]:

@@ -23,6 +23,7 @@ RECIPIENT_PAGE_DELIVERIES = 50
 class SearchKind(enum.Enum):
     ADDRESS = "address"
     DOMAIN = "domain"
+    NEITHER = "neither"  # part of a name or an address: no index answers it, so nothing
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,14 @@ class RecipientSearch:
 
 def recipient_search_read(term: str) -> RecipientSearch:
     """ "Ada@Example.com" → an address; "@example.com" or "example.com" → a domain. Anything
-    else (a word without a dot) is looked up as an address too, which finds nothing."""
+    else ("alice", "alice@") is neither, and finds nothing."""
     value = term.strip().strip("<>").strip()
     local, at, domain = value.rpartition("@")
-    if at and local:
+    if at and local and domain:
         return RecipientSearch(SearchKind.ADDRESS, f"{local}@{_domain(domain)}".lower())
     domain = domain if at else value
-    if "." not in domain or " " in domain:
-        return RecipientSearch(SearchKind.ADDRESS, value.lower())
+    if (at and local) or "." not in domain or " " in domain:
+        return RecipientSearch(SearchKind.NEITHER, value.lower())
     return RecipientSearch(SearchKind.DOMAIN, _domain(domain))
 
 
@@ -58,6 +59,8 @@ def recipients_matching(
     queryset: QuerySet[Recipient], search: RecipientSearch
 ) -> QuerySet[Recipient]:
     """The recipients a search names, each kind on its own index."""
+    if search.kind is SearchKind.NEITHER:
+        return queryset.none()
     if search.kind is SearchKind.ADDRESS:
         return queryset.filter(email=search.value)
     # Spelled exactly as the index (Recipient.Meta), so PostgreSQL reads the index.
@@ -70,6 +73,57 @@ def recipient_subscriptions(recipient: Recipient) -> list[Subscription]:
         Subscription.objects.filter(recipient=recipient)
         .select_related("audience", "source_import")
         .order_by("created_at", "id")
+    )
+
+
+@dataclass(frozen=True)
+class ListRow:
+    """One list on a person's page, with when they joined it or left it."""
+
+    subscription: Subscription
+    subscribed: bool
+    since: datetime
+
+
+def subscription_rows(
+    subscriptions: list[Subscription], history: list[AuditEntry]
+) -> list[ListRow]:
+    """Each list with the moment its current status began: for a list left, the consent
+    change that took the person off (a row's ``updated_at`` moves with any save, and some
+    bulk changes leave it as it was), else ``updated_at``; for a list they are on, when they
+    were put back on it, else when they joined."""
+    rows = []
+    for sub in subscriptions:
+        subscribed = sub.status == Subscription.Status.SUBSCRIBED
+        moved = _moved_at(sub, history)
+        since = moved or (sub.created_at if subscribed else sub.updated_at)
+        rows.append(ListRow(sub, subscribed, since))
+    return rows
+
+
+def _moved_at(sub: Subscription, history: list[AuditEntry]) -> datetime | None:
+    """When the latest consent change (history is latest first) put the row in its status."""
+    leaving = sub.status == Subscription.Status.UNSUBSCRIBED
+    for entry in history:
+        changes: dict[str, Any] = entry.changes or {}
+        move = changes.get("subscription")
+        if changes.get("audience") == sub.audience_id and isinstance(move, dict):
+            if move.get("to") == sub.status:
+                return entry.created_at
+        elif leaving and "audience" not in changes and _leaves_every_list(entry, changes):
+            return entry.created_at
+    return None
+
+
+def _leaves_every_list(entry: AuditEntry, changes: dict[str, Any]) -> bool:
+    """An unsubscribe from everything: a status change to unsubscribed, or the person's own
+    link when they already were (no status move, lists only)."""
+    if changes.get("to") == Recipient.Status.UNSUBSCRIBED:
+        return True
+    return (
+        entry.action == AuditEntry.Action.RECIPIENT_STATUS_CHANGED
+        and "to" not in changes
+        and bool(entry.send_id)
     )
 
 

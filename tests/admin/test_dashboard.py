@@ -201,3 +201,34 @@ def test_totals_come_from_the_planner_estimate_once_analysed() -> None:
     with connection.cursor() as cursor:
         cursor.execute(f'ANALYZE "{Recipient._meta.db_table}"')
     assert table_estimate(Recipient) == 3
+
+
+def card_link(page: str, kpi: str) -> str:
+    """The href of the card that holds the number ``data-kpi=kpi``."""
+    before = page.split(f'data-kpi="{kpi}"')[0]
+    return before.rsplit('href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+
+
+def test_the_active_campaigns_card_lists_exactly_the_campaigns_it_counts(auditor: Client) -> None:
+    for name, status in [("Going", "sending"), ("Held", "paused"), ("Later", "scheduled")]:
+        CampaignFactory.create(name=name, status=status)
+    response = auditor.get(reverse("admin:index"))
+    assert response.context["active_campaigns"] == 2
+    listing = auditor.get(card_link(response.content.decode(), "active")).content.decode()
+    rows = listing.split('id="result_list"')[1]
+    assert "Going" in rows and "Held" in rows and "Later" not in rows
+
+
+def test_the_imports_card_lists_exactly_the_imports_it_counts(auditor: Client) -> None:
+    ImportJob.objects.create(status=ImportJob.Status.PENDING, original_name="left.csv")
+    ImportJob.objects.create(
+        status=ImportJob.Status.PENDING, original_name="queued.csv", task_id="t-1"
+    )
+    ImportJob.objects.create(status=ImportJob.Status.RUNNING, original_name="busy.csv")
+    ImportJob.objects.create(status=ImportJob.Status.COMPLETED, original_name="done.csv")
+    response = auditor.get(reverse("admin:index"))
+    assert response.context["running_imports"] == 2
+    listing = auditor.get(card_link(response.content.decode(), "imports")).content.decode()
+    rows = listing.split('id="result_list"')[1]
+    assert "queued.csv" in rows and "busy.csv" in rows
+    assert "left.csv" not in rows and "done.csv" not in rows

@@ -12,7 +12,11 @@ from django.utils import timezone
 
 from campaigns.models import Delivery, Recipient, Send, Subscription
 from campaigns.selectors import recipients as selectors
-from campaigns.services.audiences import recipient_status_change, subscription_status_change
+from campaigns.services.audiences import (
+    recipient_status_change,
+    recipient_unsubscribe_from_send_lists,
+    subscription_status_change,
+)
 from tests.admin.helpers import user_with_roles
 from tests.factories import AudienceFactory, CampaignFactory, RecipientFactory, SubscriptionFactory
 
@@ -61,7 +65,8 @@ def test_deliveries_are_latest_first_and_link_to_their_send(auditor: Client) -> 
     sends = deliveries_for(recipient, 3)
     page = page_of(auditor, recipient)
     section = page.split('id="recipient-deliveries"')[1]
-    positions = [section.index(f"Send #{send.pk}<") for send in sends]
+    links = [reverse("admin:campaigns_send_change", args=[send.pk]) + '"' for send in sends]
+    positions = [section.index(link) for link in links]
     assert positions == sorted(positions, reverse=True)  # the newest send comes first
     for send in sends:
         assert reverse("admin:campaigns_send_change", args=[send.pk]) in section
@@ -79,7 +84,8 @@ def test_past_the_limit_the_page_links_to_all_deliveries_of_the_address(
     sends = deliveries_for(recipient, 3)
     page = page_of(auditor, recipient)
     section = page.split('id="recipient-deliveries"')[1]
-    assert f"Send #{sends[0].pk}<" not in section  # the oldest is past the limit
+    oldest = reverse("admin:campaigns_send_change", args=[sends[0].pk]) + '"'
+    assert oldest not in section  # the oldest is past the limit
     assert 'id="recipient-deliveries-all"' in section
     listing = reverse("admin:campaigns_delivery_changelist") + "?q=many%40example.com"
     assert listing in section
@@ -100,7 +106,7 @@ def test_a_suppressed_address_shows_why_and_the_history(client: Client) -> None:
     assert "No mail goes to this address: unsubscribed." in consent
     assert "Asked by phone" in consent and "by Dana Scully" in consent
     assert "Recipient status changed by Dana Scully" in consent
-    assert "Recipient status changed by the system" in consent
+    assert "Put back on “" in consent and "” by the system" in consent
     assert "active → unsubscribed" in consent
 
 
@@ -139,6 +145,8 @@ def test_an_editor_still_edits_attributes_as_json() -> None:
     client.force_login(user_with_roles("editor"))
     recipient = RecipientFactory.create(attributes={"city": "Oslo"})
     url = reverse("admin:campaigns_recipient_change", args=[recipient.pk])
+    page = client.get(url).content.decode()
+    assert "Edit the attributes (advanced)" in page and "(JSON)" not in page
     form = {"first_name": "Ada", "last_name": "L", "attributes": '{"city": "Lima"}'}
     assert client.post(url, form).status_code == 302
     recipient.refresh_from_db()
@@ -183,3 +191,52 @@ def test_an_entry_naming_a_person_in_its_changes_links_to_them() -> None:
         changes={"recipient": recipient.pk + 1000},
     )
     assert entry.recipient_id == recipient.pk and stale.recipient_id is None
+
+
+def test_leaving_her_only_list_reads_as_on_no_list_with_the_day_she_left(auditor: Client) -> None:
+    recipient = RecipientFactory.create(email="ada@example.com")
+    readers = AudienceFactory.create(name="Newsletter readers")
+    joined = timezone.now() - timedelta(days=300)
+    subscription = SubscriptionFactory.create(recipient=recipient, audience=readers)
+    Subscription.objects.filter(pk=subscription.pk).update(created_at=joined)
+    send = Send.objects.create(
+        campaign=CampaignFactory.create(audiences=[readers]), occurrence_key="once"
+    )
+    assert recipient_unsubscribe_from_send_lists(recipient_id=recipient.pk, send_id=send.pk) == 1
+    page = page_of(auditor, recipient)
+    consent = page.split('id="recipient-consent"')[1].split('id="recipient-subscriptions"')[0]
+    assert "Active, but on no list now: no campaign reaches this address" in consent
+    assert "Left “Newsletter readers” through the unsubscribe link" in consent
+    assert "Recipient status changed" not in consent
+    lists = page.split('id="recipient-subscriptions"')[1].split('id="recipient-deliveries"')[0]
+    assert "Unsubscribed on " + timezone.localtime().strftime("%-d %b %Y") in lists
+    assert timezone.localtime(joined).strftime("%-d %b %Y") not in lists
+
+
+def test_an_active_person_on_lists_reads_how_many(auditor: Client) -> None:
+    recipient = RecipientFactory.create()
+    for name in ("News", "Offers"):
+        SubscriptionFactory.create(recipient=recipient, audience=AudienceFactory.create(name=name))
+    consent = page_of(auditor, recipient).split('id="recipient-suppression"')[1][:200]
+    assert "Active: receives the campaigns of 2 lists below." in consent
+
+
+def test_the_subscriptions_list_says_subscribed_since_or_unsubscribed_on(auditor: Client) -> None:
+    recipient = RecipientFactory.create(email="bo@example.com")
+    SubscriptionFactory.create(recipient=recipient, audience=AudienceFactory.create(name="News"))
+    SubscriptionFactory.create(
+        recipient=recipient,
+        audience=AudienceFactory.create(name="Offers"),
+        status=Subscription.Status.UNSUBSCRIBED,
+    )
+    listing = auditor.get(reverse("admin:campaigns_subscription_changelist"))
+    text = listing.content.decode()
+    assert "Subscribed since " in text and "Unsubscribed on " in text
+
+
+def test_a_delivery_names_its_send_by_its_occurrence_not_its_id(auditor: Client) -> None:
+    recipient = RecipientFactory.create()
+    send = Send.objects.create(campaign=CampaignFactory.create(), occurrence_key="once")
+    Delivery.objects.create(send=send, recipient=recipient, status=Delivery.Status.SENT)
+    section = page_of(auditor, recipient).split('id="recipient-deliveries"')[1]
+    assert ">One-off send</a>" in section and "Send #" not in section

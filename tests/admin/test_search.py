@@ -57,6 +57,26 @@ def test_a_word_that_is_neither_an_address_nor_a_domain_finds_nothing(
     RecipientFactory.create(email="ada@example.org", first_name="ada")
     page = auditor_client.get("/admin/campaigns/recipient/", {"q": "ada"}).content.decode()
     assert "ada@example.org" not in page
+    assert "“ada” is neither an address nor a domain" in page  # said, not a silent "0 results"
+
+
+@pytest.mark.parametrize("url", ["/admin/campaigns/recipient/", "/admin/campaigns/delivery/"])
+def test_the_search_help_stays_in_sight_below_the_box(auditor_client: Client, url: str) -> None:
+    page = auditor_client.get(url).content.decode()
+    help_line = page.split('id="search-help"')[1].split("</p>")[0]
+    assert "ada@example.com" in help_line and "finds nothing" in help_line
+
+
+@pytest.mark.parametrize("url", ["/admin/campaigns/subscription/", "/admin/campaigns/delivery/"])
+def test_part_of_an_address_says_why_it_finds_nothing(auditor_client: Client, url: str) -> None:
+    page = auditor_client.get(url, {"q": "alice"}).content.decode()
+    assert "“alice” is not a whole address, so the search finds nothing" in page
+
+
+def test_a_whole_address_or_domain_shows_no_hint(auditor_client: Client) -> None:
+    for term in ("ada@example.org", "@example.org"):
+        page = auditor_client.get("/admin/campaigns/recipient/", {"q": term}).content.decode()
+        assert "neither an address nor a domain" not in page
 
 
 def test_the_domain_search_reads_the_domain_index() -> None:

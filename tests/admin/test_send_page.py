@@ -6,11 +6,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Delivery, Send
+from campaigns.selectors.occurrence import occurrence_words
 from campaigns.selectors.sends import POLL_MAX_MS, POLL_MS, poll_interval_ms, send_progress
 from campaigns.services.delivery import send_launch
 from tests.admin.helpers import user_with_roles
@@ -255,3 +258,51 @@ def test_the_campaigns_latest_sends_say_what_happened_in_words(staff_client: Cli
 
     assert "6 of 6 handled: 2 sent, 4 skipped" in html
     assert "6 / 6" not in html
+
+
+def test_deliveries_name_their_send_and_leave_the_task_id_to_the_detail_page(
+    staff_client: Client,
+) -> None:
+    send = a_send(3)
+    Delivery.objects.filter(send=send).update(task_id="0938a0a2-1111-2222-3333-444455556666")
+    url = reverse("admin:campaigns_delivery_changelist")
+    staff_client.get(url)
+    with CaptureQueriesContext(connection) as queries:
+        text = staff_client.get(url).content.decode()
+    assert f"“{send.campaign.name}” · One-off send</a>" in text
+    assert "Send #" not in text and "0938a0a2" not in text
+    a_send(5)
+    with CaptureQueriesContext(connection) as more:
+        staff_client.get(url)
+    assert len(more) == len(queries)  # the names come with the rows
+    row = Delivery.objects.filter(send=send).first()
+    assert row is not None
+    detail = staff_client.get(reverse("admin:campaigns_delivery_change", args=[row.pk]))
+    assert "0938a0a2" in detail.content.decode()
+
+
+def test_the_send_page_says_its_occurrence_in_words_and_a_stall_only_when_there_is_one(
+    staff_client: Client,
+) -> None:
+    send = a_send(1)
+    url = reverse("admin:campaigns_send_change", args=[send.pk])
+    page = staff_client.get(url).content.decode()
+    assert "Occurrence" in page and "One-off send" in page
+    assert "Occurrence key" not in page and "Stalled reason" not in page
+    Send.objects.filter(pk=send.pk).update(stalled_reason="No progress for 10 minutes")
+    page = staff_client.get(url).content.decode()
+    assert "Stalled reason" in page and "No progress for 10 minutes" in page
+
+
+@pytest.mark.parametrize(
+    ("key", "words"),
+    [
+        ("once", "One-off send"),
+        ("cron:2026-11-25T09:00:00+00:00", "Scheduled for 25 Nov 2026, 09:00 UTC"),
+        ("manual:2026-11-25T10:03", "Sent by hand, 25 Nov 2026, 10:03 UTC"),
+        ("day-2026-11-25", "day-2026-11-25"),
+        ("cron:not-a-time", "cron:not-a-time"),
+    ],
+)
+def test_an_occurrence_key_reads_as_words(key: str, words: str) -> None:
+    assert occurrence_words(key) == words

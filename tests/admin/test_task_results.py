@@ -8,7 +8,9 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
@@ -171,3 +173,35 @@ def test_staff_roles_do_not_see_the_raw_schedule_editors(role: str) -> None:
     )
     index = client.get(reverse("admin:index")).content.decode()
     assert reverse("admin:django_celery_beat_periodictask_changelist") not in index
+
+
+def test_a_result_links_to_its_send_by_name_and_keeps_the_task_id_on_its_page(
+    superuser: Client,
+) -> None:
+    result = batch_result(CampaignFactory.create(name="Spring newsletter"))
+    Send.objects.filter(task_links__task_id=result.task_id).update(occurrence_key="once")
+    for _ in range(5):
+        batch_result(CampaignFactory.create())
+    listing = superuser.get(reverse("admin:django_celery_results_taskresult_changelist"))
+    text = listing.content.decode()
+    assert "“Spring newsletter” · One-off send</a>" in text
+    assert "Send #" not in text and result.task_id not in text
+    detail = superuser.get(
+        reverse("admin:django_celery_results_taskresult_change", args=[result.pk])
+    ).content.decode()
+    assert result.task_id in detail and "No error." in detail
+    app_crumb = detail.split('href="/admin/django_celery_results/"')[1].split("</a")[0]
+    assert "Task results" in app_crumb and "Celery Results" not in detail
+
+
+def test_the_list_reads_names_without_a_query_per_row(superuser: Client) -> None:
+    url = reverse("admin:django_celery_results_taskresult_changelist")
+    batch_result(CampaignFactory.create())
+    superuser.get(url)
+    with CaptureQueriesContext(connection) as few:
+        superuser.get(url)
+    for _ in range(10):
+        batch_result(CampaignFactory.create())
+    with CaptureQueriesContext(connection) as many:
+        superuser.get(url)
+    assert len(many) == len(few)

@@ -136,6 +136,7 @@ def test_records_read_as_words_and_stay_read_only(
     assert "ada.lovelace@example.org" in page.locator("#header-inner h1").inner_text()
     lists = page.locator("#recipient-subscriptions").inner_text()
     assert "Newsletter readers" in lists and "Offers" in lists and "Unsubscribed" in lists
+    assert "Unsubscribed on" in lists and "Subscribed since" not in lists  # she left all
     consent = page.locator("#recipient-consent").inner_text()
     assert "No mail goes to this address: unsubscribed." in consent
     assert "Asked by phone" in consent and "Recipient status changed by Dana Scully" in consent
@@ -158,6 +159,11 @@ def test_records_read_as_words_and_stay_read_only(
         page.wait_for_url("**/recipient/?q=*")
         listing = page.locator("#result_list").inner_text()
         assert "ada.lovelace@example.org" in listing and "grace@example.com" not in listing
+    # Part of a name finds nothing, and the page says why instead of a bare "0 results".
+    page.fill("input[name=q]", "ada")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url("**/recipient/?q=ada")
+    assert "is neither an address nor a domain" in page.locator("body").inner_text()
 
     # 3. The audit trail names people and links each entry to what it was about.
     page.goto(f"{base}/admin/campaigns/auditentry/")
@@ -181,9 +187,10 @@ def test_records_read_as_words_and_stay_read_only(
     listing = page.locator("#result_list").inner_text()
     assert "Delivery batch for “Spring newsletter” — succeeded" in listing
     assert "<Task:" not in listing and page.locator("#result_list input").count() == 0
+    assert "“Spring newsletter” · day-1" in listing and result.task_id not in listing
     page.goto(f"{base}/admin/django_celery_results/taskresult/{result.pk}/change/")
     body = page.locator("#content").inner_text()
-    assert "1.4 s" in body and "UTC" in body
+    assert "1.4 s" in body and "UTC" in body and "No error." in body
     assert "<Task:" not in page.locator("#header-inner h1").inner_text()
     assert page.locator("input[name=_save], button[name=_save]").count() == 0
     assert page.locator("a[href$='/delete/']").count() == 0

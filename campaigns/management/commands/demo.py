@@ -61,16 +61,22 @@ class Command(BaseCommand):
         _supervise(processes)
 
 
+DEMO_SENDER_NAME = "Opsdash Demo"
+
+
 def demo_env(*, port: int, smtp_port: int, maildir: Path) -> dict[str, str]:
     """The environment of the demo's processes.
 
     DEBUG is off by default everywhere; the demo asks for it (runserver then serves the static
     files and shows error pages) unless DJANGO_DEBUG is already set. The secret key needs
     nothing here: every process reads the same generated one from the shared var/ folder.
+    The unsubscribe page is headed with the sender's name, which the demo gives unless one is
+    set, so it does not read "opsdash" to a person who came from a message.
     """
     return {
         **os.environ,
         "DJANGO_DEBUG": os.environ.get("DJANGO_DEBUG", "true"),
+        "OPSDASH_SENDER_NAME": os.environ.get("OPSDASH_SENDER_NAME") or DEMO_SENDER_NAME,
         "OPSDASH_MAILBOX_DIR": str(maildir),
         "EMAIL_PORT": str(smtp_port),
         "OPSDASH_PUBLIC_URL": f"http://127.0.0.1:{port}",
