@@ -17,6 +17,7 @@ from django.conf import settings
 from campaigns.models import Campaign, Send
 from campaigns.services.approval import approval_problem
 from campaigns.services.audit import By, acting_user_id
+from campaigns.services.scheduling import once_time_passed
 from campaigns.services.transitions import (
     CampaignControl,
     campaign_controls_for,
@@ -140,6 +141,8 @@ def _ready_to_go(campaign: Campaign, user: By) -> str:
 def _ready_to_schedule(campaign: Campaign, user: By) -> str:
     if campaign.schedule_kind == Campaign.ScheduleKind.MANUAL:
         return "Choose when to send first (Schedule tab)"
+    if once_time_passed(campaign):
+        return "The chosen time has passed: pick a later one (Schedule tab)"
     return _ready_to_go(campaign, user)
 
 
