@@ -382,7 +382,10 @@ def campaign_cancel(*, campaign: Campaign, by: By) -> Send:
 
 
 def campaign_fire_scheduled(
-    *, campaign_id: int, publish: BatchPublisher = publishers.publish_batch
+    *,
+    campaign_id: int,
+    publish: BatchPublisher = publishers.publish_batch,
+    task_id: str | None = None,
 ) -> Send | None:
     """What Beat's PeriodicTask runs: launches the occurrence due now, at most once.
 
@@ -397,7 +400,11 @@ def campaign_fire_scheduled(
         return None
     key = occurrence_key_for(campaign)
     send = send_launch(
-        campaign_id=campaign_id, occurrence_key=key, trigger=Send.Trigger.SCHEDULE, publish=publish
+        campaign_id=campaign_id,
+        occurrence_key=key,
+        trigger=Send.Trigger.SCHEDULE,
+        publish=publish,
+        task_id=task_id,
     )
     if send is None:
         return None
