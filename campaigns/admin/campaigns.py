@@ -41,6 +41,15 @@ from campaigns.services.scheduling import schedule_describe
 from campaigns.services.transitions import IllegalTransition
 
 RECENT_SENDS = 10
+# The schedule fields each kind uses (a read-only page shows only these).
+_TIME_AND_ZONE = ("schedule_time", "schedule_timezone")
+SCHEDULE_FIELDS_OF_KIND: dict[str, tuple[str, ...]] = {
+    Campaign.ScheduleKind.ONCE: ("scheduled_at",),
+    Campaign.ScheduleKind.DAILY: _TIME_AND_ZONE,
+    Campaign.ScheduleKind.WEEKLY: ("schedule_weekday", *_TIME_AND_ZONE),
+    Campaign.ScheduleKind.MONTHLY: ("schedule_day", *_TIME_AND_ZONE),
+    Campaign.ScheduleKind.CRONTAB: ("schedule_crontab", "schedule_timezone"),
+}
 
 
 class CampaignService(Protocol):
@@ -104,14 +113,19 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         ),
     )
     actions_detail = tuple(CONTROL_ACTIONS.values())
-    # The plain-words schedule control: each field shows only for the kind it belongs to.
+    # The plain-words schedule control: each field shows only for the kind it belongs to. Where
+    # the kind is read-only it is no form field, so Alpine has no ``schedule_kind``: the guard
+    # shows the field, and get_fieldsets keeps only those of the stored kind.
     conditional_fields = {
-        "scheduled_at": "schedule_kind == 'once'",
-        "schedule_time": "['daily', 'weekly', 'monthly'].includes(schedule_kind)",
-        "schedule_weekday": "schedule_kind == 'weekly'",
-        "schedule_day": "schedule_kind == 'monthly'",
-        "schedule_crontab": "schedule_kind == 'crontab'",
-        "schedule_timezone": "schedule_kind != 'manual' && schedule_kind != 'once'",
+        field: f"typeof schedule_kind === 'undefined' || {kinds}"
+        for field, kinds in {
+            "scheduled_at": "schedule_kind == 'once'",
+            "schedule_time": "['daily', 'weekly', 'monthly'].includes(schedule_kind)",
+            "schedule_weekday": "schedule_kind == 'weekly'",
+            "schedule_day": "schedule_kind == 'monthly'",
+            "schedule_crontab": "schedule_kind == 'crontab'",
+            "schedule_timezone": "schedule_kind != 'manual' && schedule_kind != 'once'",
+        }.items()
     }
     change_form_outer_before_template = "admin/campaigns/campaign/toolbar_notes.html"
     change_form_outer_after_template = "admin/campaigns/campaign_tools.html"
@@ -153,7 +167,10 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         """Draws the unavailable controls too, greyed out with their reason, in toolbar order."""
         if obj is not None:
             offers = campaign_offers(campaign=obj, user=request.user)
-            context["actions_detail"] = toolbar(context.get("actions_detail") or [], offers)
+            # The page's template draws the toolbar (greyed entries need no Alpine state), so
+            # Unfold's own loop over actions_detail gets nothing to draw.
+            context["campaign_toolbar"] = toolbar(context.get("actions_detail") or [], offers)
+            context["actions_detail"] = []
             context["unavailable_offers"] = [
                 (LABELS[o.control], o.reason) for o in offers if not o.available
             ]
@@ -234,6 +251,23 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         if obj.periodic_task_id is None:
             return "—"
         return format_html('<a href="{}">{}</a>', admin_url(obj.periodic_task), obj.periodic_task)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        """On a page where the schedule is read-only, the Schedule tab lists only the fields
+        of the campaign's own kind (no form state to hide the others by)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        editable = self.has_change_permission(request, obj) and (
+            "schedule_kind" not in self.get_readonly_fields(request, obj)
+        )
+        if obj is None or editable:
+            return fieldsets
+        shown = {"schedule_kind", *SCHEDULE_FIELDS_OF_KIND.get(obj.schedule_kind, ())}
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f in shown]})
+            if name == "Schedule"
+            else (name, options)
+            for name, options in fieldsets
+        ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         """A started send keeps what it was composed with; a finished campaign is a record."""
