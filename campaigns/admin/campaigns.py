@@ -78,6 +78,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     list_filter = ("status", "schedule_kind")
     search_fields = ("name", "subject")
     readonly_fields = (
+        "text_body_as_written",  # in place of text_body where the content is read-only
         "status",
         "schedule",
         "owner",
@@ -175,6 +176,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
                 (LABELS[o.control], o.reason) for o in offers if not o.available
             ]
             context["campaign_read_only"] = obj.status in FINAL
+            context["may_duplicate"] = self.has_duplicate_permission(request, obj.pk)
             context["campaign_reader_only"] = not offers
             context["may_send_test"] = request.user.has_perm("campaigns.send_test_campaign")
             context["seed_lists"] = list(SeedList.objects.all()[:100])
@@ -253,8 +255,9 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         return format_html('<a href="{}">{}</a>', admin_url(obj.periodic_task), obj.periodic_task)
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
-        """On a page where the schedule is read-only, the Schedule tab lists only the fields
-        of the campaign's own kind (no form state to hide the others by)."""
+        """Where content and schedule are read-only (a started or finished send, a reader),
+        the Text body reads as written, line breaks kept, and the Schedule tab lists only the
+        fields of the campaign's own kind (no form state to hide the others by)."""
         fieldsets = super().get_fieldsets(request, obj)
         editable = self.has_change_permission(request, obj) and (
             "schedule_kind" not in self.get_readonly_fields(request, obj)
@@ -262,12 +265,20 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         if obj is None or editable:
             return fieldsets
         shown = {"schedule_kind", *SCHEDULE_FIELDS_OF_KIND.get(obj.schedule_kind, ())}
-        return [
-            (name, {**options, "fields": [f for f in options["fields"] if f in shown]})
-            if name == "Schedule"
-            else (name, options)
-            for name, options in fieldsets
-        ]
+        read_only = []
+        for name, options in fieldsets:
+            fields = [
+                "text_body_as_written" if field == "text_body" else field
+                for field in options["fields"]
+                if name != "Schedule" or field in shown
+            ]
+            read_only.append((name, {**options, "fields": fields}))
+        return read_only
+
+    @display(description="Text body")
+    def text_body_as_written(self, obj: Campaign) -> str:
+        # A plain-text body's line breaks and indents are its layout: keep them.
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.text_body)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         """A started send keeps what it was composed with; a finished campaign is a record."""

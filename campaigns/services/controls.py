@@ -62,6 +62,9 @@ PERMISSIONS: dict[Control, tuple[str, str]] = {
     Control.SEND_TEST: ("campaigns.send_test_campaign", "Needs the test-send permission"),
     Control.DUPLICATE: ("campaigns.add_campaign", "Needs the permission to create campaigns"),
 }
+# How transitions' refusals of a finished campaign end (“Already sent: duplicate it to send
+# again”); dropped for a user who may not duplicate.
+DUPLICATE_HINT = ": duplicate it to send again"
 _STATE_CONTROLS = {
     Control.SEND_NOW: CampaignControl.SEND_NOW,
     Control.SCHEDULE: CampaignControl.SCHEDULE,
@@ -110,7 +113,11 @@ def _expected(campaign: Campaign) -> list[Control]:
 
 def _reason(campaign: Campaign, user: By, control: Control) -> str:
     if control in _STATE_CONTROLS and campaign.status in FINAL:
-        return campaign_status_refusal(campaign, _STATE_CONTROLS[control])
+        refusal = campaign_status_refusal(campaign, _STATE_CONTROLS[control])
+        # Only someone who may duplicate is told to: the reason must fit its reader.
+        if not _may(user, PERMISSIONS[Control.DUPLICATE][0]):
+            refusal = refusal.removesuffix(DUPLICATE_HINT)
+        return refusal
     permission, missing = PERMISSIONS[control]
     if not _may(user, permission):
         return missing

@@ -41,3 +41,25 @@ def test_a_read_only_schedule_lists_only_the_fields_of_its_kind() -> None:
     # weekday, time of day and time zone; no one-off time, day of month or crontab
     assert len(guarded) == 3
     assert not [shown for shown in guarded if "once" in shown and "!=" not in shown]
+
+
+def test_a_sent_campaign_shows_its_text_body_with_its_line_breaks() -> None:
+    campaign = CampaignFactory.create(
+        status=Campaign.Status.SENT, text_body="Line one\nLine two\n\n  <Indented>"
+    )
+    client = Client()
+    client.force_login(user_with_roles("auditor"))
+    page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    assert (
+        '<pre style="white-space: pre-wrap">Line one\nLine two\n\n  &lt;Indented&gt;</pre>'
+        in page.content.decode()
+    )
+
+
+def test_an_auditor_of_a_sent_campaign_is_not_told_to_duplicate_it() -> None:
+    campaign = CampaignFactory.create(status=Campaign.Status.SENT)
+    client = Client()
+    client.force_login(user_with_roles("auditor"))
+    page = client.get(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+    html = page.content.decode()
+    assert 'id="campaign-read-only"' in html and "uplicate it" not in html

@@ -167,9 +167,10 @@ def test_the_toolbar_follows_status_and_role_and_send_now_confirms_the_launch_co
     )
 
     # 5. Sent: read-only, Send now greyed out with why, Duplicate makes a new draft.
-    for page in pages.values():
+    for username, page in pages.items():
         page.goto(f"{base}/admin/campaigns/campaign/{draft.pk}/change/")
-        assert reasons(page)["Send now"] == "Already sent: duplicate it to send again"
+        duplicate = "" if username == "alex" else ": duplicate it to send again"  # alex may not
+        assert reasons(page)["Send now"] == f"Already sent{duplicate}"
         assert page.locator("#campaign-read-only").is_visible()
         assert page.locator("[name=_save]").count() == 0
     shots(dana, "campaign-sent-readonly")

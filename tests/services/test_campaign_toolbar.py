@@ -158,3 +158,11 @@ def test_a_test_to_me_needs_an_address_on_the_account() -> None:
     user = user_with_roles("editor", email="")
     offers = {o.control: o.reason for o in campaign_offers(campaign=ready(), user=user)}
     assert offers[Control.SEND_TEST] == "Add an email address to your account first"
+
+
+def test_a_finished_campaign_tells_only_those_who_may_duplicate_to_do_so() -> None:
+    campaign = ready(status=Campaign.Status.SENT)
+    assert toolbar(campaign, "approver")[Control.SEND_NOW] == "Already sent"
+    assert toolbar(campaign, "editor", "approver")[Control.SEND_NOW] == (
+        "Already sent: duplicate it to send again"
+    )
