@@ -364,6 +364,8 @@ def campaign_duplicate(*, campaign: Campaign, by: By) -> Campaign:
             campaign=copy,
             by=by,
             audiences=campaign.audiences.all(),
+            # The name is what a reader knows it by; the id links it (the audit shows both as
+            # one "Duplicated from “…”" row).
             changes={"duplicated_from": campaign.name, "duplicated_from_id": campaign.pk},
         )
     return copy

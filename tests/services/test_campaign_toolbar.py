@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import time
 
 import pytest
+from django.urls import reverse
 from pytest_django import Settings
 
 from campaigns.models import AuditEntry, Campaign, Send
+from campaigns.selectors.audit import Detail, audit_details
 from campaigns.services import campaigns as services
 from campaigns.services.controls import Control, campaign_offers
 from tests.admin.helpers import user_with_roles
@@ -117,6 +119,8 @@ def test_duplicate_makes_a_draft_with_content_and_audiences_but_no_schedule_or_a
     entry = AuditEntry.objects.get(campaign=copy)
     assert entry.action == "created" and entry.actor == editor
     assert entry.changes["duplicated_from"] == "November newsletter"
+    source = reverse("admin:campaigns_campaign_change", args=[original.pk])
+    assert audit_details(entry) == [Detail("Duplicated from", "“November newsletter”", source)]
 
 
 def test_a_browser_save_of_an_unchanged_form_logs_no_edit_and_keeps_the_approval() -> None:
