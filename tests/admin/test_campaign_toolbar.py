@@ -37,8 +37,8 @@ def test_an_editor_sees_send_and_approve_greyed_out_with_the_reason() -> None:
     campaign = ready()
     page = logged_in("editor").get(url("change", campaign)).content.decode()
     assert url("send_now", campaign) not in page and url("approve", campaign) not in page
-    assert 'data-unavailable="Needs the send permission"' in page
-    assert 'data-unavailable="Needs the approve permission"' in page
+    assert 'data-unavailable="Only approvers can send this"' in page
+    assert 'data-unavailable="Only approvers can approve this"' in page
     assert url("duplicate", campaign) in page and url("send_test_to_me", campaign) in page
 
 

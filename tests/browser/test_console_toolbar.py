@@ -35,16 +35,16 @@ DRAFT_TOOLBAR: dict[str, tuple[set[str], dict[str, str]]] = {
     "eddie": (
         {"send_test_to_me", "duplicate"},
         {
-            "Send now": "Needs the send permission",
-            "Schedule": "Needs the send permission",
-            "Approve": "Needs the approve permission",
+            "Send now": "Only approvers can send this",
+            "Schedule": "Only approvers can schedule this",
+            "Approve": "Only approvers can approve this",
         },
     ),
     "alex": (
         {"send_now", "schedule_campaign", "approve"},
         {
-            "Send a test to me": "Needs the test-send permission",
-            "Duplicate": "Needs the permission to create campaigns",
+            "Send a test to me": "Only editors can send test messages",
+            "Duplicate": "Only editors can duplicate campaigns",
         },
     ),
 }
