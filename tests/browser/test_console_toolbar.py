@@ -1,7 +1,8 @@
 """The campaign toolbar in a real browser: per role and status only the controls that apply,
 a reason where an expected one is out of reach, confirmation with the count the launch creates,
-a success message that leads to the send, a read-only sent campaign and Duplicate, and no
-error in the browser console on any of these pages.
+a success message that leads to the send, a read-only sent campaign and Duplicate, an
+approver's preview of the saved campaign (cleared when it answers with an error), and no error
+in the browser console on any of these pages.
 
 Screenshots: campaign-toolbar-draft, campaign-confirm-send, campaign-sent-readonly.
 """
@@ -135,6 +136,14 @@ def test_the_toolbar_follows_status_and_role_and_send_now_confirms_the_launch_co
             assert f"{label}: {reason}" in page.inner_text("#campaign-unavailable")
         if username == "eddie":
             shots(page, "campaign-toolbar-draft")
+        if username == "alex":  # an approver previews what they approve, as anyone
+            page.wait_for_function("document.getElementById('campaign-preview').dataset.rendered")
+            assert page.inner_text("#preview-subject") and page.inner_text("#preview-to")
+            page.fill("#preview-recipient", "nobody@example.com")
+            page.click("#preview-refresh")
+            page.wait_for_selector("#preview-error:not([hidden])")
+            assert page.inner_text("#preview-error") == "No recipient has this address."
+            assert page.inner_text("#preview-subject") == page.inner_text("#preview-to") == ""
 
     # 2. A scheduled campaign: Unschedule instead of Schedule, for those who may send.
     dana, alex = pages["dana"], pages["alex"]
