@@ -115,6 +115,7 @@ def launch_send(
         trigger=trigger,
         triggered_by_id=triggered_by_id,
         publish=publish_batch,
+        task_id=self.request.id,
     )
     if send is None:
         return {"launched": False, "reason": f"occurrence {occurrence_key} exists already"}
@@ -128,7 +129,9 @@ def fire_scheduled_send(self: Task[Any, Any], campaign_id: int) -> dict[str, Any
         task_link_record(
             task_id=self.request.id, kind=TaskLink.Kind.LAUNCH, campaign_id=campaign_id
         )
-    send = campaign_fire_scheduled(campaign_id=campaign_id, publish=publish_batch)
+    send = campaign_fire_scheduled(
+        campaign_id=campaign_id, publish=publish_batch, task_id=self.request.id
+    )
     if send is None:
         return {"launched": False}
     return {"launched": True, "send_id": send.pk, "deliveries": send.total}

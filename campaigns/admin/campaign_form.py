@@ -60,7 +60,10 @@ class CampaignForm(_CampaignModelForm):
         if self.errors:
             return
         try:
-            campaign_services.campaign_check(campaign=self.instance)
+            # A one-off time already passed is refused only when this form sets it.
+            sets_time = {"schedule_kind", "scheduled_at"}.intersection(self.changed_data)
+            past_ok = self.instance.pk is not None and not sets_time
+            campaign_services.campaign_check(campaign=self.instance, past_ok=past_ok)
         except ValidationError as exc:
             self.add_error(None, exc)
         # The page may have been drawn before a send started: say why the edit cannot be saved.

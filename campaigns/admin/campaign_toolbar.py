@@ -61,16 +61,10 @@ def toolbar(drawn: list[Any], offers: list[Offer]) -> list[Any]:
 
 
 def _unavailable(offer: Offer) -> dict[str, Any]:
+    """Drawn by templates/admin/campaigns/campaign/toolbar_unavailable.html, not by Unfold."""
     return {
         "title": LABELS[offer.control],
         "icon": _ICONS[offer.control],
         "variant": ActionVariant.DEFAULT,
-        "path": "",
-        "items": [],  # or Unfold's template takes dict.items for a dropdown's entries
-        "attrs": {
-            "title": offer.reason,
-            "aria-disabled": "true",
-            "data-unavailable": offer.reason,
-            "style": "opacity:.5;cursor:not-allowed",
-        },
+        "reason": offer.reason,
     }

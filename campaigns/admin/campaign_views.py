@@ -4,8 +4,10 @@ test-message form (to me or a seed list, as a sample or a chosen recipient) and 
 
 The preview and the task state answer the page's script in JSON; they parse the request and
 leave the work to a service (the preview) or a selector (the task state). The preview renders
-whatever is posted, so it needs the permission to write it (change, or add for a campaign not
-saved yet); reading the state of a task needs only the view permission.
+whatever is posted, so rendering posted content needs the permission to write it (change, or add
+for a campaign not saved yet); a reader with only the view permission (an approver, an auditor)
+gets a saved campaign rendered as stored, whatever is posted, so they approve what they saw.
+Reading the state of a task needs only the view permission.
 """
 
 from __future__ import annotations
@@ -66,26 +68,32 @@ class CampaignToolViews:
         if not self.model_admin.has_view_or_change_permission(request):
             raise PermissionDenied
 
-    def _require_compose(self, request: HttpRequest, *, campaign_id: int | None) -> None:
-        # A preview renders content the poster wrote: only those who may write it may render it.
+    def _may_compose(self, request: HttpRequest, *, campaign_id: int | None) -> bool:
+        # Posted content is the poster's own writing: only those who may write it may render it.
         if campaign_id is None:
-            allowed = self.model_admin.has_add_permission(request)
-        else:
-            allowed = self.model_admin.has_change_permission(request)
-        if not allowed:
+            return self.model_admin.has_add_permission(request)
+        return self.model_admin.has_change_permission(request)
+
+    def _preview_data(self, request: HttpRequest, campaign_id: int | None) -> dict[str, str]:
+        """The posted fields for a writer; none for a reader of a saved campaign, who sees it
+        as stored; PermissionDenied for anyone else."""
+        if self._may_compose(request, campaign_id=campaign_id):
+            posted = request.POST
+            return {name: posted[name] for name in PREVIEW_FIELDS if name in posted}
+        if campaign_id is None or not self.model_admin.has_view_permission(request):
             raise PermissionDenied
+        get_object_or_404(Campaign, pk=campaign_id)
+        return {}
 
     def _preview(self, request: HttpRequest) -> HttpResponse:
         posted = request.POST
         posted_id = posted.get("campaign_id", "")
         # Only a plain number names a campaign; anything else previews the form alone.
         campaign_id = int(posted_id) if posted_id.isdigit() else None
-        self._require_compose(request, campaign_id=campaign_id)
+        data = self._preview_data(request, campaign_id)
         try:
             preview = campaign_preview(
-                campaign_id=campaign_id,
-                data={name: posted[name] for name in PREVIEW_FIELDS if name in posted},
-                recipient_email=posted.get("recipient", ""),
+                campaign_id=campaign_id, data=data, recipient_email=posted.get("recipient", "")
             )
         except PreviewProblem as exc:
             return JsonResponse({"error": str(exc)})

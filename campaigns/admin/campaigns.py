@@ -41,6 +41,15 @@ from campaigns.services.scheduling import schedule_describe
 from campaigns.services.transitions import IllegalTransition
 
 RECENT_SENDS = 10
+# The schedule fields each kind uses (a read-only page shows only these).
+_TIME_AND_ZONE = ("schedule_time", "schedule_timezone")
+SCHEDULE_FIELDS_OF_KIND: dict[str, tuple[str, ...]] = {
+    Campaign.ScheduleKind.ONCE: ("scheduled_at",),
+    Campaign.ScheduleKind.DAILY: _TIME_AND_ZONE,
+    Campaign.ScheduleKind.WEEKLY: ("schedule_weekday", *_TIME_AND_ZONE),
+    Campaign.ScheduleKind.MONTHLY: ("schedule_day", *_TIME_AND_ZONE),
+    Campaign.ScheduleKind.CRONTAB: ("schedule_crontab", "schedule_timezone"),
+}
 
 
 class CampaignService(Protocol):
@@ -69,6 +78,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     list_filter = ("status", "schedule_kind")
     search_fields = ("name", "subject")
     readonly_fields = (
+        "text_body_as_written",  # in place of text_body where the content is read-only
         "status",
         "schedule",
         "owner",
@@ -104,14 +114,19 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         ),
     )
     actions_detail = tuple(CONTROL_ACTIONS.values())
-    # The plain-words schedule control: each field shows only for the kind it belongs to.
+    # The plain-words schedule control: each field shows only for the kind it belongs to. Where
+    # the kind is read-only it is no form field, so Alpine has no ``schedule_kind``: the guard
+    # shows the field, and get_fieldsets keeps only those of the stored kind.
     conditional_fields = {
-        "scheduled_at": "schedule_kind == 'once'",
-        "schedule_time": "['daily', 'weekly', 'monthly'].includes(schedule_kind)",
-        "schedule_weekday": "schedule_kind == 'weekly'",
-        "schedule_day": "schedule_kind == 'monthly'",
-        "schedule_crontab": "schedule_kind == 'crontab'",
-        "schedule_timezone": "schedule_kind != 'manual' && schedule_kind != 'once'",
+        field: f"typeof schedule_kind === 'undefined' || {kinds}"
+        for field, kinds in {
+            "scheduled_at": "schedule_kind == 'once'",
+            "schedule_time": "['daily', 'weekly', 'monthly'].includes(schedule_kind)",
+            "schedule_weekday": "schedule_kind == 'weekly'",
+            "schedule_day": "schedule_kind == 'monthly'",
+            "schedule_crontab": "schedule_kind == 'crontab'",
+            "schedule_timezone": "schedule_kind != 'manual' && schedule_kind != 'once'",
+        }.items()
     }
     change_form_outer_before_template = "admin/campaigns/campaign/toolbar_notes.html"
     change_form_outer_after_template = "admin/campaigns/campaign_tools.html"
@@ -153,11 +168,15 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         """Draws the unavailable controls too, greyed out with their reason, in toolbar order."""
         if obj is not None:
             offers = campaign_offers(campaign=obj, user=request.user)
-            context["actions_detail"] = toolbar(context.get("actions_detail") or [], offers)
+            # The page's template draws the toolbar (greyed entries need no Alpine state), so
+            # Unfold's own loop over actions_detail gets nothing to draw.
+            context["campaign_toolbar"] = toolbar(context.get("actions_detail") or [], offers)
+            context["actions_detail"] = []
             context["unavailable_offers"] = [
                 (LABELS[o.control], o.reason) for o in offers if not o.available
             ]
             context["campaign_read_only"] = obj.status in FINAL
+            context["may_duplicate"] = self.has_duplicate_permission(request, obj.pk)
             context["campaign_reader_only"] = not offers
             context["may_send_test"] = request.user.has_perm("campaigns.send_test_campaign")
             context["seed_lists"] = list(SeedList.objects.all()[:100])
@@ -234,6 +253,32 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         if obj.periodic_task_id is None:
             return "—"
         return format_html('<a href="{}">{}</a>', admin_url(obj.periodic_task), obj.periodic_task)
+
+    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
+        """Where content and schedule are read-only (a started or finished send, a reader),
+        the Text body reads as written, line breaks kept, and the Schedule tab lists only the
+        fields of the campaign's own kind (no form state to hide the others by)."""
+        fieldsets = super().get_fieldsets(request, obj)
+        editable = self.has_change_permission(request, obj) and (
+            "schedule_kind" not in self.get_readonly_fields(request, obj)
+        )
+        if obj is None or editable:
+            return fieldsets
+        shown = {"schedule_kind", *SCHEDULE_FIELDS_OF_KIND.get(obj.schedule_kind, ())}
+        read_only = []
+        for name, options in fieldsets:
+            fields = [
+                "text_body_as_written" if field == "text_body" else field
+                for field in options["fields"]
+                if name != "Schedule" or field in shown
+            ]
+            read_only.append((name, {**options, "fields": fields}))
+        return read_only
+
+    @display(description="Text body")
+    def text_body_as_written(self, obj: Campaign) -> str:
+        # A plain-text body's line breaks and indents are its layout: keep them.
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.text_body)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         """A started send keeps what it was composed with; a finished campaign is a record."""

@@ -8,19 +8,23 @@ confirm is the number of rows the launch creates (suppressed and unsubscribed le
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from campaigns.models import Audience, Campaign, Recipient, Subscription
+from campaigns.selectors.cache import CACHE_ERRORS
+from campaigns.services.audience_counts import COUNTS_VERSION_KEY
 from campaigns.services.audiences import SUPPRESSED_STATUSES
 
-# Audience sizes change with every import; a few minutes old is fine for a list or a checkbox,
-# and on a million-row table it spares a grouped count on every page view.
+# Audience sizes cached for a list or a checkbox: on a million-row table it spares a grouped
+# count on every page view; an import or an unsubscribe leaves them behind (a version bump).
 SUBSCRIBER_COUNT_SECONDS = 300
-_COUNT_KEY = "opsdash:audience-subscribers:{}"
+_COUNT_KEY = "opsdash:audience-subscribers:{}:{}"  # version, audience id
 
 
 def audience_members_sql(*, campaign_id: int, suppressed: bool = False) -> tuple[str, list[Any]]:
@@ -54,21 +58,64 @@ def campaign_recipient_count(*, campaign_id: int, suppressed: bool = False) -> i
 
 
 def audience_subscriber_counts(audience_ids: Iterable[int]) -> dict[int, int]:
-    """Active subscriptions per audience: cached ones as they are, the rest in one grouped query."""
+    """Active subscriptions per audience: cached ones as they are, the rest in one grouped query.
+
+    The keys carry the version an import or an unsubscribe bumps (services.audience_counts), so
+    a count is never older than the last such change; a cache that is down costs the query.
+    """
     ids = sorted(set(audience_ids))
-    cached = cache.get_many([_COUNT_KEY.format(pk) for pk in ids])
-    counts = {pk: cached[_COUNT_KEY.format(pk)] for pk in ids if _COUNT_KEY.format(pk) in cached}
+    try:
+        version = cache.get(COUNTS_VERSION_KEY, 0)
+        keys = {pk: _COUNT_KEY.format(version, pk) for pk in ids}
+        cached = cache.get_many(list(keys.values()))
+    except CACHE_ERRORS:
+        return _subscribed_counts(ids)
+    counts = {pk: cached[key] for pk, key in keys.items() if key in cached}
     missing = [pk for pk in ids if pk not in counts]
     if missing:
-        fresh = dict.fromkeys(missing, 0)
-        subscribed = Subscription.objects.filter(
-            audience_id__in=missing, status=Subscription.Status.SUBSCRIBED
-        )
-        rows = subscribed.values_list("audience_id").annotate(n=Count("id"))
-        fresh.update({audience_id: n for audience_id, n in rows})
-        keyed = {_COUNT_KEY.format(pk): n for pk, n in fresh.items()}
-        cache.set_many(keyed, SUBSCRIBER_COUNT_SECONDS)
+        fresh = _subscribed_counts(missing)
+        # A cache that is down: the page has its numbers, and the next one counts again.
+        with suppress(*CACHE_ERRORS):
+            cache.set_many({keys[pk]: n for pk, n in fresh.items()}, SUBSCRIBER_COUNT_SECONDS)
         counts.update(fresh)
+    return counts
+
+
+def _subscribed_counts(audience_ids: list[int]) -> dict[int, int]:
+    counts = dict.fromkeys(audience_ids, 0)
+    subscribed = Subscription.objects.filter(
+        audience_id__in=audience_ids, status=Subscription.Status.SUBSCRIBED
+    )
+    counts.update(subscribed.values_list("audience_id").annotate(n=Count("id")))
+    return counts
+
+
+@dataclass(frozen=True)
+class AudienceReach:
+    """One audience as a confirmation page counts it, exactly and now."""
+
+    subscribed: int  # active subscriptions
+    left_out: int  # of those, addresses unsubscribed, bounced or complained (never sent to)
+
+
+def audience_exact_counts(audience_ids: Iterable[int]) -> dict[int, AudienceReach]:
+    """Uncached counts for the few audiences of one campaign, in one grouped query.
+
+    What staff confirm a send against must be the truth now, never a cached number: the
+    (audience, status) index finds each audience's active subscriptions, and each joins its
+    recipient by primary key for the address's status.
+    """
+    ids = sorted(set(audience_ids))
+    rows = (
+        Subscription.objects.filter(audience_id__in=ids, status=Subscription.Status.SUBSCRIBED)
+        .values_list("audience_id")
+        .annotate(
+            subscribed=Count("id"),
+            left_out=Count("id", filter=Q(recipient__status__in=SUPPRESSED_STATUSES)),
+        )
+    )
+    counts = dict.fromkeys(ids, AudienceReach(0, 0))
+    counts.update({pk: AudienceReach(n, out) for pk, n, out in rows})
     return counts
 
 

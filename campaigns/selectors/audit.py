@@ -150,6 +150,10 @@ def audit_details(entry: AuditEntry) -> list[Detail]:
             rows.append(Detail("Status", moved))
     if entry.recipient_id is not None:
         changes.pop("recipient", None)  # the entry links to the person already
+    if "duplicated_from" in changes:  # a copy names its source, linked by the id kept with it
+        source_id = changes.pop("duplicated_from_id", None)
+        source = reverse("admin:campaigns_campaign_change", args=[source_id]) if source_id else ""
+        rows.append(Detail("Duplicated from", f"“{changes.pop('duplicated_from')}”", source))
     for key, value in changes.items():
         rows.append(Detail(_label(entry, key), _value(key, value), _url(key, value)))
     return rows

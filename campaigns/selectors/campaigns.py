@@ -12,7 +12,7 @@ from django.db.models import Count, Q
 from django_celery_results.models import TaskResult
 
 from campaigns.models import Campaign, Delivery, Recipient, Send, TaskLink
-from campaigns.selectors.audiences import audience_subscriber_counts, campaign_recipient_count
+from campaigns.selectors.audiences import audience_exact_counts, campaign_recipient_count
 from campaigns.services.rendering import recipient_fields, sample_recipient_fields
 
 SAMPLE_EMAIL = "sample@example.com"
@@ -95,6 +95,7 @@ def campaign_channel(campaign: Campaign) -> Channel:
 class AudienceSize:
     name: str
     subscribed: int
+    left_out: int = 0  # subscribed, but unsubscribed, bounced or complained: not sent to
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,11 @@ class SendPlan:
 
 
 def campaign_audience_sizes(campaign: Campaign) -> list[AudienceSize]:
+    """The campaign's audiences counted exactly now: a confirmation page states them next to
+    the number of recipients, and a cached size there would contradict it."""
     audiences = list(campaign.audiences.order_by("name"))
-    counts = audience_subscriber_counts(a.pk for a in audiences)
-    return [AudienceSize(a.name, counts.get(a.pk, 0)) for a in audiences]
+    counts = audience_exact_counts(a.pk for a in audiences)
+    return [AudienceSize(a.name, counts[a.pk].subscribed, counts[a.pk].left_out) for a in audiences]
 
 
 def campaign_send_plan(*, campaign: Campaign) -> SendPlan:

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import AuditEntry, Recipient, Send, Subscription
+from campaigns.services.audience_counts import audience_counts_changed
 from campaigns.services.audit import By, acting_user, audit_record
 from campaigns.services.rendering import public_url
 
@@ -130,6 +131,8 @@ def recipient_unsubscribe(*, recipient_id: int, send_id: int, reason: str) -> bo
     left = Subscription.objects.filter(
         recipient_id=recipient_id, status=Subscription.Status.SUBSCRIBED
     ).update(status=Subscription.Status.UNSUBSCRIBED, updated_at=timezone.now())
+    if left:
+        audience_counts_changed()
     if changed or left:
         changes: dict[str, object] = {"recipient": recipient_id, "reason": reason}
         if changed:
@@ -162,6 +165,8 @@ def recipient_unsubscribe_from_send_lists(*, recipient_id: int, send_id: int) ->
     Subscription.objects.filter(pk__in=[pk for pk, _ in leaving]).update(
         status=Subscription.Status.UNSUBSCRIBED, updated_at=timezone.now()
     )
+    if leaving:
+        audience_counts_changed()
     for _pk, audience_id in leaving:
         audit_record(
             action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
@@ -214,6 +219,7 @@ def recipient_status_change(*, recipient: Recipient, status: str, by: By, reason
         Subscription.objects.filter(
             recipient_id=recipient.pk, status=Subscription.Status.SUBSCRIBED
         ).update(status=Subscription.Status.UNSUBSCRIBED)
+        audience_counts_changed()
     recipient.status = status
     audit_record(
         action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,
@@ -247,6 +253,7 @@ def subscription_status_change(*, subscription: Subscription, status: str, by: B
     if old == status:
         return False
     Subscription.objects.filter(pk=subscription.pk).update(status=status)
+    audience_counts_changed()
     subscription.status = status
     audit_record(
         action=AuditEntry.Action.RECIPIENT_STATUS_CHANGED,

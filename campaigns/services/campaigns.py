@@ -67,8 +67,12 @@ _TEMPLATE_FIELDS = {
 }
 
 
-def campaign_check(*, campaign: Campaign) -> None:
-    """Raises ValidationError with a message per field for anything that would fail a send."""
+def campaign_check(*, campaign: Campaign, past_ok: bool = False) -> None:
+    """Raises ValidationError with a message per field for anything that would fail a send.
+
+    ``past_ok``: the one-off time may have passed (Send now, Approve, a save that leaves that
+    time as it was); only Schedule and setting the time need it in the future.
+    """
     errors: dict[str, list[str]] = {}
 
     def problem(field: str, message: str) -> None:
@@ -95,7 +99,7 @@ def campaign_check(*, campaign: Campaign) -> None:
         problem(_TEMPLATE_FIELDS.get(label, "text_body"), str(exc))
     if campaign.status in (Campaign.Status.DRAFT, Campaign.Status.SCHEDULED):
         try:
-            schedule_validate(campaign)
+            schedule_validate(campaign, past_ok=past_ok)
         except ScheduleProblem as exc:
             problem(exc.field, str(exc))
     if errors:
@@ -154,6 +158,14 @@ def _keep_unchanged_text(stored: Campaign, campaign: Campaign) -> set[str]:
     return kept
 
 
+def sets_one_off_time(stored: Campaign, campaign: Campaign) -> bool:
+    """Whether an edit chooses the one-off time (kind or time), which must then be ahead."""
+    return (stored.schedule_kind, stored.scheduled_at) != (
+        campaign.schedule_kind,
+        campaign.scheduled_at,
+    )
+
+
 def _changed_fields(
     stored: Campaign, campaign: Campaign, changed: list[str] | None, audiences: set[int] | None
 ) -> list[str]:
@@ -176,16 +188,18 @@ def campaign_save(
 ) -> Campaign:
     """Validates and saves a composed campaign; an edit of what was approved voids the approval.
 
-    1. Validate; lock the stored row, so a launch freezes either the old content or the new.
+    1. Lock the stored row, so a launch freezes either the old content or the new; validate
+       (a one-off time already passed is refused only when this save sets it).
     2. Refuse an edit the status does not allow (a started send's campaign, a finished one).
     3. Save the fields and the audiences; a change of content, audiences or schedule stamps
        ``edited_at``, returns a scheduled campaign to draft and clears any approval.
     4. Audit the edit and each consequence; sync the PeriodicTask (removed off schedule).
     """
-    campaign_check(campaign=campaign)
     if campaign.pk is None:
+        campaign_check(campaign=campaign)
         return _campaign_create(campaign=campaign, by=by, audiences=audiences)
     stored = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    campaign_check(campaign=campaign, past_ok=not sets_one_off_time(stored, campaign))
     wanted = None if audiences is None else {audience.pk for audience in audiences}
     fields = _changed_fields(stored, campaign, changed, wanted)
     if refusal := campaign_edit_refusal(status=stored.status, changed=fields):
@@ -296,7 +310,7 @@ def campaign_unschedule(*, campaign: Campaign, by: By) -> Campaign:
 def campaign_approve(*, campaign: Campaign, by: By) -> Campaign:
     """Approves the campaign as stored now; any later edit of what it sends clears this."""
     _lock(campaign)
-    campaign_check(campaign=campaign)
+    campaign_check(campaign=campaign, past_ok=True)
     user_id = acting_user_id(by)
     if settings.OPSDASH_FOUR_EYES and user_id is not None and campaign.last_edited_by_id == user_id:
         raise IllegalTransition(
@@ -320,7 +334,7 @@ def campaign_send_now(
     with transaction.atomic():
         _lock(campaign)
         campaign_control_check(campaign, CampaignControl.SEND_NOW)
-        campaign_check(campaign=campaign)
+        campaign_check(campaign=campaign, past_ok=True)
         _require_audience(campaign)
         _require_four_eyes(campaign, by)
         if campaign.is_recurring:
@@ -350,6 +364,8 @@ def campaign_duplicate(*, campaign: Campaign, by: By) -> Campaign:
             campaign=copy,
             by=by,
             audiences=campaign.audiences.all(),
+            # The name is what a reader knows it by; the id links it (the audit shows both as
+            # one "Duplicated from “…”" row).
             changes={"duplicated_from": campaign.name, "duplicated_from_id": campaign.pk},
         )
     return copy
@@ -368,7 +384,10 @@ def campaign_cancel(*, campaign: Campaign, by: By) -> Send:
 
 
 def campaign_fire_scheduled(
-    *, campaign_id: int, publish: BatchPublisher = publishers.publish_batch
+    *,
+    campaign_id: int,
+    publish: BatchPublisher = publishers.publish_batch,
+    task_id: str | None = None,
 ) -> Send | None:
     """What Beat's PeriodicTask runs: launches the occurrence due now, at most once.
 
@@ -383,7 +402,11 @@ def campaign_fire_scheduled(
         return None
     key = occurrence_key_for(campaign)
     send = send_launch(
-        campaign_id=campaign_id, occurrence_key=key, trigger=Send.Trigger.SCHEDULE, publish=publish
+        campaign_id=campaign_id,
+        occurrence_key=key,
+        trigger=Send.Trigger.SCHEDULE,
+        publish=publish,
+        task_id=task_id,
     )
     if send is None:
         return None

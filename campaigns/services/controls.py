@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 
 from campaigns.models import Campaign, Send
 from campaigns.services.approval import approval_problem
 from campaigns.services.audit import By, acting_user_id
+from campaigns.services.scheduling import once_time_passed
 from campaigns.services.transitions import (
     CampaignControl,
     campaign_controls_for,
@@ -51,16 +53,29 @@ class Offer:
         return not self.reason
 
 
-# The permission each control needs, and what the toolbar says to someone without it.
+# The permission each control needs, and what it lets one do ("Only approvers can send this").
 PERMISSIONS: dict[Control, tuple[str, str]] = {
-    Control.SEND_NOW: ("campaigns.send_campaign", "Needs the send permission"),
-    Control.SCHEDULE: ("campaigns.send_campaign", "Needs the send permission"),
-    Control.UNSCHEDULE: ("campaigns.send_campaign", "Needs the send permission"),
-    Control.CANCEL: ("campaigns.send_campaign", "Needs the send permission"),
-    Control.APPROVE: ("campaigns.approve_campaign", "Needs the approve permission"),
-    Control.SEND_TEST: ("campaigns.send_test_campaign", "Needs the test-send permission"),
-    Control.DUPLICATE: ("campaigns.add_campaign", "Needs the permission to create campaigns"),
+    Control.SEND_NOW: ("campaigns.send_campaign", "send this"),
+    Control.SCHEDULE: ("campaigns.send_campaign", "schedule this"),
+    Control.UNSCHEDULE: ("campaigns.send_campaign", "unschedule this"),
+    Control.CANCEL: ("campaigns.send_campaign", "cancel this send"),
+    Control.APPROVE: ("campaigns.approve_campaign", "approve this"),
+    Control.SEND_TEST: ("campaigns.send_test_campaign", "send test messages"),
+    Control.DUPLICATE: ("campaigns.add_campaign", "duplicate campaigns"),
 }
+# Said when no group grants the permission (it is given to people one by one).
+PERMISSION_NAMES = {
+    "campaigns.send_campaign": "Needs the send permission",
+    "campaigns.approve_campaign": "Needs the approve permission",
+    "campaigns.send_test_campaign": "Needs the test-send permission",
+    "campaigns.add_campaign": "Needs the permission to create campaigns",
+}
+# The roles staff know (the groups of migration 0002), by the plural the toolbar says.
+ROLE_PLURALS = {"editor": "editors", "approver": "approvers", "auditor": "auditors"}
+
+# How transitions' refusals of a finished campaign end (“Already sent: duplicate it to send
+# again”); dropped for a user who may not duplicate.
+DUPLICATE_HINT = ": duplicate it to send again"
 _STATE_CONTROLS = {
     Control.SEND_NOW: CampaignControl.SEND_NOW,
     Control.SCHEDULE: CampaignControl.SCHEDULE,
@@ -76,7 +91,10 @@ def campaign_offers(*, campaign: Campaign, user: By) -> list[Offer]:
     """
     if not any(_may(user, permission) for permission, _ in PERMISSIONS.values()):
         return []
-    return [Offer(control, _reason(campaign, user, control)) for control in _expected(campaign)]
+    roles = _Roles()
+    return [
+        Offer(control, _reason(campaign, user, control, roles)) for control in _expected(campaign)
+    ]
 
 
 def campaign_offer(*, campaign: Campaign, user: By, control: Control) -> Offer:
@@ -84,7 +102,39 @@ def campaign_offer(*, campaign: Campaign, user: By, control: Control) -> Offer:
     if control not in _expected(campaign):
         state = _STATE_CONTROLS.get(control, CampaignControl.SEND_NOW)
         return Offer(control, campaign_status_refusal(campaign, state))
-    return Offer(control, _reason(campaign, user, control))
+    return Offer(control, _reason(campaign, user, control, _Roles()))
+
+
+class _Roles:
+    """Which groups grant each toolbar permission, read once per toolbar and only if needed."""
+
+    def __init__(self) -> None:
+        self._granted: dict[str, list[str]] | None = None
+
+    def missing(self, control: Control) -> str:
+        """ "Only approvers can send this" when groups grant the permission, else its name."""
+        permission, does = PERMISSIONS[control]
+        groups = self._groups().get(permission, [])
+        if not groups:
+            return PERMISSION_NAMES[permission]
+        who = " and ".join(ROLE_PLURALS.get(g, f"members of “{g}”") for g in groups)
+        return f"Only {who} can {does}"
+
+    def _groups(self) -> dict[str, list[str]]:
+        if self._granted is None:
+            codenames = {p.split(".", 1)[1] for p in PERMISSION_NAMES}
+            rows = (
+                Group.objects.filter(
+                    permissions__content_type__app_label="campaigns",
+                    permissions__codename__in=codenames,
+                )
+                .order_by("name")
+                .values_list("permissions__codename", "name")
+            )
+            self._granted = {}
+            for codename, name in rows:
+                self._granted.setdefault(f"campaigns.{codename}", []).append(name)
+        return self._granted
 
 
 def has_live_send(campaign: Campaign) -> bool:
@@ -107,12 +157,15 @@ def _expected(campaign: Campaign) -> list[Control]:
     return [control for control in Control if control in state]
 
 
-def _reason(campaign: Campaign, user: By, control: Control) -> str:
+def _reason(campaign: Campaign, user: By, control: Control, roles: _Roles) -> str:
     if control in _STATE_CONTROLS and campaign.status in FINAL:
-        return campaign_status_refusal(campaign, _STATE_CONTROLS[control])
-    permission, missing = PERMISSIONS[control]
-    if not _may(user, permission):
-        return missing
+        refusal = campaign_status_refusal(campaign, _STATE_CONTROLS[control])
+        # Only someone who may duplicate is told to: the reason must fit its reader.
+        if not _may(user, PERMISSIONS[Control.DUPLICATE][0]):
+            refusal = refusal.removesuffix(DUPLICATE_HINT)
+        return refusal
+    if not _may(user, PERMISSIONS[control][0]):
+        return roles.missing(control)
     return _READINESS.get(control, _ready)(campaign, user)
 
 
@@ -140,6 +193,8 @@ def _ready_to_go(campaign: Campaign, user: By) -> str:
 def _ready_to_schedule(campaign: Campaign, user: By) -> str:
     if campaign.schedule_kind == Campaign.ScheduleKind.MANUAL:
         return "Choose when to send first (Schedule tab)"
+    if once_time_passed(campaign):
+        return "The chosen time has passed: pick a later one (Schedule tab)"
     return _ready_to_go(campaign, user)
 
 

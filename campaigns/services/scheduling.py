@@ -63,8 +63,18 @@ def crontab_for(campaign: Campaign) -> crontab:
         raise ScheduleProblem("schedule_crontab", f"This crontab is not valid: {exc}") from exc
 
 
-def schedule_validate(campaign: Campaign, *, now: datetime | None = None) -> None:
-    """Raises ScheduleProblem naming the field when the schedule cannot be used."""
+PAST_TIME = "This time is in the past: choose a later one."
+
+
+def schedule_validate(
+    campaign: Campaign, *, now: datetime | None = None, past_ok: bool = False
+) -> None:
+    """Raises ScheduleProblem naming the field when the schedule cannot be used.
+
+    ``past_ok`` skips the one-off time's "in the past" rule, which only scheduling (and a save
+    that sets that time) applies: Send now and Approve ignore the one-off time, so a campaign
+    unscheduled after its time passed can still be sent or approved.
+    """
     now = now or timezone.now()
     try:
         zoneinfo.ZoneInfo(campaign.schedule_timezone)
@@ -73,10 +83,17 @@ def schedule_validate(campaign: Campaign, *, now: datetime | None = None) -> Non
     if campaign.schedule_kind == Campaign.ScheduleKind.ONCE:
         if campaign.scheduled_at is None:
             raise ScheduleProblem("scheduled_at", "Choose the date and time to send.")
-        if campaign.scheduled_at <= now:
-            raise ScheduleProblem("scheduled_at", "This time is in the past: choose a later one.")
+        if not past_ok and once_time_passed(campaign, now=now):
+            raise ScheduleProblem("scheduled_at", PAST_TIME)
     elif campaign.is_recurring:
         crontab_for(campaign)
+
+
+def once_time_passed(campaign: Campaign, *, now: datetime | None = None) -> bool:
+    """Whether a one-off campaign's chosen time has come and gone (Schedule could not use it)."""
+    when = campaign.scheduled_at
+    once = campaign.schedule_kind == Campaign.ScheduleKind.ONCE
+    return once and when is not None and when <= (now or timezone.now())
 
 
 def occurrence_key_for(campaign: Campaign, *, now: datetime | None = None) -> str:

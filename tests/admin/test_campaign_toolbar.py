@@ -37,8 +37,8 @@ def test_an_editor_sees_send_and_approve_greyed_out_with_the_reason() -> None:
     campaign = ready()
     page = logged_in("editor").get(url("change", campaign)).content.decode()
     assert url("send_now", campaign) not in page and url("approve", campaign) not in page
-    assert 'data-unavailable="Needs the send permission"' in page
-    assert 'data-unavailable="Needs the approve permission"' in page
+    assert 'data-unavailable="Only approvers can send this"' in page
+    assert 'data-unavailable="Only approvers can approve this"' in page
     assert url("duplicate", campaign) in page and url("send_test_to_me", campaign) in page
 
 
@@ -83,7 +83,7 @@ def test_send_now_says_it_is_sending_and_links_to_its_send() -> None:
 def test_a_confirmation_page_refuses_what_the_user_may_not_do() -> None:
     campaign = ready(status=Campaign.Status.SENT)
     page = logged_in("approver").get(url("send_now", campaign)).content.decode()
-    assert "This cannot be done now: Already sent: duplicate it to send again" in page
+    assert "This cannot be done now: Already sent." in page
     assert 'id="confirm-submit"' not in page
 
 

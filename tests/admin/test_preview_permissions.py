@@ -1,4 +1,5 @@
-"""The live preview renders what is posted, so only those who may write a campaign may use it."""
+"""The live preview renders what is posted only for those who may write a campaign; a reader
+previews a saved campaign as it is stored."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.admin.helpers import user_with_roles
-from tests.factories import CampaignFactory
+from tests.factories import CampaignFactory, RecipientFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -22,14 +23,28 @@ def client_for(*roles: str) -> Client:
 
 
 @pytest.mark.parametrize("roles", [("auditor",), ("approver",), ("auditor", "approver")])
-def test_a_role_that_cannot_write_campaigns_gets_403_from_the_preview(
+def test_a_reader_previews_a_saved_campaign_as_stored_whatever_is_posted(
     roles: tuple[str, ...],
 ) -> None:
-    campaign = CampaignFactory.create()
-    client = client_for(*roles)
-    saved = client.post(reverse(PREVIEW), {"campaign_id": campaign.pk, **CONTENT})
-    unsaved = client.post(reverse(PREVIEW), CONTENT)
-    assert (saved.status_code, unsaved.status_code) == (403, 403)
+    campaign = CampaignFactory.create(subject="Saved for {{ recipient.first_name }}")
+    response = client_for(*roles).post(reverse(PREVIEW), {"campaign_id": campaign.pk, **CONTENT})
+    assert response.status_code == 200
+    assert response.json()["subject"] == "Saved for Sample"
+
+
+@pytest.mark.parametrize("roles", [("auditor",), ("approver",), ("auditor", "approver")])
+def test_a_reader_gets_403_for_content_not_saved(roles: tuple[str, ...]) -> None:
+    unsaved = client_for(*roles).post(reverse(PREVIEW), CONTENT)
+    assert unsaved.status_code == 403
+
+
+def test_a_reader_previews_a_saved_campaign_as_a_chosen_recipient() -> None:
+    campaign = CampaignFactory.create(subject="Hi {{ recipient.first_name }}")
+    RecipientFactory.create(email="ann@example.com", first_name="Ann")
+    response = client_for("auditor").post(
+        reverse(PREVIEW), {"campaign_id": campaign.pk, "recipient": "ann@example.com"}
+    )
+    assert response.json()["subject"] == "Hi Ann"
 
 
 def test_an_editor_previews_saved_and_unsaved_campaigns() -> None:
@@ -48,7 +63,8 @@ def test_a_saved_campaign_needs_change_and_a_new_one_needs_add_permission() -> N
     change_only.user_permissions.add(Permission.objects.get(codename="change_campaign"))
     add_only = user_with_roles("auditor")
     add_only.user_permissions.add(Permission.objects.get(codename="add_campaign"))
-    for user, saved_code, unsaved_code in ((change_only, 200, 403), (add_only, 403, 200)):
+    # Without change, a saved campaign still previews as stored (auditors read it).
+    for user, saved_code, unsaved_code in ((change_only, 200, 403), (add_only, 200, 200)):
         client = Client()
         client.force_login(user)
         saved = client.post(reverse(PREVIEW), {"campaign_id": campaign.pk, **CONTENT})

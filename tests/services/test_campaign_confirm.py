@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
 import pytest
 from django.core.cache import cache
+from django.core.files import File
 from pytest_django import DjangoAssertNumQueries, Settings
 
 from campaigns.models import Audience, Campaign, Delivery, Recipient, Send, Subscription
-from campaigns.selectors.audiences import audience_subscriber_counts
+from campaigns.selectors.audiences import audience_exact_counts, audience_subscriber_counts
 from campaigns.selectors.campaigns import campaign_cancel_plan, campaign_send_plan
+from campaigns.services.audiences import recipient_unsubscribe
 from campaigns.services.delivery import send_launch
-from tests.factories import AudienceFactory, CampaignFactory, RecipientFactory, audience_with
+from campaigns.services.imports import import_job_create, import_job_run, import_job_start
+from tests.factories import (
+    AudienceFactory,
+    CampaignFactory,
+    RecipientFactory,
+    UserFactory,
+    audience_with,
+)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "imports"
+CaptureOnCommit = Callable[..., AbstractContextManager[list[Callable[[], Any]]]]
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +96,56 @@ def test_audience_sizes_take_one_query_for_many_and_none_when_cached(
     assert [counts[pk] for pk in ids] == [1, 2, 3, 0]
     with django_assert_num_queries(0):
         assert audience_subscriber_counts(ids) == counts
+
+
+def test_the_confirmation_counts_audiences_exactly_while_the_list_has_older_numbers() -> None:
+    cache.clear()
+    campaign, readers, buyers = mixed_audiences()
+    audience_subscriber_counts([readers.pk, buyers.pk])  # the Audience list cached its sizes
+    Subscription.objects.create(recipient=RecipientFactory.create(), audience=buyers)
+    plan = campaign_send_plan(campaign=campaign)
+    sizes = {a.name: (a.subscribed, a.left_out) for a in plan.audiences}
+    assert sizes == {readers.name: (4, 1), buyers.name: (4, 0)}
+    assert plan.recipients == 6
+
+
+def test_the_exact_counts_take_one_query(
+    django_assert_num_queries: DjangoAssertNumQueries,
+) -> None:
+    _campaign, readers, buyers = mixed_audiences()
+    with django_assert_num_queries(1):
+        counts = audience_exact_counts([readers.pk, buyers.pk])
+    assert (counts[readers.pk].subscribed, counts[readers.pk].left_out) == (4, 1)
+
+
+def test_an_import_shows_its_new_count_in_the_list_at_once(
+    settings: Settings, tmp_path: Path, django_capture_on_commit_callbacks: CaptureOnCommit
+) -> None:
+    settings.MEDIA_ROOT = tmp_path / "media"
+    cache.clear()
+    audience = AudienceFactory.create()
+    assert audience_subscriber_counts([audience.pk]) == {audience.pk: 0}  # cached: 0
+    by = UserFactory.create()
+    with (FIXTURES / "valid.csv").open("rb") as handle:
+        job = import_job_create(
+            upload=File(handle, name="valid.csv"), audience=audience, created_by=by
+        )
+    import_job_start(job=job, columns=job.mapping["columns"], by=by, publish=lambda _pk: "task")
+    with django_capture_on_commit_callbacks(execute=True):
+        import_job_run(import_job_id=job.pk)
+    subscribed = Subscription.objects.filter(audience=audience).count()
+    assert subscribed > 0
+    assert audience_subscriber_counts([audience.pk]) == {audience.pk: subscribed}
+
+
+def test_an_unsubscribe_leaves_the_cached_count_behind(
+    django_capture_on_commit_callbacks: CaptureOnCommit,
+) -> None:
+    cache.clear()
+    audience = audience_with(2)
+    assert audience_subscriber_counts([audience.pk]) == {audience.pk: 2}
+    subscription = audience.subscriptions.first()
+    assert subscription is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        recipient_unsubscribe(recipient_id=subscription.recipient_id, send_id=0, reason="test")
+    assert audience_subscriber_counts([audience.pk]) == {audience.pk: 1}

@@ -6,9 +6,11 @@ from __future__ import annotations
 from datetime import time
 
 import pytest
+from django.urls import reverse
 from pytest_django import Settings
 
 from campaigns.models import AuditEntry, Campaign, Send
+from campaigns.selectors.audit import Detail, audit_details
 from campaigns.services import campaigns as services
 from campaigns.services.controls import Control, campaign_offers
 from tests.admin.helpers import user_with_roles
@@ -30,9 +32,9 @@ def ready(**fields: object) -> Campaign:
 
 def test_an_editor_sees_why_they_cannot_send_or_approve() -> None:
     offers = toolbar(ready(), "editor")
-    assert offers[Control.SEND_NOW] == "Needs the send permission"
-    assert offers[Control.SCHEDULE] == "Needs the send permission"
-    assert offers[Control.APPROVE] == "Needs the approve permission"
+    assert offers[Control.SEND_NOW] == "Only approvers can send this"
+    assert offers[Control.SCHEDULE] == "Only approvers can schedule this"
+    assert offers[Control.APPROVE] == "Only approvers can approve this"
     assert offers[Control.SEND_TEST] == "" and offers[Control.DUPLICATE] == ""
     assert Control.UNSCHEDULE not in offers and Control.CANCEL not in offers
 
@@ -40,8 +42,8 @@ def test_an_editor_sees_why_they_cannot_send_or_approve() -> None:
 def test_an_approver_may_send_a_ready_draft_but_not_test_or_duplicate_it() -> None:
     offers = toolbar(ready(), "approver")
     assert offers[Control.SEND_NOW] == offers[Control.SCHEDULE] == offers[Control.APPROVE] == ""
-    assert offers[Control.SEND_TEST] == "Needs the test-send permission"
-    assert offers[Control.DUPLICATE] == "Needs the permission to create campaigns"
+    assert offers[Control.SEND_TEST] == "Only editors can send test messages"
+    assert offers[Control.DUPLICATE] == "Only editors can duplicate campaigns"
 
 
 def test_with_four_eyes_an_unapproved_campaign_needs_approval(settings: Settings) -> None:
@@ -117,6 +119,8 @@ def test_duplicate_makes_a_draft_with_content_and_audiences_but_no_schedule_or_a
     entry = AuditEntry.objects.get(campaign=copy)
     assert entry.action == "created" and entry.actor == editor
     assert entry.changes["duplicated_from"] == "November newsletter"
+    source = reverse("admin:campaigns_campaign_change", args=[original.pk])
+    assert audit_details(entry) == [Detail("Duplicated from", "“November newsletter”", source)]
 
 
 def test_a_browser_save_of_an_unchanged_form_logs_no_edit_and_keeps_the_approval() -> None:
@@ -158,3 +162,23 @@ def test_a_test_to_me_needs_an_address_on_the_account() -> None:
     user = user_with_roles("editor", email="")
     offers = {o.control: o.reason for o in campaign_offers(campaign=ready(), user=user)}
     assert offers[Control.SEND_TEST] == "Add an email address to your account first"
+
+
+def test_a_finished_campaign_tells_only_those_who_may_duplicate_to_do_so() -> None:
+    campaign = ready(status=Campaign.Status.SENT)
+    assert toolbar(campaign, "approver")[Control.SEND_NOW] == "Already sent"
+    assert toolbar(campaign, "editor", "approver")[Control.SEND_NOW] == (
+        "Already sent: duplicate it to send again"
+    )
+
+
+def test_a_permission_no_group_grants_is_named_as_a_permission() -> None:
+    from django.contrib.auth.models import Group, Permission
+
+    user_with_roles("editor")  # the role groups exist
+    Group.objects.get(name="approver").permissions.remove(
+        Permission.objects.get(codename="send_campaign")
+    )
+    offers = toolbar(ready(), "editor")
+    assert offers[Control.SEND_NOW] == "Needs the send permission"
+    assert offers[Control.APPROVE] == "Only approvers can approve this"

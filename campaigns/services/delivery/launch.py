@@ -7,7 +7,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from campaigns.models import AuditEntry, Campaign, Delivery, Send
+from campaigns.models import AuditEntry, Campaign, Delivery, Send, TaskLink
 from campaigns.publishers import publish_batch
 from campaigns.selectors.audiences import audience_members_sql
 from campaigns.services.approval import approval_problem
@@ -26,6 +26,7 @@ def send_launch(
     trigger: str,
     publish: BatchPublisher = publish_batch,
     triggered_by_id: int | None = None,
+    task_id: str | None = None,
 ) -> Send | None:
     """Creates the Send for one occurrence and queues its deliveries; None if it exists already,
     or if the four-eyes rule no longer allows the campaign to go (edited since it was approved).
@@ -36,7 +37,10 @@ def send_launch(
        constraint makes a repeat a no-op.
     3. Materialise every Delivery row in one INSERT ... SELECT, suppressed addresses left out.
     4. A one-off campaign shows its send as ``sending`` (through the campaign state machine).
-    5. After commit, publish one batch task per id range.
+    5. Tie the launch to its send: the launch task ``task_id`` (so the send's task results show
+       it) and the "Sent" audit entry written when someone pressed Send now (so the send's
+       audit trail names who sent it).
+    6. After commit, publish one batch task per id range.
     """
     with transaction.atomic():
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
@@ -66,10 +70,29 @@ def send_launch(
         send.delivery_id_low, send.delivery_id_high = span or (None, None)
         send.save(update_fields=["total", "delivery_id_low", "delivery_id_high"])
         campaign_mirror_send(send)
+        _launch_link(send=send, task_id=task_id)
         transaction.on_commit(lambda: _send_started(send_id=send.pk, publish=publish, span=span))
     if send.total == 0:
         send_close_if_done(send_id=send.pk)
     return send
+
+
+def _launch_link(*, send: Send, task_id: str | None) -> None:
+    if task_id:
+        TaskLink.objects.update_or_create(
+            task_id=task_id,
+            defaults={"kind": TaskLink.Kind.LAUNCH, "campaign_id": send.campaign_id, "send": send},
+        )
+    # Send now audits the press before the send exists (a launch that never runs still shows
+    # who asked); its entry names the occurrence, which now has its send.
+    if send.trigger == Send.Trigger.MANUAL:
+        pressed = AuditEntry.objects.filter(
+            campaign_id=send.campaign_id,
+            action=AuditEntry.Action.SENT,
+            send__isnull=True,
+            changes__occurrence=send.occurrence_key,
+        )
+        AuditEntry.objects.filter(pk__in=pressed.order_by("-id").values("pk")[:1]).update(send=send)
 
 
 def _send_started(*, send_id: int, publish: BatchPublisher, span: tuple[int, int] | None) -> None:

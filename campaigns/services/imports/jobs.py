@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from campaigns.models import Audience, AuditEntry, ImportJob
 from campaigns.publishers import publish_import
+from campaigns.services.audience_counts import audience_counts_changed
 from campaigns.services.audiences import RESUBSCRIBE_PERMISSION, actor_may
 from campaigns.services.audit import By, acting_user, audit_record
 from campaigns.services.imports.base import (
@@ -251,6 +252,7 @@ def _job_execute(job: ImportJob, store: Staging) -> None:
             staged_merge(job=job, store=store, counts=counts)
             cancel_check(job)
             _job_finish(job, counts, status=Status.COMPLETED, message=counts.summary(), store=store)
+            audience_counts_changed()  # the Audience list shows the new sizes at once
     logger.info("import %s: %s rows in %.1fs", job.pk, job.total_rows, time.monotonic() - started)
 
 

@@ -2,6 +2,7 @@
  *
  * The preview posts the form's current (unsaved) content to a staff-only endpoint, which renders
  * it with the same locked-down engine the delivery uses, and shows the HTML in a sandboxed iframe.
+ * A reader who may not edit (approver, auditor) gets the saved campaign as stored.
  */
 (function () {
   "use strict";
@@ -31,26 +32,31 @@
       }
     }
     const mine = ++sequence;
-    const response = await fetch(panel.dataset.previewUrl, {
-      method: "POST",
-      body: body,
-      headers: { "X-CSRFToken": csrfToken() },
-      credentials: "same-origin",
-    });
+    let response = null;
+    try {
+      response = await fetch(panel.dataset.previewUrl, {
+        method: "POST",
+        body: body,
+        headers: { "X-CSRFToken": csrfToken() },
+        credentials: "same-origin",
+      });
+    } catch (problem) {
+      response = null; // offline or the server is gone: said in words below
+    }
     if (mine !== sequence) return; // a newer refresh is on its way
-    const error = document.getElementById("preview-error");
-    if (!response.ok) {
-      error.textContent = "The preview is unavailable (" + response.status + ").";
-      error.hidden = false;
+    // Staff read sentences, never a status code.
+    if (!response || !response.ok) {
+      const denied = response && response.status === 403;
+      showError(denied ? "You cannot preview this campaign." :
+        "The preview could not be loaded; try again.");
       return;
     }
     const data = await response.json();
     if (data.error) {
-      error.textContent = data.error;
-      error.hidden = false;
+      showError(data.error);
       return;
     }
-    error.hidden = true;
+    document.getElementById("preview-error").hidden = true;
     document.getElementById("preview-to").textContent = data.recipient;
     document.getElementById("preview-subject").textContent = data.subject;
     document.getElementById("preview-text").textContent = data.text;
@@ -58,6 +64,19 @@
       data.html || "<pre style='white-space:pre-wrap;font-family:sans-serif'>" +
       data.text.replace(/&/g, "&amp;").replace(/</g, "&lt;") + "</pre>";
     panel.dataset.rendered = String(mine);
+  }
+
+  /* An error replaces the preview: the previous recipient's message must not stay beside it
+   * as if it were the answer. */
+  function showError(message) {
+    const error = document.getElementById("preview-error");
+    error.textContent = message;
+    error.hidden = false;
+    for (const id of ["preview-to", "preview-subject", "preview-text"]) {
+      document.getElementById(id).textContent = "";
+    }
+    document.getElementById("preview-frame").srcdoc = "";
+    delete panel.dataset.rendered;
   }
 
   function soon() {
