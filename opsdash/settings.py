@@ -412,6 +412,13 @@ UNFOLD = {
     "ENVIRONMENT": "opsdash.admin_site.environment_callback",
     "DASHBOARD_CALLBACK": "campaigns.dashboard.dashboard_callback",
     "STYLES": [lambda request: static("campaigns/admin.css")],
+    "SITE_FAVICONS": [
+        {
+            "rel": "icon",
+            "type": "image/svg+xml",
+            "href": lambda request: static("campaigns/favicon.svg"),
+        }
+    ],
     # Posts the state-changing action links (send, schedule, pause…) with the CSRF token.
     "SCRIPTS": [lambda request: static("campaigns/post_actions.js")],
     "SIDEBAR": {

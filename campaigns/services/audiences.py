@@ -218,7 +218,7 @@ def recipient_status_change(*, recipient: Recipient, status: str, by: By, reason
     if status == Recipient.Status.UNSUBSCRIBED:
         Subscription.objects.filter(
             recipient_id=recipient.pk, status=Subscription.Status.SUBSCRIBED
-        ).update(status=Subscription.Status.UNSUBSCRIBED)
+        ).update(status=Subscription.Status.UNSUBSCRIBED, updated_at=timezone.now())
         audience_counts_changed()
     recipient.status = status
     audit_record(
@@ -252,7 +252,7 @@ def subscription_status_change(*, subscription: Subscription, status: str, by: B
     )
     if old == status:
         return False
-    Subscription.objects.filter(pk=subscription.pk).update(status=status)
+    Subscription.objects.filter(pk=subscription.pk).update(status=status, updated_at=timezone.now())
     audience_counts_changed()
     subscription.status = status
     audit_record(

@@ -93,8 +93,7 @@ def console_errors(page: Any) -> list[str]:
     errors: list[str] = []
 
     def logged(message: Any) -> None:
-        # The browser's own /favicon.ico probe is no script of the page (the site has none).
-        if message.type == "error" and "/favicon.ico" not in message.location.get("url", ""):
+        if message.type == "error":
             errors.append(f"{message.text} ({message.location.get('url', '')}; {page.url})")
 
     page.on("console", logged)
