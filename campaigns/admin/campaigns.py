@@ -248,11 +248,15 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         url = reverse("admin:campaigns_auditentry_changelist") + f"?campaign__id__exact={obj.pk}"
         return format_html('<a href="{}">Who did what to this campaign</a>', url)
 
-    @display(description="Beat task")
+    @display(description="Schedule entry")
     def periodic_task_link(self, obj: Campaign) -> str:
+        """Whether the scheduler holds an entry for this campaign; the entry itself is managed
+        from here (its raw editor is for superusers, who reach it through the link)."""
         if obj.periodic_task_id is None:
-            return "—"
-        return format_html('<a href="{}">{}</a>', admin_url(obj.periodic_task), obj.periodic_task)
+            return "None: the scheduler will not send this campaign by itself"
+        return format_html(
+            'Active: the scheduler fires it (<a href="{}">entry</a>)', admin_url(obj.periodic_task)
+        )
 
     def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> Any:
         """Where content and schedule are read-only (a started or finished send, a reader),
