@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -180,3 +181,17 @@ def broker_queues_delete() -> None:
                 Queue(name, channel=channel).delete()
             except Exception:
                 continue
+
+
+def on_own_thread(action: Callable[[], object]) -> None:
+    """Runs a service from inside the sink (an asyncio loop) and waits for it."""
+
+    def target() -> None:
+        try:
+            action()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()

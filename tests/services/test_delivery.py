@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -17,6 +15,7 @@ from campaigns.services import delivery
 from campaigns.services.delivery import NextStep, batch_deliver, send_launch
 from opsdash.smtp_sink import DROP, SmtpSink
 from tests.factories import CampaignFactory, RecipientFactory, SubscriptionFactory, audience_with
+from tests.processes import on_own_thread
 from tests.services.leases import lease_held_elsewhere
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,20 +43,6 @@ def run(published: Published) -> list[delivery.BatchResult]:
 
 def received(sink: SmtpSink) -> Counter[str]:
     return Counter(message["To"].addresses[0].addr_spec for message in sink.messages)
-
-
-def on_own_thread(action: Callable[[], object]) -> None:
-    """Runs a service from inside the sink (an asyncio loop) and waits for it."""
-
-    def target() -> None:
-        try:
-            action()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
 
 
 def statuses(send: Send) -> Counter[str]:

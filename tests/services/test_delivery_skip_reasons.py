@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from pytest_django import Settings
 
@@ -20,6 +17,7 @@ from campaigns.services.delivery import batch_deliver, send_launch
 from campaigns.services.delivery.outcomes import outcomes_write
 from opsdash.smtp_sink import SmtpSink
 from tests.factories import CampaignFactory, audience_with
+from tests.processes import on_own_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,18 +55,6 @@ def counters_match_rows(send: Send) -> None:
     counters = (send.sent_count, send.failed_count, send.skipped_count)
     assert counters == (rows["sent"], rows["failed"], rows["skipped"])
     assert sum(counters) == send.total
-
-
-def on_own_thread(action: Callable[[], object]) -> None:
-    def target() -> None:
-        try:
-            action()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    thread.join()
 
 
 def test_cancel_skips_the_queued_rows_as_cancelled_and_the_counters_add_up() -> None:
