@@ -125,7 +125,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "occurrence",
         "status_now",
         "trigger",
-        "triggered_by",
+        "started_by",
         "live_progress",
         "created_at",
         "started_at",
@@ -142,6 +142,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     exclude = (
         "status",
         "occurrence_key",  # drawn in words by occurrence
+        "triggered_by",  # drawn by started_by, which names the schedule too
         "waiting_for",
         "waiting_since",
         "retry_due_at",
@@ -249,6 +250,14 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         """Which of the campaign's sends this is, in words: "One-off send", "Scheduled for
         25 Nov 2026, 09:00 CET"."""
         return occurrence_words(obj.occurrence_key)
+
+    @display(description="Started by")
+    def started_by(self, obj: Send) -> str:
+        """The person who pressed Send now (full name, else username), or the schedule."""
+        user = obj.triggered_by
+        if user is None:
+            return "the schedule" if obj.trigger == Send.Trigger.SCHEDULE else "—"
+        return user.get_full_name() or user.get_username()
 
     @display(description="Status", label=SEND_STATUS_COLOURS)
     def status_badge(self, obj: Send) -> str | tuple[str, str]:

@@ -306,3 +306,15 @@ def test_the_send_page_says_its_occurrence_in_words_and_a_stall_only_when_there_
 )
 def test_an_occurrence_key_reads_as_words(key: str, words: str) -> None:
     assert occurrence_words(key) == words
+
+
+def test_the_send_page_says_who_started_it_or_that_the_schedule_did(staff_client: Client) -> None:
+    send = a_send(recipients=1)
+    Send.objects.filter(pk=send.pk).update(trigger=Send.Trigger.SCHEDULE)
+    page = staff_client.get(reverse("admin:campaigns_send_change", args=[send.pk]))
+    assert "Started by" in page.content.decode() and "the schedule" in page.content.decode()
+
+    dana = UserFactory.create(username="dana", first_name="Dana", last_name="Scully")
+    Send.objects.filter(pk=send.pk).update(trigger=Send.Trigger.MANUAL, triggered_by=dana)
+    page = staff_client.get(reverse("admin:campaigns_send_change", args=[send.pk]))
+    assert "Dana Scully" in page.content.decode()
