@@ -409,7 +409,7 @@ def pipeline_measure(
     lost = len(expected - set(counts))
     duplicates = sum(count - 1 for count in counts.values() if count > 1)
     statuses = Counter(Delivery.objects.filter(send=send).values_list("status", flat=True))
-    batches = TaskLink.objects.filter(send=send).count()
+    batches = TaskLink.objects.filter(send=send, kind=TaskLink.Kind.BATCH).count()
     log(f"pipeline: rows by status {dict(statuses)}, {batches} batches, {elapsed:.1f}s")
     return n / elapsed, launch_s, lost, duplicates
 

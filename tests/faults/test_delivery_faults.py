@@ -101,7 +101,9 @@ def _busy_child(worker: CeleryProcess, send: Send) -> tuple[int, str]:
 
     Celery stores ``{"pid": ..., "hostname": ...}`` as the result of a STARTED task.
     """
-    batch_ids = TaskLink.objects.filter(send=send).values_list("task_id", flat=True)
+    batch_ids = TaskLink.objects.filter(send=send, kind=TaskLink.Kind.BATCH).values_list(
+        "task_id", flat=True
+    )
     found: list[tuple[int, str]] = []
 
     def running() -> bool:
@@ -313,7 +315,9 @@ def test_a_sink_refusing_some_addresses_with_5xx_fails_exactly_those(
     assert count.lost == set() and count.duplicates == 0
     assert (send.status, send.sent_count, send.failed_count) == ("completed", RECIPIENTS - 8, 8)
     # Each batch left a small result row with its counts.
-    batch_ids = TaskLink.objects.filter(send=send).values_list("task_id", flat=True)
+    batch_ids = TaskLink.objects.filter(send=send, kind=TaskLink.Kind.BATCH).values_list(
+        "task_id", flat=True
+    )
     wait_for(
         lambda: (
             TaskResult.objects.filter(task_id__in=batch_ids, status="SUCCESS").count()
