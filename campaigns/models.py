@@ -492,6 +492,9 @@ class ImportJob(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # Staff call them imports (the sidebar, the dashboard): the list and its pages too.
+        verbose_name = "import"
+        verbose_name_plural = "imports"
 
     def __str__(self) -> str:
         return f"Import {self.pk}: {self.original_name or self.file.name}"

@@ -9,6 +9,9 @@ from campaigns import views
 from campaigns.admin.mailbox import mailbox_message_view, mailbox_view
 from campaigns.dashboard import system_status_view
 
+# The dashboard's heading and the title of its browser tab ("Site administration" by default).
+admin.site.index_title = "Dashboard"
+
 
 def healthz(_request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok", content_type="text/plain")

@@ -232,3 +232,8 @@ def test_the_imports_card_lists_exactly_the_imports_it_counts(auditor: Client) -
     rows = listing.split('id="result_list"')[1]
     assert "queued.csv" in rows and "busy.csv" in rows
     assert "left.csv" not in rows and "done.csv" not in rows
+
+
+def test_the_dashboard_is_titled_dashboard(admin_client: Client) -> None:
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "Site administration" not in page and "Dashboard" in page
