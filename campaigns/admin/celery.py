@@ -9,7 +9,6 @@ campaign is read-only even for them: its campaign's schedule is the one place to
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from django.apps import apps
@@ -45,10 +44,11 @@ from campaigns.selectors.sends import results_of_tasks, send_task_ids
 from campaigns.selectors.tasks import (
     STATE_WORDS,
     TASK_WORDS,
-    seconds_words,
+    result_created,
+    result_started,
+    result_took,
     state_words,
     task_output,
-    task_seconds,
     task_title,
     task_words,
     traceback_last_line,
@@ -372,16 +372,15 @@ class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
 
     @display(description="Duration")
     def duration(self, obj: TaskResult) -> str:
-        seconds = task_seconds(created=_created(obj), started=_started(obj), done=obj.date_done)
-        return seconds_words(seconds)
+        return result_took(obj)
 
     @display(description="Created")
     def created(self, obj: TaskResult) -> str:
-        return zoned(_created(obj))
+        return zoned(result_created(obj))
 
     @display(description="Started")
     def started(self, obj: TaskResult) -> str:
-        return zoned(_started(obj), empty="not recorded")
+        return zoned(result_started(obj), empty="not recorded")
 
     @display(description="Finished", ordering="date_done")
     def finished(self, obj: TaskResult) -> str:
@@ -423,15 +422,6 @@ class TaskResultAdmin(ReadOnlyAdminMixin, BaseTaskResultAdmin, ModelAdmin):
         campaign_id = getattr(obj, "link_campaign_id", None) or None
         label = campaign_label(_link_campaign_name(obj))
         return _styled(id_link(Campaign, campaign_id, "Campaign", label))
-
-
-# Fields of django-celery-results' model that its type stubs leave out.
-def _created(result: TaskResult) -> datetime | None:
-    return getattr(result, "date_created", None)
-
-
-def _started(result: TaskResult) -> datetime | None:
-    return getattr(result, "date_started", None)
 
 
 def _served(result: TaskResult) -> str:

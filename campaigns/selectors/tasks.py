@@ -159,17 +159,28 @@ def task_lines(results: Iterable[TaskResult]) -> list[TaskLine]:
     return [_task_line(result) for result in results]
 
 
+def result_created(result: TaskResult) -> datetime | None:
+    return getattr(result, "date_created", None)  # left out of the type stubs
+
+
+def result_started(result: TaskResult) -> datetime | None:
+    return getattr(result, "date_started", None)  # left out of the type stubs
+
+
+def result_took(result: TaskResult) -> str:
+    """How long a task result's task ran, in words ("1.4 s")."""
+    created, started = result_created(result), result_started(result)
+    return seconds_words(task_seconds(created=created, started=started, done=result.date_done))
+
+
 def _task_line(result: TaskResult) -> TaskLine:
-    created = getattr(result, "date_created", None)  # left out of the type stubs
-    started = getattr(result, "date_started", None)
-    seconds = task_seconds(created=created, started=started, done=result.date_done)
     return TaskLine(
         result=result,
         name=task_words(result.task_name),
         state=state_words(result.status),
-        queued=zoned(created),
+        queued=zoned(result_created(result)),
         done=zoned(result.date_done),
-        took=seconds_words(seconds),
+        took=result_took(result),
         said=_said(result),
     )
 
