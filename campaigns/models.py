@@ -189,6 +189,8 @@ class Campaign(models.Model):
         related_name="campaign",
         editable=False,
     )
+    # The sending channel (settings.OPSDASH_CHANNELS): empty means the default channel.
+    channel = models.CharField(max_length=32, blank=True, default="")
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Optional cap for this campaign, on top of the SMTP limit."
     )
@@ -308,6 +310,17 @@ class Send(models.Model):
     # it would first walk past every row of the sends launched after it.
     delivery_id_low = models.BigIntegerField(null=True, blank=True, editable=False)
     delivery_id_high = models.BigIntegerField(null=True, blank=True, editable=False)
+    # The channel the send delivers through, resolved at launch (never the empty default).
+    channel = models.CharField(max_length=32, blank=True, default="")
+    # What happened after the messages left, counted by the event applier once per delivery
+    # (services/events): pages read these, never the event table.
+    delivered_count = models.PositiveIntegerField(default=0)
+    soft_bounced_count = models.PositiveIntegerField(default=0)
+    bounced_count = models.PositiveIntegerField(default=0)
+    complained_count = models.PositiveIntegerField(default=0)
+    unsubscribed_count = models.PositiveIntegerField(default=0)
+    opened_count = models.PositiveIntegerField(default=0)
+    clicked_count = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-id"]
@@ -377,6 +390,18 @@ class Delivery(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
+    # The id the ESP gave the message (empty on the SMTP channel, whose events carry our
+    # Message-ID or the VERP token instead). Webhook events find their delivery by it.
+    esp_message_id = models.CharField(max_length=255, blank=True, default="", db_default="")
+    # When each kind of event was first applied to this row: set once, so the same event twice,
+    # or a late one out of order, never counts twice on the Send.
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    soft_bounced_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -404,6 +429,12 @@ class Delivery(models.Model):
                 fields=["updated_at"],
                 name="delivery_updated_at_idx",
                 condition=Q(updated_at__isnull=False),
+            ),
+            # Partial: empty at launch and on the SMTP channel, so a launch never writes it.
+            models.Index(
+                fields=["esp_message_id"],
+                name="delivery_esp_message_id_idx",
+                condition=~Q(esp_message_id=""),
             ),
         ]
 
@@ -528,6 +559,8 @@ class AuditEntry(models.Model):
         RECOVERED = "recovered", "Recovered"
         RESUBSCRIBED = "resubscribed", "Opted-out recipients re-subscribed"
         RECIPIENT_STATUS_CHANGED = "recipient_status_changed", "Recipient status changed"
+        SUPPRESSED = "suppressed", "Address suppressed"
+        SUPPRESSION_LIFTED = "suppression_lifted", "Suppression lifted"
 
     action = models.CharField(max_length=32, choices=Action.choices, db_index=True)
     campaign = models.ForeignKey(
@@ -583,3 +616,134 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class DeliveryEvent(models.Model):
+    """Something that happened to a message after it left: one row per event, as received.
+
+    Webhooks and the bounce receiver only store these (deduplicated on ``(source, event_key)``);
+    a worker applies them in bulk (``applied_at``), so a burst never slows the sender's request.
+    """
+
+    class Kind(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        DEFERRED = "deferred", "Deferred"
+        SOFT_BOUNCED = "soft_bounced", "Soft bounce"
+        BOUNCED = "bounced", "Hard bounce"
+        REJECTED = "rejected", "Rejected"
+        COMPLAINED = "complained", "Complaint"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        OTHER = "other", "Other"
+
+    # Where it came from: an ESP's webhook ("postmark", "amazon_ses", ...) or "bounce_mail".
+    source = models.CharField(max_length=32)
+    # The provider's own event id, or a digest of the event's content when it has none.
+    event_key = models.CharField(max_length=128)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # The ESP's message id, or our Message-ID for bounce mail; empty when the event has neither.
+    message_id = models.CharField(max_length=255, blank=True, default="")
+    email = models.CharField(max_length=254, blank=True, default="")
+    # Resolved by the applier (or by the bounce receiver from the VERP token); no constraint,
+    # as on Delivery: the event outlives a purged send.
+    delivery_id = models.BigIntegerField(null=True, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    description = models.TextField(blank=True, default="")
+    mta_response = models.TextField(blank=True, default="")
+    payload = models.JSONField(default=dict, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "event_key"], name="event_unique_key")
+        ]
+        indexes = [
+            # The applier's queue: only the rows not applied yet are in it.
+            models.Index(fields=["id"], name="event_unapplied_idx", condition=Q(applied_at=None)),
+            models.Index(fields=["delivery_id"], name="event_delivery_idx"),
+            models.Index(fields=["email"], name="event_email_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} for {self.email or self.message_id}"
+
+
+class Suppression(models.Model):
+    """An address opsdash never mails again, with why: kept even for an unknown address."""
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", "Hard bounce"
+        SOFT_BOUNCES = "soft_bounces", "Repeated soft bounces"
+        COMPLAINT = "complaint", "Spam complaint"
+        ESP_UNSUBSCRIBE = "esp_unsubscribe", "Unsubscribed at the ESP"
+        REJECTED = "rejected", "Refused by the server (no such mailbox)"
+        MANUAL = "manual", "Added by staff"
+
+    email = models.CharField(max_length=254, unique=True)
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    detail = models.TextField(blank=True, default="")
+    source = models.CharField(max_length=32, blank=True, default="")
+    event = models.ForeignKey(
+        DeliveryEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    recipient = models.ForeignKey(
+        Recipient, null=True, blank=True, on_delete=models.SET_NULL, related_name="suppressions"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["reason", "created_at"], name="suppression_reason_idx")]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class ChannelHealth(models.Model):
+    """What a provider's webhooks (or the bounce receiver) last did, one row per source."""
+
+    source = models.CharField(max_length=32, unique=True)
+    events_received = models.PositiveBigIntegerField(default=0)
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    auth_failures = models.PositiveBigIntegerField(default=0)
+    last_auth_failure_at = models.DateTimeField(null=True, blank=True)
+    last_auth_failure = models.CharField(max_length=255, blank=True, default="")
+    rejected_payloads = models.PositiveBigIntegerField(default=0)
+    last_rejected_at = models.DateTimeField(null=True, blank=True)
+    last_rejected = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["source"]
+        verbose_name_plural = "channel health"
+
+    def __str__(self) -> str:
+        return self.source
+
+
+class BounceMessage(models.Model):
+    """A message that reached the bounce receiver: kept whole when no parser understood it."""
+
+    class Status(models.TextChoices):
+        PARSED = "parsed", "Understood"
+        NEEDS_REVIEW = "needs_review", "Needs a person"
+        DISMISSED = "dismissed", "Dismissed"
+
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    mail_from = models.CharField(max_length=512, blank=True, default="")
+    rcpt_to = models.CharField(max_length=512, blank=True, default="")
+    subject = models.CharField(max_length=512, blank=True, default="")
+    raw = models.BinaryField()
+    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
+    problem = models.TextField(blank=True, default="")
+    events_found = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.subject or f"bounce message {self.pk}"

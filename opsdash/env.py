@@ -88,6 +88,18 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def env_prefixed(prefix: str) -> dict[str, str]:
+    """Every ``<prefix><NAME>`` variable as ``{NAME: value}``; ``<prefix><NAME>_FILE`` works too.
+
+    For settings a library names itself (django-anymail's ``ANYMAIL_POSTMARK_SERVER_TOKEN`` is
+    ``ANYMAIL["POSTMARK_SERVER_TOKEN"]``): whatever the library documents can be set, secrets
+    from files included, without opsdash listing each name.
+    """
+    names = {key.removesuffix("_FILE") for key in os.environ if key.startswith(prefix)}
+    found = {name[len(prefix) :]: env_str(name, "") for name in sorted(names) if name != prefix}
+    return {key: value for key, value in found.items() if key and value}
+
+
 def persistent_secret(path: Path) -> str:
     """A random secret generated on first use and kept in ``path`` (mode 0600) from then on.
 

@@ -27,6 +27,7 @@ from opsdash.env import (
     env_int,
     env_list,
     env_optional,
+    env_prefixed,
     env_str,
     persistent_secret,
 )
@@ -70,6 +71,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "import_export",
     "axes",
+    "anymail",
     "campaigns",
 ]
 
@@ -228,6 +230,39 @@ EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "opsdash@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- Sending channels (docs/operations.md, "Sending channels") ------------------------------
+# Each channel is "name=backend" or "name=backend:stream": the backend is "smtp" (the relay
+# above) or the name of a django-anymail ESP ("postmark", "mailgun", "amazon_ses", "sendgrid",
+# "brevo", ...); the stream is the ESP's message stream, where it has them (Postmark). The
+# first channel is the default unless OPSDASH_DEFAULT_CHANNEL names another.
+OPSDASH_CHANNELS = env_list("OPSDASH_CHANNELS", ["smtp=smtp"])
+OPSDASH_DEFAULT_CHANNEL = env_str(
+    "OPSDASH_DEFAULT_CHANNEL",
+    OPSDASH_CHANNELS[0].partition("=")[0].strip() if OPSDASH_CHANNELS else "",
+)
+# django-anymail's own settings, by their documented names: ANYMAIL_POSTMARK_SERVER_TOKEN,
+# ANYMAIL_MAILGUN_API_KEY, ANYMAIL_WEBHOOK_SECRET ("user:password" for the webhooks' basic
+# auth), ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY, ... each also as <NAME>_FILE.
+ANYMAIL: dict[str, object] = dict(env_prefixed("ANYMAIL_"))
+# Where an ESP-side bounce or complaint for a message leads: soft bounces suppress an address
+# after this many within this many days (a hard bounce or a complaint suppresses at once).
+OPSDASH_SOFT_BOUNCE_LIMIT = env_int("OPSDASH_SOFT_BOUNCE_LIMIT", 3, minimum=1)
+OPSDASH_SOFT_BOUNCE_WINDOW_DAYS = env_int("OPSDASH_SOFT_BOUNCE_WINDOW_DAYS", 7, minimum=1)
+# Bounce mail on the SMTP channel: each message goes out with the envelope sender
+# bounces+<signed token>@OPSDASH_BOUNCE_DOMAIN (VERP), and the MTA forwards that domain's mail
+# to `manage.py bounces`, which listens on OPSDASH_BOUNCE_HOST:OPSDASH_BOUNCE_PORT speaking
+# LMTP (OPSDASH_BOUNCE_PROTOCOL=lmtp) or SMTP. Empty domain: no VERP, the From address is the
+# envelope sender as before.
+OPSDASH_BOUNCE_DOMAIN = env_str("OPSDASH_BOUNCE_DOMAIN", "")
+OPSDASH_BOUNCE_HOST = env_str("OPSDASH_BOUNCE_HOST", "127.0.0.1")
+OPSDASH_BOUNCE_PORT = env_int("OPSDASH_BOUNCE_PORT", 2526, minimum=1)
+OPSDASH_BOUNCE_PROTOCOL = env_choice("OPSDASH_BOUNCE_PROTOCOL", "smtp", ("smtp", "lmtp"))
+# DKIM signing on the SMTP channel: on when a domain, a selector and a private key (PEM) are
+# all given. The key is a secret: OPSDASH_DKIM_PRIVATE_KEY_FILE=/run/secrets/dkim.pem.
+OPSDASH_DKIM_DOMAIN = env_str("OPSDASH_DKIM_DOMAIN", "")
+OPSDASH_DKIM_SELECTOR = env_str("OPSDASH_DKIM_SELECTOR", "")
+OPSDASH_DKIM_PRIVATE_KEY = env_str("OPSDASH_DKIM_PRIVATE_KEY", "")
 
 # --- opsdash --------------------------------------------------------------------------------
 OPSDASH_PUBLIC_URL = env_str("OPSDASH_PUBLIC_URL", "http://localhost:8000").rstrip("/")
