@@ -240,5 +240,6 @@ def _body_relaxed(body: bytes) -> bytes:
     end = len(body)
     while body.endswith(_CRLF + _CRLF, 0, end):  # empty lines at the end are ignored
         end -= 2
-    body = body[:end]
+    if end < len(body):
+        body = body[:end]
     return b"" if body == _CRLF else body
