@@ -97,15 +97,17 @@ def dkim_key_parse(pem: str) -> rsa.RSAPrivateKey:
     return key
 
 
+_SETTINGS = ("OPSDASH_DKIM_DOMAIN", "OPSDASH_DKIM_SELECTOR", "OPSDASH_DKIM_PRIVATE_KEY")
+
+
 def dkim_missing() -> list[str]:
     """The DKIM settings not given, when some are: signing needs all three or none."""
-    given = {
-        "OPSDASH_DKIM_DOMAIN": settings.OPSDASH_DKIM_DOMAIN,
-        "OPSDASH_DKIM_SELECTOR": settings.OPSDASH_DKIM_SELECTOR,
-        "OPSDASH_DKIM_PRIVATE_KEY": settings.OPSDASH_DKIM_PRIVATE_KEY,
-    }
-    missing = [name for name, value in given.items() if not value]
-    return missing if len(missing) < len(given) else []
+    return _missing(*(getattr(settings, name) for name in _SETTINGS))
+
+
+def _missing(*values: str) -> list[str]:
+    missing = [name for name, value in zip(_SETTINGS, values, strict=True) if not value]
+    return missing if len(missing) < len(_SETTINGS) else []
 
 
 def dkim_signer() -> DkimSigner | None:
@@ -113,21 +115,17 @@ def dkim_signer() -> DkimSigner | None:
 
     The system checks (campaigns.checks) report the same problems at startup.
     """
-    return _signer_for(
-        settings.OPSDASH_DKIM_DOMAIN,
-        settings.OPSDASH_DKIM_SELECTOR,
-        settings.OPSDASH_DKIM_PRIVATE_KEY,
-    )
+    return _signer_for(*(getattr(settings, name) for name in _SETTINGS))
 
 
 @lru_cache(maxsize=4)
 def _signer_for(domain: str, selector: str, pem: str) -> DkimSigner | None:
     # Keyed by the values, so the key is parsed once per process and configuration.
-    if not (domain or selector or pem):
-        return None
-    missing = dkim_missing()
+    missing = _missing(domain, selector, pem)
     if missing:
-        raise ImproperlyConfigured(f"DKIM is half configured: {', '.join(missing)} not set.")
+        raise ImproperlyConfigured(f"DKIM is partly configured: {', '.join(missing)} not set.")
+    if not domain:
+        return None
     return DkimSigner(domain=domain.lower(), selector=selector.lower(), key=dkim_key_parse(pem))
 
 
