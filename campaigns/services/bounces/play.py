@@ -92,7 +92,8 @@ def _deliver(raw: bytes, rcpt: str) -> None:
     client_class = smtplib.LMTP if settings.OPSDASH_BOUNCE_PROTOCOL == "lmtp" else smtplib.SMTP
     with client_class(host, port, timeout=TIMEOUT_SECONDS) as client:
         # A bounce has the null envelope sender, so it can never bounce back.
-        client.sendmail("<>", [rcpt], raw)
+        # smtplib sends bytes as given; SMTP lines end in CRLF.
+        client.sendmail("<>", [rcpt], raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
 
 
 def _return_path(message: Message) -> str:
