@@ -184,3 +184,14 @@ def test_a_huge_message_is_kept_truncated_and_says_so() -> None:
     bounce.refresh_from_db()
     assert len(bytes(bounce.raw)) == RAW_LIMIT
     assert f"Kept the first {RAW_LIMIT} of {len(raw)} bytes." in bounce.problem
+
+
+@pytest.mark.django_db
+def test_nul_characters_a_database_refuses_are_dropped_not_fatal() -> None:
+    raw = sample("postfix-hard.eml", delivery=delivery_create())
+    raw = raw.replace(b"Subject: Undelivered", b"Subject: Und\x00elivered")
+    raw = raw.replace(b"User unknown in virtual", b"User unknown\x00 in virtual")
+    bounce = bounce_message_receive(raw=raw, mail_from="a\x00@b.test")
+    bounce.refresh_from_db()
+    assert (bounce.subject, bounce.mail_from) == ("Undelivered Mail Returned to Sender", "a@b.test")
+    assert "User unknown in virtual" in DeliveryEvent.objects.get().mta_response

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -69,7 +70,14 @@ def _store(raw: bytes, mail_from: str, rcpt_tos: Sequence[str]) -> None:
 
 class BounceController(Controller):
     def __init__(self, handler: BounceHandler, *, host: str, port: int) -> None:
-        super().__init__(handler, hostname=host, port=port, data_size_limit=MESSAGE_SIZE_LIMIT)
+        super().__init__(
+            handler,
+            hostname=host,
+            port=port,
+            data_size_limit=MESSAGE_SIZE_LIMIT,
+            # Named once here: left unset, aiosmtpd looks the name up in DNS per connection.
+            server_hostname=socket.gethostname(),
+        )
         self.lmtp = handler.lmtp
 
     def factory(self) -> SMTP:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import transaction
@@ -32,13 +33,13 @@ def bounce_message_receive(
        or NEEDS_REVIEW, and store one event per finding, keyed so a bounce delivered twice
        stores its events once.
     """
-    parsed = bounce_parse(raw)
+    parsed = _parse(raw)
     delivery_id = _delivery_id(parsed, rcpt_tos)
     understood = parsed.outcome is not Outcome.UNKNOWN
     with transaction.atomic():
         bounce = BounceMessage.objects.create(
-            mail_from=mail_from[:512],
-            rcpt_to=", ".join(rcpt_tos)[:512],
+            mail_from=_text(mail_from)[:512],
+            rcpt_to=_text(", ".join(rcpt_tos))[:512],
             subject=parsed.subject[:512],
             raw=raw[:RAW_LIMIT],
             status=BounceMessage.Status.PARSED if understood else BounceMessage.Status.NEEDS_REVIEW,
@@ -48,6 +49,31 @@ def bounce_message_receive(
         key_base = parsed.message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
         events_store([_event(f, parsed, key_base, delivery_id, bounce.pk) for f in parsed.findings])
     return bounce
+
+
+def _parse(raw: bytes) -> ParsedBounce:
+    """``bounce_parse``, made safe for text columns; a parser that trips on odd mail leaves the
+    message for a person rather than refusing it (which would have the MTA retry it for days)."""
+    try:
+        parsed = bounce_parse(raw)
+    except Exception as exc:  # any parser failure means: a person should look
+        return ParsedBounce(Outcome.UNKNOWN, problem=f"The parser failed: {exc!r}")
+    findings = tuple(
+        replace(f, email=_text(f.email), status=_text(f.status), diagnostic=_text(f.diagnostic))
+        for f in parsed.findings
+    )
+    return replace(
+        parsed,
+        findings=findings,
+        subject=_text(parsed.subject),
+        message_id=_text(parsed.message_id),
+        original_message_id=_text(parsed.original_message_id),
+    )
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text and JSON refuse NUL, which a broken or hostile message can carry.
+    return value.replace("\x00", "")
 
 
 def _problem(parsed: ParsedBounce, size: int) -> str:
