@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -83,6 +84,37 @@ def test_recipients_outside_the_bounce_domain_are_refused(receiver: tuple[str, i
         smtp.sendmail("<>", ["someone@example.com"], crlf(sample("postfix-hard.eml")))
     assert refused.value.recipients["someone@example.com"][0] == 550
     assert not BounceMessage.objects.exists()
+
+
+def test_lmtp_answers_the_data_once_per_recipient() -> None:
+    """RFC 2033: one reply per accepted recipient after the data, as Postfix's lmtp client reads."""
+    first, second = f"a@{BOUNCE_DOMAIN}", f"b@{BOUNCE_DOMAIN}"
+    with receiver_process(port=LMTP_PORT, protocol="lmtp"):
+        replies = lmtp_conversation(LMTP_PORT, [first, second], crlf(sample("postfix-hard.eml")))
+    assert [line[:3] for line in replies] == ["250", "250"]
+    assert BounceMessage.objects.get().rcpt_to == f"{first}, {second}"
+    assert DeliveryEvent.objects.count() == 1
+
+
+def lmtp_conversation(port: int, rcpts: list[str], raw: bytes) -> list[str]:
+    """Speaks LMTP by hand (smtplib reads one reply to DATA); the replies after the data."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        reader = sock.makefile("rb")
+
+        def reply() -> str:
+            line = reader.readline().decode()
+            while line[3:4] == "-":
+                line = reader.readline().decode()
+            return line
+
+        reply()
+        for command in ["LHLO test", "MAIL FROM:<>", *[f"RCPT TO:<{r}>" for r in rcpts], "DATA"]:
+            sock.sendall(command.encode() + b"\r\n")
+            assert reply()[:1] in {"2", "3"}, command
+        sock.sendall(raw.rstrip(b"\r\n") + b"\r\n.\r\n")
+        replies = [reply() for _ in rcpts]
+        sock.sendall(b"QUIT\r\n")
+        return replies
 
 
 def test_a_storage_failure_answers_451_so_the_mta_tries_again() -> None:

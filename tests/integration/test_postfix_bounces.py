@@ -44,20 +44,26 @@ pytestmark = [
 ]
 
 
-def receiver_port() -> int:
-    """The port the setup script told Postfix to hand bounce mail to."""
+# The bounce domain the setup script routes to a receiver over each protocol.
+DOMAINS = {"smtp": BOUNCE_DOMAIN, "lmtp": "bounces-lmtp.opsdash.test"}
+
+
+def receiver_port(domain: str, protocol: str) -> int:
+    """The port the setup script told Postfix to hand ``domain``'s mail to."""
     for line in TRANSPORT_MAP.read_text().splitlines():
-        domain, _, target = line.partition("\t")
-        if domain.strip() == BOUNCE_DOMAIN:
+        name, _, target = line.partition("\t")
+        if name.strip() == domain and target.startswith(protocol + ":"):
             return int(target.rsplit(":", 1)[1])
-    raise AssertionError(f"{TRANSPORT_MAP} does not route {BOUNCE_DOMAIN}")
+    raise AssertionError(f"{TRANSPORT_MAP} does not route {domain} over {protocol}")
 
 
+@pytest.mark.parametrize("protocol", ["smtp", "lmtp"])
 def test_postfix_bounces_an_unknown_mailbox_to_the_delivery_it_came_from(
-    settings: Settings,
+    settings: Settings, protocol: str
 ) -> None:
     assert not PROBLEM, PROBLEM
-    settings.OPSDASH_BOUNCE_DOMAIN = BOUNCE_DOMAIN
+    domain = DOMAINS[protocol]
+    settings.OPSDASH_BOUNCE_DOMAIN = domain
     delivery = delivery_create("nosuchuser@opsdash-mta.test")
     envelope_from = verp_envelope_from(delivery_id=delivery.pk)
     assert envelope_from is not None
@@ -66,7 +72,8 @@ def test_postfix_bounces_an_unknown_mailbox_to_the_delivery_it_came_from(
     message["Subject"], message["Message-ID"] = "November newsletter", delivery.message_id
     message.set_content("Hello, here is the November newsletter.")
 
-    receiver = receiver_process(port=receiver_port())
+    port = receiver_port(domain, protocol)
+    receiver = receiver_process(port=port, protocol=protocol, OPSDASH_BOUNCE_DOMAIN=domain)
     with receiver, smtplib.SMTP("127.0.0.1", 25, timeout=30) as smtp:
         smtp.send_message(message, from_addr=envelope_from, to_addrs=[message["To"]])
         wait_for(
