@@ -13,7 +13,8 @@ from campaigns.models import BounceMessage, DeliveryEvent
 from campaigns.services.verp import verp_envelope_from
 from tests.bounce_samples import BOUNCE_DOMAIN, crlf, delivery_create, receiver_process, sample
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The receiver runs as its own process on the test database: PostgreSQL, not in-memory SQLite.
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 SMTP_PORT, LMTP_PORT, BROKEN_PORT = 18301, 18302, 18303
 

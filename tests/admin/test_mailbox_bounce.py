@@ -38,6 +38,9 @@ def _bounce_settings(settings: Settings, tmp_path: Path) -> None:
 
 @pytest.fixture
 def receiver(settings: Settings) -> Iterator[None]:
+    """The real receiver process: it shares the test database, so PostgreSQL only."""
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("the receiver process needs the services profile's PostgreSQL")
     settings.OPSDASH_BOUNCE_PORT = RECEIVER_PORT
     with receiver_process(port=RECEIVER_PORT):
         yield
