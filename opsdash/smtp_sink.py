@@ -1,7 +1,8 @@
 """A local SMTP server that keeps what it receives: the demo's mail catcher and the tests' sink.
 
 Messages are stored in memory (for tests and benchmarks) and, when a Maildir path is given,
-on disk where the admin's mailbox page reads them. ``rule`` lets a test make the server answer
+on disk where the admin's mailbox page reads them, headed by a Return-Path with the envelope
+sender as a delivery agent writes it. ``rule`` lets a test make the server answer
 4xx or 5xx for chosen recipients, the way a real server sometimes does, or drop the connection
 (``DROP``). ``stop()`` and ``start()`` take the server down and bring it back on the same port,
 keeping what it received.
@@ -60,7 +61,7 @@ class SinkHandler:
         with self.lock:
             self.messages.append(message)
             if self.maildir is not None:
-                self.maildir.add(raw)
+                self.maildir.add(_with_return_path(raw, envelope.mail_from or ""))
         return "250 2.0.0 Message accepted"
 
     def clear(self) -> None:
@@ -118,6 +119,12 @@ class SmtpSink:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _with_return_path(raw: bytes, mail_from: str) -> bytes:
+    """The message as a delivery agent files it: headed by the envelope sender it came from
+    (a VERP address on the SMTP channel), which the demo's "play a bounce" replies to."""
+    return f"Return-Path: <{mail_from}>\r\n".encode() + raw
 
 
 def _free_port(host: str) -> int:

@@ -12,7 +12,7 @@ import yaml
 from django.core.management import get_commands
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SERVICES = ("migrate", "web", "worker", "beat", "flower")
+APP_SERVICES = ("migrate", "web", "worker", "beat", "flower", "bounces")
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +34,13 @@ def test_the_stack_has_every_part(compose: dict[str, Any]) -> None:
 
 def test_infrastructure_has_healthchecks_and_apps_wait_for_them(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    for name in ("postgres", "rabbitmq", "redis", "mailpit", "web", "worker"):
+    for name in ("postgres", "rabbitmq", "redis", "mailpit", "web", "worker", "bounces"):
         assert "healthcheck" in services[name], name
     for name in APP_SERVICES:
         deps = services[name]["depends_on"]
         for infra in ("postgres", "rabbitmq", "redis"):
             assert deps[infra]["condition"] == "service_healthy", (name, infra)
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "bounces"):
         assert services[name]["depends_on"]["migrate"]["condition"] == (
             "service_completed_successfully"
         )
@@ -79,6 +79,27 @@ def test_commands_point_at_code_that_exists(compose: dict[str, Any]) -> None:
     assert hasattr(importlib.import_module(module), attribute)
     for step in re.findall(r"manage\.py (\w+)", " ".join(_command(compose, "migrate"))):
         assert step in get_commands(), step
+    bounces = _command(compose, "bounces")
+    assert bounces[:3] == ["python", "manage.py", "bounces"] and "bounces" in get_commands()
+
+
+def test_the_bounce_receiver_listens_where_the_apps_and_the_mta_reach_it(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    bounces = _command(compose, "bounces")
+    port = bounces[bounces.index("--port") + 1]
+    assert bounces[bounces.index("--host") + 1] == "0.0.0.0"  # inside its container
+    assert services["bounces"]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert port in str(services["bounces"]["healthcheck"]["test"])
+    # Web ("Play a bounce") reaches it by service name; the worker signs VERP addresses for the
+    # same domain the receiver accepts.
+    for name in ("web", "worker", "bounces"):
+        env = services[name]["environment"]
+        assert (env["OPSDASH_BOUNCE_HOST"], env["OPSDASH_BOUNCE_PORT"]) == ("bounces", port)
+        assert env["OPSDASH_BOUNCE_DOMAIN"] == "${OPSDASH_BOUNCE_DOMAIN:-}"
+    # Without a domain it cannot start, so it runs only when asked for (--profile bounces).
+    assert services["bounces"]["profiles"] == ["bounces"]
 
 
 def test_the_worker_consumes_every_queue_the_settings_route_to(compose: dict[str, Any]) -> None:
@@ -112,7 +133,7 @@ def published(compose: dict[str, Any]) -> list[tuple[str, str]]:
 def test_every_published_port_is_bound_to_localhost(compose: dict[str, Any]) -> None:
     """The web admin included: other machines reach it through a TLS proxy on the host."""
     ports = published(compose)
-    assert {name for name, _ in ports} >= {"web", "flower", "rabbitmq", "mailpit"}
+    assert {name for name, _ in ports} >= {"web", "flower", "rabbitmq", "mailpit", "bounces"}
     assert [entry for entry in ports if entry[1] != "127.0.0.1"] == []
 
 

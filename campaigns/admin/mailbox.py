@@ -1,7 +1,8 @@
 """The demo's mailbox: what the local SMTP catcher received, readable in the admin.
 
 It holds every message of every campaign and test, so every recipient's address and
-personalised content: superusers only, whatever role a staff member has.
+personalised content: superusers only, whatever role a staff member has. A campaign's message
+can be made to bounce (hard, soft, or a complaint), to watch what opsdash does with it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
 from django.utils.http import urlencode
+
+from campaigns.services.bounces import (
+    PlayKind,
+    bounce_play,
+    delivery_by_message_id,
+    returned_from_raw,
+)
 
 PAGE_SIZE = 50
 
@@ -110,13 +124,18 @@ def _page_url(to: str, number: int) -> str:
 
 
 def mailbox_message_view(request: HttpRequest, key: str) -> HttpResponse:
+    """One caught message; for a campaign's message, a form that plays a bounce for it (POST)."""
     _superuser_only(request)
     box = _maildir()
     try:
-        message = BytesParser(policy=policy.default).parsebytes(box.get_bytes(key))
+        raw = box.get_bytes(key)
     except KeyError as exc:
         raise Http404("No such message.") from exc
+    message = BytesParser(policy=policy.default).parsebytes(raw)
     assert isinstance(message, EmailMessage)
+    delivery_id = delivery_by_message_id(str(message.get("Message-ID", "")))
+    if request.method == "POST":
+        return _play_bounce(request, raw, delivery_id)
     html_part = message.get_body(preferencelist=("html",))
     text_part = message.get_body(preferencelist=("plain",))
     context = {
@@ -126,5 +145,28 @@ def mailbox_message_view(request: HttpRequest, key: str) -> HttpResponse:
         "headers": list(message.items()),
         "html": html_part.get_content() if html_part is not None else "",
         "text": text_part.get_content() if text_part is not None else "",
+        "delivery_id": delivery_id,
+        "bounce_kinds": [(kind.value, label) for kind, label in BOUNCE_KINDS.items()],
     }
     return TemplateResponse(request, "admin/campaigns/mailbox_message.html", context)
+
+
+BOUNCE_KINDS = {
+    PlayKind.HARD: "Hard bounce (5.1.1 no such user)",
+    PlayKind.SOFT: "Soft bounce (4.2.2 mailbox full)",
+    PlayKind.COMPLAINT: "Spam complaint (feedback report)",
+}
+
+
+def _play_bounce(request: HttpRequest, raw: bytes, delivery_id: int | None) -> HttpResponse:
+    if delivery_id is None:
+        raise Http404("This message was not sent by a campaign of this opsdash.")
+    try:
+        kind = PlayKind(request.POST.get("kind", ""))
+    except ValueError:
+        return HttpResponseBadRequest("Choose a hard bounce, a soft bounce or a complaint.")
+    played = bounce_play(kind=kind, returned=returned_from_raw(raw=raw))
+    label = BOUNCE_KINDS[kind].split(" (")[0].lower()
+    note = f"Played a {label} for delivery {delivery_id}. {played.detail}"
+    (messages.success if played.over_smtp else messages.warning)(request, note)
+    return HttpResponseRedirect(request.get_full_path())

@@ -1,4 +1,5 @@
-"""``make demo``: migrate, load the demo data, then run web, worker, beat and a mail catcher.
+"""``make demo``: migrate, load the demo data, then run web, worker, beat, a mail catcher and
+the bounce receiver.
 
 Ctrl-C stops every process. The staff password is printed (demo data only, reset each start).
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -27,14 +29,31 @@ FIXTURES = sorted((Path(settings.BASE_DIR) / "fixtures").glob("0*.json"))
 
 
 class Command(BaseCommand):
-    help = "Runs the whole product locally: web, Celery worker, beat and an SMTP catcher."
+    help = (
+        "Runs the whole product locally: web, Celery worker, beat, an SMTP catcher and the "
+        "bounce receiver."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("OPSDASH_PORT", 8000)))
         parser.add_argument("--smtp-port", type=int, default=settings.EMAIL_PORT)
+        parser.add_argument(
+            "--bounce-port",
+            type=int,
+            default=settings.OPSDASH_BOUNCE_PORT,
+            help="The bounce receiver's port; a free one is taken when this one is busy.",
+        )
         parser.add_argument("--no-run", action="store_true", help="Prepare the data, then stop.")
 
-    def handle(self, *args: Any, port: int, smtp_port: int, no_run: bool, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        port: int,
+        smtp_port: int,
+        bounce_port: int,
+        no_run: bool,
+        **options: Any,
+    ) -> None:
         _ensure_database()
         call_command("migrate", interactive=False, verbosity=0)
         if not Campaign.objects.exists():
@@ -44,7 +63,8 @@ class Command(BaseCommand):
         if no_run:
             return
         maildir = Path(settings.VAR_DIR) / "mailbox"
-        env = demo_env(port=port, smtp_port=smtp_port, maildir=maildir)
+        bounce_port = _port_or_free(bounce_port)
+        env = demo_env(port=port, smtp_port=smtp_port, maildir=maildir, bounce_port=bounce_port)
         processes = _start_all(port=port, smtp_port=smtp_port, maildir=maildir, env=env)
         self.stdout.write(
             self.style.SUCCESS(
@@ -54,6 +74,9 @@ class Command(BaseCommand):
                 "            demo-editor, demo-approver, demo-auditor: one role each, same "
                 "password\n"
                 f"  Mailbox:  http://127.0.0.1:{port}/admin/mailbox/  (what the SMTP catcher got)\n"
+                f"  Bounces:  receiver on 127.0.0.1:{bounce_port} for "
+                f"@{env['OPSDASH_BOUNCE_DOMAIN']}; open a campaign's message in the\n"
+                "            Mailbox and press “Play a bounce” (or: manage.py play_bounce <id>)\n"
                 "  Open “November newsletter” under Campaigns and press “Send now”.\n"
                 "  Ctrl-C stops everything.\n"
             )
@@ -62,9 +85,12 @@ class Command(BaseCommand):
 
 
 DEMO_SENDER_NAME = "Opsdash Demo"
+DEMO_BOUNCE_DOMAIN = "bounces.opsdash.localhost"
 
 
-def demo_env(*, port: int, smtp_port: int, maildir: Path) -> dict[str, str]:
+def demo_env(
+    *, port: int, smtp_port: int, maildir: Path, bounce_port: int | None = None
+) -> dict[str, str]:
     """The environment of the demo's processes.
 
     DEBUG is off by default everywhere; the demo asks for it (runserver then serves the static
@@ -72,6 +98,8 @@ def demo_env(*, port: int, smtp_port: int, maildir: Path) -> dict[str, str]:
     nothing here: every process reads the same generated one from the shared var/ folder.
     The unsubscribe page is headed with the sender's name, which the demo gives unless one is
     set, so it does not read "opsdash" to a person who came from a message.
+    A bounce domain is given unless one is set, so messages leave from VERP addresses the
+    demo's own bounce receiver takes back ("Play a bounce" in the mailbox).
     """
     return {
         **os.environ,
@@ -80,7 +108,21 @@ def demo_env(*, port: int, smtp_port: int, maildir: Path) -> dict[str, str]:
         "OPSDASH_MAILBOX_DIR": str(maildir),
         "EMAIL_PORT": str(smtp_port),
         "OPSDASH_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "OPSDASH_BOUNCE_DOMAIN": os.environ.get("OPSDASH_BOUNCE_DOMAIN") or DEMO_BOUNCE_DOMAIN,
+        "OPSDASH_BOUNCE_HOST": "127.0.0.1",
+        "OPSDASH_BOUNCE_PORT": str(bounce_port or settings.OPSDASH_BOUNCE_PORT),
     }
+
+
+def _port_or_free(port: int) -> int:
+    """``port`` when nothing listens there yet, else a free one: a busy default port (another
+    demo, a test) would otherwise stop the whole demo when the receiver cannot bind it."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _ensure_database() -> None:
@@ -154,6 +196,15 @@ def _start_all(
             schedule=str(Path(settings.VAR_DIR) / "celerybeat-schedule"), loglevel="warning"
         ),
         [python, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        [
+            python,
+            "manage.py",
+            "bounces",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            env["OPSDASH_BOUNCE_PORT"],
+        ],
     ]
     # Each child gets its own process group so Ctrl-C reaches them only through us, in order.
     return [
