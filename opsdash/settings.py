@@ -433,6 +433,7 @@ LOGGING = {
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         "mail.log": {"level": "WARNING"},  # aiosmtpd logs every connection at INFO
+        "flufl.bounce": {"level": "WARNING"},  # logs each of its detectors at INFO
     },
 }
 
