@@ -1,0 +1,158 @@
+"""The suppression list: addresses opsdash never mails again, and why. Records, not a form:
+bounces, complaints and ESP unsubscribes write them; staff read, export and (approvers) lift."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import truncatechars
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from import_export.admin import ExportMixin
+from import_export.formats.base_formats import CSV, XLSX
+from unfold.admin import ModelAdmin
+from unfold.contrib.import_export.forms import ExportForm
+from unfold.decorators import action, display
+
+from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link
+from campaigns.models import Recipient, Suppression
+from campaigns.resources import SuppressionResource
+from campaigns.selectors.zoned import zoned
+
+LIFT_PERMISSION = "campaigns.delete_suppression"
+SUPPRESSION_SEARCH_HELP = (
+    "The start of an address (ada@, ada@example.com) or a whole domain (@example.com)."
+)
+DETAIL_CHARS = 80
+
+
+def suppressions_matching(queryset: QuerySet[Suppression], term: str) -> QuerySet[Suppression]:
+    """ "@example.com" finds the domain (the list is small next to the recipients, so a scan
+    of it is cheap); anything else is the start of an address, on the unique index."""
+    value = term.strip().lower()
+    if value.startswith("@"):
+        return queryset.filter(email__endswith=value)
+    return queryset.filter(email__startswith=value)
+
+
+def suppression_lift() -> Any:
+    """The suppression engine's lift service (campaigns.services.suppressions), looked up
+    when staff use it: the admin reads the list whether or not that engine is installed."""
+    return importlib.import_module("campaigns.services.suppressions").suppression_lift
+
+
+class LiftForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=500,
+        help_text="Why this address may be mailed again (the person asked, the mailbox is "
+        "fixed...). It goes into the audit trail.",
+    )
+
+
+class SourceFilter(admin.SimpleListFilter):
+    """The sources recorded so far (an ESP's name, "bounce_mail", ...): few distinct values."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        sources = Suppression.objects.order_by("source").values_list("source", flat=True)
+        return [(value, value or "(none)") for value in sources.distinct()]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        value = self.value()
+        return queryset if value is None else queryset.filter(source=value)
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(ExportMixin, ReadOnlyAdminMixin, ModelAdmin):
+    resource_classes = [SuppressionResource]
+    export_form_class = ExportForm
+    export_formats = [CSV, XLSX]
+    list_display = ("email", "reason_label", "detail_short", "source", "when", "recipient_link")
+    list_filter = ("reason", SourceFilter, "created_at")
+    search_fields = ("email",)  # shows the search box; get_search_results does the search
+    search_help_text = SUPPRESSION_SEARCH_HELP
+    list_before_template = "admin/campaigns/search_help.html"
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    actions = None
+    actions_detail = ["lift"]
+    fields = ("email", "reason_label", "detail", "source", "when", "recipient_link", "event_link")
+    readonly_fields = fields
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: Any, search_term: str
+    ) -> tuple[Any, bool]:
+        if not search_term.strip():
+            return queryset, False
+        return suppressions_matching(queryset, search_term), False
+
+    @display(
+        description="Reason",
+        ordering="reason",
+        label={
+            "hard_bounce": "danger",
+            "complaint": "danger",
+            "rejected": "danger",
+            "soft_bounces": "warning",
+            "esp_unsubscribe": "info",
+            "manual": "info",
+        },
+    )
+    def reason_label(self, obj: Suppression) -> tuple[str, str]:
+        return obj.reason, str(obj.get_reason_display())
+
+    @display(description="Detail")
+    def detail_short(self, obj: Suppression) -> str:
+        return truncatechars(obj.detail, DETAIL_CHARS) or "—"
+
+    @display(description="When", ordering="created_at")
+    def when(self, obj: Suppression) -> str:
+        return zoned(obj.created_at)
+
+    @display(description="Recipient")
+    def recipient_link(self, obj: Suppression) -> str:
+        return id_link(Recipient, obj.recipient_id, "Recipient")
+
+    @display(description="Event")
+    def event_link(self, obj: Suppression) -> str:
+        if obj.event_id is None:
+            return "—"
+        return f"Event #{obj.event_id}"
+
+    @action(description="Lift the suppression", icon="mark_email_unread", permissions=["lift"])
+    def lift(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        """A small form asking why; the suppressions service lifts it and audits it."""
+        suppression = get_object_or_404(Suppression, pk=object_id)
+        form = LiftForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                suppression_lift()(
+                    email=suppression.email, by=request.user, reason=form.cleaned_data["reason"]
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, f"{suppression.email} may be mailed again.")
+                return HttpResponseRedirect(reverse("admin:campaigns_suppression_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Lift the suppression of {suppression.email}",
+            "form": form,
+            "suppression": suppression,
+        }
+        return TemplateResponse(request, "admin/campaigns/suppression/lift.html", context)
+
+    def has_lift_permission(self, request: HttpRequest, object_id: Any = None) -> bool:
+        return bool(request.user.has_perm(LIFT_PERMISSION))
