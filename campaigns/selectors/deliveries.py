@@ -99,8 +99,6 @@ def _outcome(delivery: Delivery) -> list[TimelineEntry]:
     status = delivery.status
     if status == Delivery.Status.SENT:
         text = delivery.smtp_response or "accepted"
-        if delivery.esp_message_id:
-            text += f" (message id at the provider: {delivery.esp_message_id})"
         return [TimelineEntry(delivery.sent_at, "Sent", text, level="success")]
     if status == Delivery.Status.FAILED:
         reply = delivery.smtp_response or "no answer recorded"
