@@ -15,14 +15,15 @@ from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import truncatechars
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 from unfold.admin import ModelAdmin
 from unfold.contrib.import_export.forms import ExportForm
 from unfold.decorators import action, display
 
-from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link
-from campaigns.models import Recipient, Suppression
+from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link, label_html
+from campaigns.models import Delivery, Recipient, Suppression
 from campaigns.resources import SuppressionResource
 from campaigns.selectors.zoned import zoned
 
@@ -31,6 +32,14 @@ SUPPRESSION_SEARCH_HELP = (
     "The start of an address (ada@, ada@example.com) or a whole domain (@example.com)."
 )
 DETAIL_CHARS = 80
+REASON_TYPES = {
+    "hard_bounce": "danger",
+    "complaint": "danger",
+    "rejected": "danger",
+    "soft_bounces": "warning",
+    "esp_unsubscribe": "info",
+    "manual": "info",
+}
 
 
 def suppressions_matching(queryset: QuerySet[Suppression], term: str) -> QuerySet[Suppression]:
@@ -87,7 +96,7 @@ class SuppressionAdmin(ExportMixin, ReadOnlyAdminMixin, ModelAdmin):
     list_per_page = 50
     actions = None
     actions_detail = ["lift"]
-    fields = ("email", "reason_label", "detail", "source", "when", "recipient_link", "event_link")
+    fields = ("email", "reason_badge", "detail", "source", "when", "recipient_link", "event_link")
     readonly_fields = fields
 
     def get_search_results(
@@ -97,20 +106,14 @@ class SuppressionAdmin(ExportMixin, ReadOnlyAdminMixin, ModelAdmin):
             return queryset, False
         return suppressions_matching(queryset, search_term), False
 
-    @display(
-        description="Reason",
-        ordering="reason",
-        label={
-            "hard_bounce": "danger",
-            "complaint": "danger",
-            "rejected": "danger",
-            "soft_bounces": "warning",
-            "esp_unsubscribe": "info",
-            "manual": "info",
-        },
-    )
+    @display(description="Reason", ordering="reason", label=REASON_TYPES)
     def reason_label(self, obj: Suppression) -> tuple[str, str]:
         return obj.reason, str(obj.get_reason_display())
+
+    @display(description="Reason")
+    def reason_badge(self, obj: Suppression) -> str:
+        # The change page draws read-only fields as text, not as the list's label: drawn here.
+        return label_html(str(obj.get_reason_display()), REASON_TYPES.get(obj.reason, ""))
 
     @display(description="Detail")
     def detail_short(self, obj: Suppression) -> str:
@@ -124,11 +127,16 @@ class SuppressionAdmin(ExportMixin, ReadOnlyAdminMixin, ModelAdmin):
     def recipient_link(self, obj: Suppression) -> str:
         return id_link(Recipient, obj.recipient_id, "Recipient")
 
-    @display(description="Event")
+    @display(description="Reported by")
     def event_link(self, obj: Suppression) -> str:
-        if obj.event_id is None:
+        """The event behind it, linked to its delivery's timeline when it names one."""
+        event = obj.event
+        if event is None:
             return "—"
-        return f"Event #{obj.event_id}"
+        text = f"{event.get_kind_display()} reported by {event.source or 'an unknown source'}"
+        if event.delivery_id is None:
+            return text
+        return format_html("{} · {}", text, id_link(Delivery, event.delivery_id, "Delivery"))
 
     @action(description="Lift the suppression", icon="mark_email_unread", permissions=["lift"])
     def lift(self, request: HttpRequest, object_id: Any) -> HttpResponse:

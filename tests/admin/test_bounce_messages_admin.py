@@ -62,6 +62,7 @@ def test_the_message_page_shows_the_raw_mail_escaped_and_decoded_safely(auditor:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert "<script>alert(1)</script>" not in text
     assert "bad byte: \ufffd\ufffd end" in text
+    assert "Needs a person" in text and "('needs_review'" not in text  # a label, not a tuple
 
 
 def test_an_approver_dismisses_a_message_from_its_page() -> None:

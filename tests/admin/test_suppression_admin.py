@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import AuditEntry, Recipient, Suppression
+from campaigns.models import AuditEntry, DeliveryEvent, Recipient, Suppression
 from campaigns.resources import SuppressionResource
 from tests.admin.helpers import user_with_roles
 from tests.factories import RecipientFactory
@@ -70,6 +70,22 @@ def test_the_list_shows_reason_detail_source_time_and_the_recipient(auditor: Cli
     assert "ada@example.com" in page and "Spam complaint" in page and "postmark" in page
     assert "Marked as spam in Gmail" in page and "x" * 100 not in page  # truncated
     assert reverse("admin:campaigns_recipient_change", args=[recipient.pk]) in page
+    row = Suppression.objects.get(email="ada@example.com")
+    detail = auditor.get(reverse("admin:campaigns_suppression_change", args=[row.pk]))
+    text = detail.content.decode()
+    assert "Spam complaint" in text and "('complaint'" not in text  # a label, not a tuple
+    assert "x" * 200 in text  # the whole detail on the record's own page
+
+
+def test_the_record_links_the_event_to_its_delivery(auditor: Client) -> None:
+    event = DeliveryEvent.objects.create(
+        source="postmark", event_key="e1", kind=DeliveryEvent.Kind.BOUNCED, delivery_id=4242
+    )
+    row = suppress("gone@example.com", event=event, source="postmark")
+    page = auditor.get(reverse("admin:campaigns_suppression_change", args=[row.pk]))
+    text = page.content.decode()
+    assert "Hard bounce reported by postmark" in text
+    assert reverse("admin:campaigns_delivery_change", args=[4242]) in text
 
 
 def test_it_filters_by_reason_source_and_date(auditor: Client) -> None:

@@ -199,6 +199,7 @@ def test_feedback_pages_read_clearly_and_log_no_errors(
     page.wait_for_url("**/bouncemessage/*/change/")
     raw_text = page.locator("#bounce-raw").inner_text()
     assert "<b>Still trying</b> \ufffd" in raw_text
+    assert "needs a person" in page.locator("#content").inner_text().lower()
     shots(page, "bounce-review")
 
     # 5. The dashboard: 30 days of feedback, and each channel's webhooks in the system panel.
