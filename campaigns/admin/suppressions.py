@@ -9,7 +9,6 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.defaultfilters import truncatechars
@@ -25,6 +24,7 @@ from unfold.decorators import action, display
 from campaigns.admin.base import EstimatedCountPaginator, ReadOnlyAdminMixin, id_link, label_html
 from campaigns.models import Delivery, Recipient, Suppression
 from campaigns.resources import SuppressionResource
+from campaigns.selectors.suppressions import suppressions_matching
 from campaigns.selectors.zoned import zoned
 
 LIFT_PERMISSION = "campaigns.delete_suppression"
@@ -40,15 +40,6 @@ REASON_TYPES = {
     "esp_unsubscribe": "info",
     "manual": "info",
 }
-
-
-def suppressions_matching(queryset: QuerySet[Suppression], term: str) -> QuerySet[Suppression]:
-    """ "@example.com" finds the domain (the list is small next to the recipients, so a scan
-    of it is cheap); anything else is the start of an address, on the unique index."""
-    value = term.strip().lower()
-    if value.startswith("@"):
-        return queryset.filter(email__endswith=value)
-    return queryset.filter(email__startswith=value)
 
 
 def suppression_lift() -> Any:
