@@ -82,6 +82,8 @@ def system_status(*, now: datetime | None = None) -> dict[str, Any]:
     beat, beat_warn = _beat_line(rows, now, silent_after)
     uncovered = [name for name in settings.QUEUES if name not in covered]
     broker_down = report.answer == BrokerAnswer.DOWN
+    channels = channel_health(now=now)
+    refused = any(line.recent_auth_failure for line in channels)
     return {
         "workers": workers,
         "beat": beat,
@@ -91,13 +93,15 @@ def system_status(*, now: datetime | None = None) -> dict[str, Any]:
             for depth in report.queues
         ],
         "uncovered": uncovered,
-        "warning": bool(uncovered or beat_warn or broker_down or any(w.warn for w in workers)),
+        "warning": bool(
+            uncovered or beat_warn or broker_down or refused or any(w.warn for w in workers)
+        ),
         "broker": report.answer.value,
         "broker_down": broker_down,
         "depths_reported": report.answer == BrokerAnswer.ANSWERED,
         "silent_after": ago(silent_after.total_seconds()),
         "channels": configured_channels(),
-        "channel_health": channel_health(now=now),
+        "channel_health": channels,
         "auth_failure_hours": AUTH_FAILURE_HOURS,
         "checked_at": now,
     }

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
@@ -14,7 +15,13 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from campaigns.models import ChannelHealth
-from campaigns.selectors.system import SYSTEM_CACHE_KEY, channel_health, configured_channels
+from campaigns.selectors.system import (
+    SYSTEM_CACHE_KEY,
+    channel_health,
+    configured_channels,
+    system_status,
+)
+from campaigns.services.heartbeat import Beat, heartbeat_write
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +94,24 @@ def test_an_authentication_failure_in_the_last_day_is_highlighted(auditor: Clien
     assert "3 webhook calls refused for bad credentials" in page
     assert "signature mismatch" in page and "check the webhook secret" in page
     assert '<li data-source="postmark">' in page and "wrong basic auth" in page
+    assert 'data-healthy="no"' in page
+
+
+@pytest.mark.services
+@pytest.mark.parametrize(("hours_ago", "healthy"), [(48, True), (2, False)])
+def test_only_a_recent_authentication_failure_makes_the_panel_warn(
+    hours_ago: int, healthy: bool
+) -> None:
+    now = timezone.now()
+    beat = Beat("w1@host", "worker", tuple(settings.QUEUES), 7, 2, now - timedelta(hours=1))
+    heartbeat_write(beat=beat, now=now)  # a live worker on every queue: nothing else warns
+    ChannelHealth.objects.create(
+        source="postmark",
+        auth_failures=1,
+        last_auth_failure_at=now - timedelta(hours=hours_ago),
+        last_auth_failure="wrong basic auth",
+    )
+    assert system_status(now=now)["warning"] is not healthy
 
 
 def test_without_any_report_the_panel_says_so(auditor: Client) -> None:
