@@ -113,6 +113,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "occurrence",
         "status_badge",
         "progress",
+        "after_sending",
         "started_at",
         "finished_at",
         "stalled_reason",
@@ -309,6 +310,13 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
                 "live": live,
                 "wait": send_wait(send),
             },
+        )
+
+    @display(description="After sending")
+    def after_sending(self, obj: Send) -> str:
+        # In the list of sends: delivered, and only the rates over their line (no query).
+        return render_to_string(
+            "admin/campaigns/send_feedback_short.html", {"feedback": send_feedback(obj)}
         )
 
     @display(description="After sending")

@@ -109,6 +109,16 @@ def test_the_send_page_shows_the_counters_and_their_rates(auditor: Client) -> No
     assert 'data-rate-note="bounced"' in page
 
 
+def test_the_list_of_sends_shows_delivered_and_only_the_rates_over_their_line(
+    auditor: Client,
+) -> None:
+    a_send(sent_count=1000, delivered_count=990, complained_count=5, bounced_count=3)
+    page = auditor.get(reverse("admin:campaigns_send_changelist")).content.decode()
+    assert "99.0 % delivered" in page
+    assert 'data-rate="complained">complaints 0.51 %' in page
+    assert 'data-rate="bounced"' not in page  # 0.3 %: under its line
+
+
 def test_a_send_with_nothing_reported_back_says_so(auditor: Client) -> None:
     send = a_send(sent_count=10)
     page = auditor.get(reverse("admin:campaigns_send_change", args=[send.pk])).content.decode()

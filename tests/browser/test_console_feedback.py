@@ -162,6 +162,9 @@ def test_feedback_pages_read_clearly_and_log_no_errors(
     assert "Gmail and Yahoo block bulk senders above 0.3 %" in box.inner_text()
     assert box.locator("[data-rate-note=bounced]").is_visible()
     shots(page, "send-feedback")
+    page.goto(f"{base}/admin/campaigns/send/")
+    short = page.locator("#result_list [data-feedback-short]").first.inner_text()
+    assert "97.5 % delivered" in short and "complaints 0.36 %" in short
 
     # 2. One delivery's page: its story in time order, the raw payload tucked away.
     page.goto(f"{base}/admin/campaigns/delivery/{delivery.pk}/change/")
