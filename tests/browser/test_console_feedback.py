@@ -166,8 +166,11 @@ def test_feedback_pages_read_clearly_and_log_no_errors(
     short = page.locator("#result_list [data-feedback-short]").first.inner_text()
     assert "97.5 % delivered" in short and "complaints 0.36 %" in short
 
-    # 2. One delivery's page: its story in time order, the raw payload tucked away.
-    page.goto(f"{base}/admin/campaigns/delivery/{delivery.pk}/change/")
+    # 2. One delivery's page, opened from the send's list of deliveries: its story in time
+    #    order, the raw payload tucked away.
+    page.goto(f"{base}/admin/campaigns/send/{send.pk}/change/")
+    page.locator("#send-deliveries a", has_text="ada@example.org").click()
+    page.wait_for_url(f"**/admin/campaigns/delivery/{delivery.pk}/change/")
     titles = page.locator("#delivery-timeline [data-title]").all_inner_texts()
     assert titles == ["Queued at launch", "Attempt 1 failed", "Sent", "Delivered", "Complaint"]
     timeline = page.locator("#delivery-timeline")
