@@ -1,4 +1,5 @@
-"""django-import-export resources, for export only: recipients and the delivery log.
+"""django-import-export resources, for export only: recipients, the delivery log and the
+suppression list.
 
 Imports do not come through here: every recipient import, whatever its size, is an ImportJob
 run by campaigns.services.imports, the one place the import rules live.
@@ -11,7 +12,7 @@ from typing import Any
 
 from import_export import fields, resources, widgets
 
-from campaigns.models import Delivery, Recipient
+from campaigns.models import Delivery, Recipient, Suppression
 
 # Spreadsheet programs run a cell starting with one of these as a formula.
 _FORMULA_PREFIXES = ("=", "+", "-", "@")
@@ -91,3 +92,23 @@ class DeliveryResource(EscapedExportResource):
 
     def get_queryset(self) -> Any:
         return Delivery.objects.select_related("send__campaign", "recipient").order_by("id")
+
+
+class SuppressionResource(EscapedExportResource):
+    """The suppression list: the address and the detail come from bounce mail and ESPs, so an
+    address like ``=cmd@example.com`` or a detail starting with "=" reaches the file escaped."""
+
+    reason = fields.Field(column_name="reason")
+    recipient = fields.Field(attribute="recipient_id", column_name="recipient")
+    event = fields.Field(attribute="event_id", column_name="event")
+
+    class Meta:
+        model = Suppression
+        fields = ("email", "reason", "detail", "source", "created_at", "recipient", "event")
+        export_order = fields
+
+    def dehydrate_reason(self, suppression: Suppression) -> str:
+        return str(suppression.get_reason_display())
+
+    def get_queryset(self) -> Any:
+        return Suppression.objects.order_by("email")

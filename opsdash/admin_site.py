@@ -8,6 +8,8 @@ from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse_lazy
 
+from campaigns.models import BounceMessage
+
 
 def environment_callback(request: HttpRequest) -> list[str]:
     if settings.PRODUCTION:
@@ -27,6 +29,12 @@ def _is_superuser(request: HttpRequest) -> bool:
 
 def _perm(codename: str) -> Any:
     return lambda request: request.user.has_perm(codename)
+
+
+def bounce_review_badge(request: HttpRequest) -> str:
+    """How many bounce messages wait for a person (the indexed status column); empty at 0."""
+    waiting = BounceMessage.objects.filter(status=BounceMessage.Status.NEEDS_REVIEW).count()
+    return str(waiting) if waiting else ""
 
 
 def navigation(request: HttpRequest) -> list[dict[str, Any]]:
@@ -78,6 +86,22 @@ def navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "admin:campaigns_recipient_changelist",
                     "campaigns.view_recipient",
                 ),
+                # Addresses never mailed again (bounces, complaints): read-only for every role.
+                item(
+                    "Suppressions",
+                    "block",
+                    "admin:campaigns_suppression_changelist",
+                    "campaigns.view_suppression",
+                ),
+                {
+                    **item(
+                        "Bounce messages",
+                        "report",
+                        "admin:campaigns_bouncemessage_changelist",
+                        "campaigns.view_bouncemessage",
+                    ),
+                    "badge": "opsdash.admin_site.bounce_review_badge",
+                },
                 item(
                     "Audiences",
                     "groups",

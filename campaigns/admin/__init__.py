@@ -1,5 +1,27 @@
 """The admin, one module per model family. Actions only call services."""
 
-from campaigns.admin import audiences, audit, campaigns, celery, imports, security, seeds, sends
+from campaigns.admin import (
+    audiences,
+    audit,
+    bounces,
+    campaigns,
+    celery,
+    imports,
+    security,
+    seeds,
+    sends,
+    suppressions,
+)
 
-__all__ = ["audiences", "audit", "campaigns", "celery", "imports", "security", "seeds", "sends"]
+__all__ = [
+    "audiences",
+    "audit",
+    "bounces",
+    "campaigns",
+    "celery",
+    "imports",
+    "security",
+    "seeds",
+    "sends",
+    "suppressions",
+]

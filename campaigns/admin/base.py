@@ -11,6 +11,7 @@ from django.core.exceptions import EmptyResultSet, ValidationError
 from django.core.paginator import Paginator
 from django.db import connection, models
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
@@ -50,6 +51,11 @@ STATUS_COLOURS = {
     "queued": "info",
     "skipped": "info",
 }
+
+
+def label_html(text: str, kind: str) -> str:
+    """Unfold's coloured label, for a change page (which draws read-only fields as text)."""
+    return render_to_string("unfold/helpers/label.html", {"text": text, "type": kind})
 
 
 # Unfold renders detail actions as links. Links marked with this attribute are submitted as a

@@ -31,6 +31,8 @@ from campaigns.models import Delivery, Send
 from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.selectors import sends as send_selectors
 from campaigns.selectors.cache import cache_probe
+from campaigns.selectors.deliveries import delivery_timeline
+from campaigns.selectors.feedback import send_feedback
 from campaigns.selectors.health import clock, send_wait
 from campaigns.selectors.occurrence import occurrence_words, send_label
 from campaigns.selectors.tasks import task_lines
@@ -111,6 +113,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "occurrence",
         "status_badge",
         "progress",
+        "after_sending",
         "started_at",
         "finished_at",
         "stalled_reason",
@@ -127,6 +130,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "trigger",
         "started_by",
         "live_progress",
+        "feedback",
         "created_at",
         "started_at",
         "finished_at",
@@ -137,8 +141,9 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
     )
     # The engine's wait bookkeeping reads as the status ("Waiting for Redis since …"); the
     # content is drawn by frozen_content, not as raw JSON.
-    # The status itself is drawn once, as a badge (status_now). The counters are not shown:
-    # the page counts the rows themselves (live_progress), and refreshes while the send runs.
+    # The status itself is drawn once, as a badge (status_now). The progress counters are not
+    # shown: the page counts the rows themselves (live_progress), and refreshes while the send
+    # runs. The counters of what came back (delivered, bounced, ...) are drawn by feedback.
     exclude = (
         "status",
         "occurrence_key",  # drawn in words by occurrence
@@ -151,6 +156,13 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "sent_count",
         "failed_count",
         "skipped_count",
+        "delivered_count",
+        "soft_bounced_count",
+        "bounced_count",
+        "complained_count",
+        "unsubscribed_count",
+        "opened_count",
+        "clicked_count",
     )
     actions_detail = ("pause", "resume", "cancel")
     show_full_result_count = False
@@ -189,6 +201,8 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
                 "poll": send_selectors.send_polls(send),
                 "next_ms": send_selectors.poll_interval_ms(counted_in),
                 "progress": progress.as_dict(),
+                "feedback": send_feedback(send).as_dict(),
+                "feedback_html": self.feedback(send),
                 "status_html": self.status_now(send),
                 "progress_html": self._progress_html(send, progress, live=True),
                 "deliveries_html": render_to_string(
@@ -298,6 +312,20 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
             },
         )
 
+    @display(description="After sending")
+    def after_sending(self, obj: Send) -> str:
+        # In the list of sends: delivered, and only the rates over their line (no query).
+        return render_to_string(
+            "admin/campaigns/send_feedback_short.html", {"feedback": send_feedback(obj)}
+        )
+
+    @display(description="After sending")
+    def feedback(self, obj: Send) -> str:
+        """Delivered, bounced, complained, ... and their rates, from the send's counters."""
+        return render_to_string(
+            "admin/campaigns/send_feedback.html", {"feedback": send_feedback(obj)}
+        )
+
     @display(description="Content sent")
     def frozen_content(self, obj: Send) -> str:
         """What this send's recipients get, frozen at launch: later campaign edits never show."""
@@ -341,17 +369,37 @@ class DeliveryAdmin(ReadOnlyAdminMixin, ExactEmailSearch, ChangelistDefer, Model
         "send",
         "recipient",
         "status",
+        "timeline",
         "skip_reason",
         "attempts",
         "last_error",
         "smtp_response",
         "message_id",
+        "esp_message_id",
         "task",
         "claimed_at",
         "sent_at",
         "updated_at",
     )
-    exclude = ("task_id",)
+    # The event times are drawn by the timeline, each with what it was.
+    exclude = (
+        "task_id",
+        "delivered_at",
+        "soft_bounced_at",
+        "bounced_at",
+        "complained_at",
+        "unsubscribed_at",
+        "opened_at",
+        "clicked_at",
+    )
+
+    @display(description="What happened")
+    def timeline(self, obj: Delivery) -> str:
+        """Queued, each attempt and its answer, sent, then what providers reported."""
+        return render_to_string(
+            "admin/campaigns/delivery_timeline.html",
+            {"entries": delivery_timeline(obj), "esp_message_id": obj.esp_message_id},
+        )
 
     @display(description="Status", label=STATUS_COLOURS)
     def status_badge(self, obj: Delivery) -> str:

@@ -22,10 +22,12 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Delivery, ImportJob, Recipient, Send, TaskLink
 from campaigns.selectors.cache import cache_get_or_compute
+from campaigns.selectors.feedback import Feedback, sends_feedback
 from campaigns.selectors.health import SendWait, send_wait
 
 DASHBOARD_CACHE_SECONDS = 15
-STATS_CACHE_KEY = "dashboard:stats:v2"
+STATS_CACHE_KEY = "dashboard:stats:v3"
+FEEDBACK_DAYS = 30
 HOURS_CACHE_SECONDS = 600
 CHART_HOURS = 24
 CHART_OUTCOMES = (Delivery.Status.SENT, Delivery.Status.FAILED, Delivery.Status.SKIPPED)
@@ -102,6 +104,8 @@ def _compute_stats(now: datetime) -> dict[str, Any]:
         "recipients_estimate": table_estimate(Recipient),
         "deliveries_estimate": table_estimate(Delivery),
         "outcomes": outcome_series(now=now, counts=hourly),
+        "feedback": recent_feedback(now=now),
+        "feedback_days": FEEDBACK_DAYS,
         "upcoming": upcoming_sends(now=now),
         "stalled_sends": stalled_sends(now=now),
         "waiting_sends": waiting_sends(now=now),
@@ -167,6 +171,16 @@ def _recent_send_totals(since: datetime) -> dict[str, int]:
     sends = Send.objects.filter(Q(started_at__gte=since) | Q(finished_at__isnull=True))
     totals = sends.aggregate(sent=Sum("sent_count"), failed=Sum("failed_count"))
     return {key: int(value or 0) for key, value in totals.items()}
+
+
+def recent_feedback(*, now: datetime, days: int = FEEDBACK_DAYS) -> Feedback:
+    """Delivered, bounced, complained, ... summed over the sends that started or finished in
+    the last ``days`` (and those still open), from their counters: never the event table."""
+    since = now - timedelta(days=days)
+    sends = Send.objects.filter(
+        Q(started_at__gte=since) | Q(finished_at__gte=since) | Q(finished_at__isnull=True)
+    )
+    return sends_feedback(sends)
 
 
 def _waiting_deliveries() -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from campaigns.models import Campaign, WorkerHeartbeat
+from campaigns.models import Campaign, ChannelHealth, WorkerHeartbeat
 from campaigns.selectors.cache import cache_get_or_compute
 from campaigns.services.broker import BrokerAnswer, BrokerReport, broker_report
 
@@ -82,6 +82,8 @@ def system_status(*, now: datetime | None = None) -> dict[str, Any]:
     beat, beat_warn = _beat_line(rows, now, silent_after)
     uncovered = [name for name in settings.QUEUES if name not in covered]
     broker_down = report.answer == BrokerAnswer.DOWN
+    channels = channel_health(now=now)
+    refused = any(line.recent_auth_failure for line in channels)
     return {
         "workers": workers,
         "beat": beat,
@@ -91,11 +93,16 @@ def system_status(*, now: datetime | None = None) -> dict[str, Any]:
             for depth in report.queues
         ],
         "uncovered": uncovered,
-        "warning": bool(uncovered or beat_warn or broker_down or any(w.warn for w in workers)),
+        "warning": bool(
+            uncovered or beat_warn or broker_down or refused or any(w.warn for w in workers)
+        ),
         "broker": report.answer.value,
         "broker_down": broker_down,
         "depths_reported": report.answer == BrokerAnswer.ANSWERED,
         "silent_after": ago(silent_after.total_seconds()),
+        "channels": configured_channels(),
+        "channel_health": channels,
+        "auth_failure_hours": AUTH_FAILURE_HOURS,
         "checked_at": now,
     }
 
@@ -150,3 +157,73 @@ def _line(
         alive=alive,
         warn=not alive and bool(orphaned),
     )
+
+
+# --- Sending channels and what their webhooks did --------------------------------------------
+
+# A webhook refused for bad credentials this recently is news: either someone probes the
+# endpoint, or the ESP's secret changed and its events (bounces, complaints) are being lost.
+AUTH_FAILURE_HOURS = 24
+
+
+@dataclass(frozen=True)
+class ChannelLine:
+    """A configured sending channel: "postmark" sends through the postmark backend."""
+
+    name: str
+    backend: str
+    stream: str
+    default: bool
+
+
+def configured_channels() -> list[ChannelLine]:
+    """settings.OPSDASH_CHANNELS ("name=backend" or "name=backend:stream"), default marked."""
+    lines = []
+    for entry in settings.OPSDASH_CHANNELS:
+        name, _, rest = entry.partition("=")
+        backend, _, stream = rest.partition(":")
+        name = name.strip()
+        default = name == settings.OPSDASH_DEFAULT_CHANNEL
+        lines.append(ChannelLine(name, backend.strip() or name, stream.strip(), default))
+    return lines
+
+
+@dataclass(frozen=True)
+class HealthLine:
+    """What one source's webhooks (or the bounce receiver) did, as the panel shows it."""
+
+    source: str
+    events_received: int
+    last_event_at: datetime | None
+    last_event_ago: str  # "3 min", or "" when nothing came yet
+    auth_failures: int
+    last_auth_failure_at: datetime | None
+    last_auth_failure: str
+    rejected_payloads: int
+    last_rejected_at: datetime | None
+    last_rejected: str
+    recent_auth_failure: bool  # within AUTH_FAILURE_HOURS: the line warns
+
+
+def channel_health(*, now: datetime) -> list[HealthLine]:
+    """One line per ChannelHealth row (a handful: one per provider that ever called)."""
+    recent = now - timedelta(hours=AUTH_FAILURE_HOURS)
+    return [
+        HealthLine(
+            source=row.source,
+            events_received=row.events_received,
+            last_event_at=row.last_event_at,
+            last_event_ago=ago((now - row.last_event_at).total_seconds())
+            if row.last_event_at
+            else "",
+            auth_failures=row.auth_failures,
+            last_auth_failure_at=row.last_auth_failure_at,
+            last_auth_failure=row.last_auth_failure,
+            rejected_payloads=row.rejected_payloads,
+            last_rejected_at=row.last_rejected_at,
+            last_rejected=row.last_rejected,
+            recent_auth_failure=row.last_auth_failure_at is not None
+            and row.last_auth_failure_at >= recent,
+        )
+        for row in ChannelHealth.objects.order_by("source")
+    ]

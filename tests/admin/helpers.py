@@ -21,6 +21,8 @@ def ensure_role_groups() -> None:
         roles.create_role_groups(django_apps, None)
         consent = importlib.import_module("campaigns.migrations.0013_approver_consent_permissions")
         consent.grant(django_apps, None)
+        feedback = importlib.import_module("campaigns.migrations.0021_admin_feedback_permissions")
+        feedback.grant(django_apps, None)
 
 
 def user_with_roles(*roles: str, **fields: Any) -> User:

@@ -30,7 +30,16 @@ from django_celery_beat.models import (
 from django_celery_results.models import GroupResult, TaskResult
 from pytest_django import Settings
 
-from campaigns.models import AuditEntry, Campaign, Delivery, ImportJob, SeedList, Send
+from campaigns.models import (
+    AuditEntry,
+    BounceMessage,
+    Campaign,
+    Delivery,
+    ImportJob,
+    SeedList,
+    Send,
+    Suppression,
+)
 from campaigns.services.campaigns import campaign_save
 from tests.admin.helpers import campaign_form_data, ensure_role_groups, user_with_roles
 from tests.factories import CampaignFactory, SubscriptionFactory, UserFactory, audience_with
@@ -46,6 +55,8 @@ CHANGELISTS = (
     "admin:campaigns_subscription_changelist",
     "admin:campaigns_importjob_changelist",
     "admin:campaigns_auditentry_changelist",
+    "admin:campaigns_suppression_changelist",
+    "admin:campaigns_bouncemessage_changelist",
     "admin:django_celery_results_taskresult_changelist",
 )
 
@@ -268,6 +279,12 @@ class World:
             "campaigns/audience": subscription.audience.pk,
             "campaigns/subscription": subscription.pk,
             "campaigns/importjob": job.pk,
+            "campaigns/suppression": Suppression.objects.create(
+                email="gone@example.com", reason=Suppression.Reason.HARD_BOUNCE
+            ).pk,
+            "campaigns/bouncemessage": BounceMessage.objects.create(
+                raw=b"Subject: hi\r\n\r\nbody", status=BounceMessage.Status.NEEDS_REVIEW
+            ).pk,
             "campaigns/auditentry": AuditEntry.objects.create(
                 action="created", campaign=campaign
             ).pk,
@@ -413,6 +430,14 @@ EXPECTED: dict[str, Codes] = {
     "admin/campaigns/recipient/export_delivery_log_csv/": READ,
     "admin/campaigns/recipient/export_delivery_log_xlsx/": READ,
     "admin/campaigns/recipient/import_recipients/": (302, 403, 403, 302),  # to the upload
+    # The suppression list: read and exported by every role; approvers (who may override
+    # consent) lift a suppression, through a form asking why (GET shows it).
+    **model_routes("campaigns/suppression"),
+    "admin/campaigns/suppression/export/": READ,
+    "admin/campaigns/suppression/<path:object_id>/lift/": APPROVER,
+    # Bounce mail nobody's parser understood: read by every role, dismissed by approvers.
+    **model_routes("campaigns/bouncemessage"),
+    "admin/campaigns/bouncemessage/<path:object_id>/dismiss/": (403, 405, 403, 302),
     **model_routes("campaigns/audience", add=EDITOR),
     **model_routes("campaigns/subscription", add=EDITOR),
     # Imports: editors upload; a job's mapping and report are its uploader's (here someone
@@ -451,6 +476,7 @@ POST_EXPECTED: dict[str, Codes] = {
     "admin/campaigns/send/<path:object_id>/resume/": (403, 302, 403, 302),
     "admin/campaigns/send/<path:object_id>/cancel/": (403, 302, 403, 302),
     "admin/campaigns/recipient/<path:object_id>/status/": (403, 200, 403, 302),
+    "admin/campaigns/bouncemessage/<path:object_id>/dismiss/": (403, 302, 403, 302),
 }
 POST_NOT_WALKED = ("admin/logout/",)  # would log the client out; Django's own view
 

@@ -34,6 +34,7 @@
         if (data.status !== initialStatus) { window.location.reload(); return; }
         swap("status", data.status_html);
         swap("progress", data.progress_html);
+        swap("feedback", data.feedback_html);
         swap("deliveries", data.deliveries_html);
         root.dataset.updated = new Date().toISOString();
         if (!data.poll) return;  // ended, and the last outcomes are in
