@@ -77,6 +77,12 @@ class EspEmulator:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.last_answer_at = 0.0
+        # ``hold``: calls wait at the door (read, not answered) until ``release``.
+        self.gate = threading.Event()
+        self.gate.set()
+        self.held = 0  # calls that waited at the door
+        self.held_messages = 0  # the messages in them
+        self.held_accept = True
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -109,6 +115,17 @@ class EspEmulator:
         """Refuses ``address`` as an inactive recipient (Postmark 406; Mailgun HTTP 400)."""
         with self.lock:
             self.faults.inactive.add(address.lower())
+
+    def hold(self) -> None:
+        """Keeps every new call waiting, unanswered, until ``release``: a call in flight."""
+        with self.lock:
+            self.held = self.held_messages = 0
+        self.gate.clear()
+
+    def release(self, *, accept: bool) -> None:
+        """Lets held calls through: processed as usual, or refused with 503 (never accepted)."""
+        self.held_accept = accept
+        self.gate.set()
 
     def slow(self, seconds: float) -> None:
         self.faults.latency = seconds
@@ -155,6 +172,13 @@ class EspEmulator:
     # --- Answers (called by the handler) ----------------------------------------------------
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        if not self.gate.is_set():
+            with self.lock:
+                self.held += 1
+                self.held_messages += _message_count(path, body)
+            self.gate.wait()
+            if not self.held_accept:
+                return Reply(503, {"message": "emulated outage"})
         with self.lock:
             self.in_flight += 1
         try:
@@ -237,6 +261,15 @@ class EspEmulator:
         with self.lock:
             self.accepted += [Accepted("mailgun", addr, message_id, fields) for addr in to]
         return Reply(200, {"id": message_id, "message": "Queued. Thank you."})
+
+
+def _message_count(path: str, body: bytes) -> int:
+    if path == "/email/batch":
+        try:
+            return len(json.loads(body))
+        except ValueError:
+            return 0
+    return 1
 
 
 @dataclass(frozen=True)
