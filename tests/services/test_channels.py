@@ -3,6 +3,7 @@ against the real database, a real SMTP sink and the local ESP emulator."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -203,6 +204,36 @@ def test_a_postmark_batch_maps_each_answer_back_to_its_message(esp: EspEmulator)
     assert headers["X-Opsdash-Campaign"] == str(campaign.pk)
     assert headers["Message-ID"].startswith(f"<send-{send.pk}.")
     assert first["From"] == "Team <team@example.com>" and first["TextBody"].startswith("Hi ")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "email"),
+    [
+        ("Ada Lovelace", "ada@example.com"),
+        ("", "plain@example.com"),
+        ("Doe, John", "john@example.com"),  # quoted by anymail
+        ("Åsa Öberg", "asa@example.com"),  # encoded by anymail
+        ("Ann", "ann@exämple.com"),  # an IDNA domain
+    ],
+)
+def test_each_postmark_message_is_what_anymail_builds_for_it(
+    esp: EspEmulator, name: str, email: str
+) -> None:
+    campaign = CampaignFactory.create(
+        audiences=[audience_with(1)], channel="pm", reply_to="Desk <desk@example.com>"
+    )
+    send, _ = launch(campaign)
+    channel = channel_for("pm")
+    assert isinstance(channel, PostmarkBatchChannel)
+    [first] = _composed(channel, campaign, send)  # anymail builds it, and the template
+    outgoing = dataclasses.replace(
+        first.outgoing, to_email=email, to_name=name, message_id="<m-2@example.com>"
+    )
+
+    built = channel.compose(outgoing).payload
+
+    assert built == channel._anymail_payload(outgoing)
 
 
 def test_a_batch_answer_of_another_length_is_retried_not_trusted() -> None:

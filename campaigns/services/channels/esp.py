@@ -15,7 +15,7 @@ into the ESP's API call. What the ESP answered is classified like an SMTP reply:
 from __future__ import annotations
 
 import json
-from email.utils import formataddr
+from email.headerregistry import Address
 from typing import Any
 
 import requests
@@ -125,7 +125,8 @@ def esp_message(message: Outgoing, *, stream: str = "") -> EmailMultiAlternative
         subject=message.rendered.subject,
         body=message.rendered.text or strip_tags(message.rendered.html),
         from_email=compiled.from_email,
-        to=[formataddr((name, message.to_email)) if name else message.to_email],
+        # Address, not formataddr: an internationalised domain is anymail's to encode (IDNA).
+        to=[str(Address(display_name=name, addr_spec=message.to_email))],
         reply_to=[compiled.reply_to] if compiled.reply_to else None,
         headers={
             "Message-ID": message.message_id,
