@@ -337,6 +337,23 @@ def test_a_send_on_postmark_delivers_every_row_once_and_keeps_the_esp_ids(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_rate_limited_postmark_send_calls_with_no_more_than_the_bucket_holds(
+    esp: EspEmulator, settings: Settings
+) -> None:
+    settings.OPSDASH_RATE_FALLBACK_SHARE = 1
+    # 600 a minute: ten a second, a bucket of ten; a group of 50 would never get its tokens.
+    campaign = CampaignFactory.create(
+        audiences=[audience_with(25)], channel="pm", rate_limit_per_minute=600
+    )
+    send, published = launch(campaign)
+
+    deliver(published)
+
+    assert statuses(send) == {"sent": 25}
+    assert [len(call.json()) for call in esp.requests] == [10, 10, 5]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_inactive_recipient_at_postmark_fails_and_is_suppressed(esp: EspEmulator) -> None:
     campaign = CampaignFactory.create(audiences=[audience_with(3)], channel="pm")
     send, published = launch(campaign)

@@ -244,6 +244,18 @@ def _buckets(send: Send, channel: Channel) -> list[ratelimit.BucketSpec]:
     ]
 
 
+def _group_size(channel: Channel, buckets: list[ratelimit.BucketSpec]) -> int:
+    """Messages per hand-over to the channel.
+
+    Never more than a flush (a crash re-sends at most the group in flight), nor than any rate
+    bucket holds, even this process's share of it while Redis is out: a group takes all its
+    tokens at once, and a bucket never holds more than its capacity.
+    """
+    share = settings.OPSDASH_RATE_FALLBACK_SHARE
+    capacities = [int(max(1.0, spec.capacity / share)) for spec in buckets]
+    return max(1, min(channel.max_batch, settings.OPSDASH_DELIVERY_FLUSH_EVERY, *capacities))
+
+
 def _send_rows(
     *,
     send: Send,
@@ -256,14 +268,13 @@ def _send_rows(
     compiled, frame = compiled_for_send(send)
     channel = channel_for(send.channel)
     flush_every = settings.OPSDASH_DELIVERY_FLUSH_EVERY
-    # A group never outgrows a flush: a crash re-sends at most one group (the call in flight).
-    size = max(1, min(channel.max_batch, flush_every))
+    buckets = _buckets(send, channel)
+    size = _group_size(channel, buckets)
     pending = Pending()
-    loop = _Loop(lease, channel, ControlProbe(send.pk, task_id), compiled, frame, [], pending)
+    loop = _Loop(lease, channel, ControlProbe(send.pk, task_id), compiled, frame, buckets, pending)
     reached = 0
     flushed_at = time.monotonic()
     try:
-        loop.buckets = _buckets(send, channel)
         with channel, loop.control as control:
             while reached < len(rows):
                 group = rows[reached : reached + size]
