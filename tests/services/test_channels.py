@@ -423,6 +423,21 @@ def test_a_launch_of_a_campaign_whose_channel_is_gone_fails_saying_why(
     assert "'gone' is not configured" in refused.changes["reason"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_launch_on_an_esp_without_its_api_key_fails_saying_why(
+    esp: EspEmulator, settings: Settings
+) -> None:
+    settings.ANYMAIL = {}
+    campaign = CampaignFactory.create(
+        audiences=[audience_with(1)], channel="pm", status=Campaign.Status.SENDING
+    )
+
+    assert send_launch(campaign_id=campaign.pk, occurrence_key="once", trigger="manual") is None
+
+    refused = AuditEntry.objects.get(campaign=campaign, action=AuditEntry.Action.SEND_REFUSED)
+    assert "POSTMARK_SERVER_TOKEN" in refused.changes["reason"]
+
+
 class _EnvelopeHandler(SinkHandler):
     """The sink, also keeping each message's envelope sender."""
 

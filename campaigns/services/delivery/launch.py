@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -12,7 +13,7 @@ from campaigns.publishers import publish_batch
 from campaigns.selectors.audiences import audience_members_sql
 from campaigns.services.approval import approval_problem
 from campaigns.services.audit import audit_record
-from campaigns.services.channels import channel_default, channel_names
+from campaigns.services.channels import channel_default, channel_for, channel_names
 from campaigns.services.delivery.compiled import content_of
 from campaigns.services.delivery.control import send_close_if_done
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
@@ -81,12 +82,21 @@ def send_launch(
 
 
 def _channel_problem(campaign: Campaign) -> str:
-    """Why the campaign cannot go through its channel, or "" (empty channel: the default)."""
-    if campaign.channel and campaign.channel not in channel_names():
-        return (
-            f"the sending channel {campaign.channel!r} is not configured any more "
-            f"(OPSDASH_CHANNELS has {', '.join(channel_names())}); choose another channel"
-        )
+    """Why the campaign cannot go through its channel (empty: the default), or "".
+
+    The channel is built here as a batch would build it, so a missing ESP setting (an API key)
+    fails the launch with anymail's own words instead of every batch of the send.
+    """
+    try:
+        name = campaign.channel or channel_default()
+        if name not in channel_names():
+            return (
+                f"the sending channel {name!r} is not configured any more (OPSDASH_CHANNELS "
+                f"has {', '.join(channel_names())}); choose another channel"
+            )
+        channel_for(name).close()
+    except ImproperlyConfigured as exc:
+        return f"the sending channel cannot be used: {exc}"
     return ""
 
 
