@@ -6,15 +6,20 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterator
+from http.client import RemoteDisconnected
 from typing import Any
 
 import pytest
 import requests
+from anymail.exceptions import AnymailAPIError  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured
 from pytest_django import Settings
+from urllib3.connection import HTTPConnection
+from urllib3.exceptions import NewConnectionError, ProtocolError
 
 from campaigns.models import AuditEntry, Campaign, Delivery, Recipient, Send
 from campaigns.services.channels import (
+    ChannelConfig,
     ChannelResult,
     Outcome,
     Outgoing,
@@ -22,7 +27,13 @@ from campaigns.services.channels import (
     channel_names,
     channels_parse,
 )
-from campaigns.services.channels.esp import AnymailChannel, http_failure, postmark_result
+from campaigns.services.channels.esp import (
+    AnymailChannel,
+    anymail_error_result,
+    http_failure,
+    network_failure,
+    postmark_result,
+)
 from campaigns.services.channels.postmark import PostmarkBatchChannel, batch_results
 from campaigns.services.channels.smtp import SmtpChannel
 from campaigns.services.delivery import NextStep, batch_deliver, send_launch
@@ -153,6 +164,83 @@ def test_http_failures_defer_or_fail_by_what_they_say(
     result = http_failure(status, text)
 
     assert (result.outcome, result.attempted) == (outcome, attempted)
+
+
+REFUSED = NewConnectionError(HTTPConnection("127.0.0.1"), "Connection refused")
+CUT_OFF = ProtocolError("Connection aborted.", RemoteDisconnected("Remote end closed"))
+
+
+@pytest.mark.parametrize(
+    ("exc", "attempted"),
+    [
+        (requests.ConnectionError(REFUSED), False),
+        (requests.ConnectTimeout("connect timed out"), False),
+        (requests.ConnectionError(CUT_OFF), True),
+        (requests.ReadTimeout("read timed out"), True),
+    ],
+)
+def test_a_request_that_may_have_left_counts_as_an_attempt(
+    exc: requests.RequestException, attempted: bool
+) -> None:
+    result = network_failure(exc)
+
+    assert (result.outcome, result.attempted) == (Outcome.TRANSIENT, attempted)
+
+
+class _AwsError(Exception):
+    """What boto3 raises for Amazon SES: the error code in ``response["Error"]["Code"]``."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.response = {"Error": {"Code": code, "Message": "..."}}
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome", "attempted"),
+    [
+        ("Throttling", Outcome.TRANSIENT, False),
+        ("ServiceUnavailable", Outcome.TRANSIENT, False),
+        ("MessageRejected", Outcome.PERMANENT, True),
+    ],
+)
+def test_amazon_ses_throttling_defers_and_a_rejection_fails(
+    code: str, outcome: Outcome, attempted: bool
+) -> None:
+    try:
+        try:
+            raise _AwsError(code)
+        except _AwsError as cause:
+            raise AnymailAPIError("SES send failed") from cause
+    except AnymailAPIError as exc:
+        result = anymail_error_result(exc)
+
+    assert (result.outcome, result.attempted) == (outcome, attempted)
+
+
+@pytest.mark.django_db
+def test_postmark_one_message_per_call_is_classified_from_its_answer(
+    esp: EspEmulator,
+) -> None:
+    campaign = CampaignFactory.create(audiences=[audience_with(3)], channel="pm")
+    send, _ = launch(campaign)
+    single = AnymailChannel(ChannelConfig(name="single", backend="postmark"))
+    composed = _composed(single, campaign, send)
+    esp.reject(composed[1].outgoing.to_email)
+    esp.fail_next(0)
+
+    with single:
+        sent, refused = single.send(composed[:2])
+        esp.fail_next(1, 429)
+        [throttled] = single.send(composed[2:])
+
+    assert (sent.outcome, sent.esp_message_id) == (Outcome.SENT, esp.accepted[0].message_id)
+    assert (refused.outcome, refused.code) == (Outcome.NO_MAILBOX, 422)
+    assert (throttled.outcome, throttled.attempted, throttled.code) == (
+        Outcome.TRANSIENT,
+        False,
+        429,
+    )
+    assert [call.path for call in esp.requests] == ["/email"] * 3
 
 
 # --- Postmark's batch endpoint ---------------------------------------------------------------

@@ -22,6 +22,7 @@ import requests
 from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused  # type: ignore[import-untyped]
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.utils.html import strip_tags
+from urllib3.exceptions import NewConnectionError
 
 from campaigns.services.channels.base import Channel, ChannelResult, Composed, Outcome, Outgoing
 from campaigns.services.channels.config import ChannelConfig
@@ -63,12 +64,28 @@ def http_failure(status: int | None, text: str) -> ChannelResult:
 
 
 def network_failure(exc: BaseException) -> ChannelResult:
-    """No HTTP answer: refused before it left (not attempted) or lost after (it may be there)."""
+    """No HTTP answer: no connection (not attempted), or lost after the request left (the ESP
+    may have the message: an attempt, retried like an SMTP 4xx)."""
     text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-    sent_maybe = isinstance(exc, requests.Timeout) and not isinstance(exc, requests.ConnectTimeout)
-    if sent_maybe:
-        return ChannelResult(Outcome.TRANSIENT, 0, text)
-    return ChannelResult(Outcome.TRANSIENT, 0, text, attempted=False)
+    if _never_connected(exc):
+        return ChannelResult(Outcome.TRANSIENT, 0, text, attempted=False)
+    return ChannelResult(Outcome.TRANSIENT, 0, text)
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether the request failed before a connection was made (refused, connect timeout)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, NewConnectionError | ConnectionRefusedError):
+            return True
+        seen.add(id(cause))
+        # requests wraps urllib3's errors in its own: in the arguments or the cause chain.
+        inner = next((arg for arg in cause.args if isinstance(arg, BaseException)), None)
+        cause = inner or cause.__cause__ or cause.__context__
+    return False
 
 
 def response_text(response: requests.Response | None) -> str:
