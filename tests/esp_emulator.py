@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -83,6 +84,9 @@ class EspEmulator:
         self.held = 0  # calls that waited at the door
         self.held_messages = 0  # the messages in them
         self.held_accept = True
+        # Called after each answered call (the call's number, from 1): a test acts mid-send.
+        self.after_call: Callable[[int], None] | None = None
+        self.calls = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -185,9 +189,13 @@ class EspEmulator:
             if self.faults.latency:
                 time.sleep(self.faults.latency)
             reply = self._answer(method, path, headers, body)
-            if self.record_requests:
-                with self.lock:
+            with self.lock:
+                self.calls += 1
+                calls = self.calls
+                if self.record_requests:
                     self.requests.append(ApiRequest(method, path, headers, body, reply.status))
+            if self.after_call is not None:
+                self.after_call(calls)
             return reply
         finally:
             with self.lock:

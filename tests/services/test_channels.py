@@ -36,7 +36,13 @@ from campaigns.services.channels.esp import (
 )
 from campaigns.services.channels.postmark import PostmarkBatchChannel, batch_results
 from campaigns.services.channels.smtp import SmtpChannel
-from campaigns.services.delivery import NextStep, batch_deliver, send_launch
+from campaigns.services.delivery import (
+    NextStep,
+    batch_deliver,
+    send_cancel,
+    send_launch,
+    send_pause,
+)
 from campaigns.services.delivery.compiled import compiled_for_send
 from campaigns.services.delivery.outcomes import journal_apply, journal_entry
 from campaigns.services.delivery.state import ControlProbe
@@ -45,6 +51,7 @@ from campaigns.services.verp import verp_delivery_id
 from opsdash.smtp_sink import SinkHandler, SmtpSink
 from tests.esp_emulator import POSTMARK_TOKEN, EspEmulator
 from tests.factories import CampaignFactory, audience_with
+from tests.processes import on_own_thread
 
 Published = list[tuple[int, int, int, str]]
 
@@ -474,6 +481,30 @@ def test_a_throttled_postmark_defers_the_rows_without_an_attempt(esp: EspEmulato
     deliver(published)  # the retry
 
     assert statuses(send) == {"sent": 3}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ["pause", "cancel"])
+def test_a_pause_or_cancel_stops_an_esp_send_before_its_next_api_call(
+    esp: EspEmulator, settings: Settings, action: str
+) -> None:
+    settings.OPSDASH_DELIVERY_FLUSH_EVERY = 4
+    campaign = CampaignFactory.create(audiences=[audience_with(12)], channel="pm")
+    send, published = launch(campaign)
+    stop = send_pause if action == "pause" else send_cancel
+
+    def after_call(number: int) -> None:
+        if number == 1:  # the first call is answered: staff press Pause (or Cancel)
+            on_own_thread(lambda: stop(send_id=send.pk, by=None))
+
+    esp.after_call = after_call
+
+    [result] = deliver(published)
+
+    assert result.next_step is NextStep.STOPPED
+    assert len(esp.requests) == 1 and esp.received().total() == 4
+    rest = "queued" if action == "pause" else "skipped"
+    assert statuses(send) == {"sent": 4, rest: 8}
 
 
 @pytest.mark.django_db(transaction=True)
