@@ -1,6 +1,13 @@
-"""Delivery benchmark: the full pipeline against the raw SMTP limit of this machine.
+"""Delivery benchmark: the full pipeline against the raw SMTP (or ESP API) limit of this machine.
 
     .venv/bin/python bench/delivery.py --recipients 100000 --json
+    .venv/bin/python bench/delivery.py --channel postmark --recipients 20000 --json
+
+``--channel postmark`` measures the same against an emulated Postmark API (bench/fastesp.py,
+one server for both sides): the pipeline's workers send through a Postmark channel (the batch
+endpoint, one call per group of messages); the raw limit is what a naive sender reaches, one
+process per core each posting one message per ``POST /email`` over one reused
+``requests.Session``, with the JSON anymail's Postmark backend builds for that message.
 
 On the services profile (its own database, created if missing, and its own queue prefix):
 
@@ -49,7 +56,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/opsdash_bench_delivery"
-PREFIX = "bench-dlv-"
+# Queues and Redis keys of their own (BENCH_PREFIX), so runs beside others do not mix.
+PREFIX = os.environ.get("BENCH_PREFIX", "bench-dlv-")
 CAMPAIGN_NAME = "Delivery benchmark"
 
 
@@ -57,16 +65,25 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def environment(var_dir: str) -> dict[str, str]:
+def environment(var_dir: str, *, esp_port: int | None = None) -> dict[str, str]:
     env = {
         "OPSDASH_PROFILE": "services",
         "DATABASE_URL": os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB),
         "OPSDASH_QUEUE_PREFIX": PREFIX,
-        "OPSDASH_REDIS_PREFIX": "bench-dlv",
+        "OPSDASH_REDIS_PREFIX": PREFIX.rstrip("-"),
         "OPSDASH_VAR_DIR": var_dir,
         "OPSDASH_LOG_LEVEL": "WARNING",
         "DJANGO_DEBUG": "false",  # DEBUG keeps every query in memory
     }
+    if esp_port is not None:  # every send goes through a Postmark channel to the emulated API
+        from bench.fastesp import TOKEN
+
+        env |= {
+            "OPSDASH_CHANNELS": "postmark=postmark",
+            "OPSDASH_DEFAULT_CHANNEL": "postmark",
+            "ANYMAIL_POSTMARK_SERVER_TOKEN": TOKEN,
+            "ANYMAIL_POSTMARK_API_URL": f"http://127.0.0.1:{esp_port}/",
+        }
     os.environ.update(env)
     return {**os.environ, **env}
 
@@ -234,11 +251,76 @@ def _raw_worker(
     out.put(sent)
 
 
-def raw_measure(campaign: Any, n: int, *, processes: int, prebuilt: bool) -> float:
+def _raw_esp_worker(
+    rows: list[tuple[int, str, str, str]], campaign_id: int, prebuilt: bool, start: Any, out: Any
+) -> None:
+    """The naive ESP sender: one message per ``POST /email``, one reused requests.Session."""
+    import requests
+    from django.conf import settings
+    from django.core.mail import get_connection
+    from django.db import connections
+
+    from campaigns.models import Campaign
+    from campaigns.services.audiences import unsubscribe_url
+    from campaigns.services.channels import Outgoing
+    from campaigns.services.channels.esp import esp_message
+    from campaigns.services.delivery.compiled import compiled_for
+    from campaigns.services.mime import wire_frame
+    from campaigns.services.rendering import message_render
+
+    compiled = compiled_for(Campaign.objects.get(pk=campaign_id))
+    frame = wire_frame(compiled)
+    connections.close_all()  # no database from here on
+    backend: Any = get_connection("anymail.backends.postmark.EmailBackend")
+
+    def build(rid: int, email: str, first: str, last: str) -> bytes:
+        url = unsubscribe_url(recipient_id=rid, send_id=0)
+        fields: dict[str, object] = {"email": email, "first_name": first, "last_name": last}
+        fields["attributes"] = {"city": "Oslo"}
+        rendered = message_render(compiled, recipient=fields, unsubscribe_url=url)
+        outgoing = Outgoing(
+            rid, frame, rendered, email, f"{first} {last}", f"<raw.rcpt-{rid}@bench>", url
+        )
+        payload = backend.build_message_payload(esp_message(outgoing), backend.send_defaults)
+        return json.dumps(payload.data).encode()
+
+    ready = [build(*row) for row in rows] if prebuilt else None
+    api = settings.ANYMAIL["POSTMARK_API_URL"]
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "X-Postmark-Server-Token": str(settings.ANYMAIL["POSTMARK_SERVER_TOKEN"]),
+    }
+    start.wait()
+    sent = 0
+    with requests.Session() as session:
+        for index, row in enumerate(rows):
+            data = ready[index] if ready is not None else build(*row)
+            response = session.post(f"{api}email", data=data, headers=headers, timeout=30)
+            sent += response.status_code == 200 and response.json().get("ErrorCode") == 0
+    out.put(sent)
+
+
+def _server(channel: str, processes: int) -> Any:
+    """The receiving end: the SMTP sink, or the emulated Postmark API on the configured port."""
+    from django.conf import settings
+
+    if channel == "postmark":
+        from bench.fastesp import FastEsp
+
+        port = int(str(settings.ANYMAIL["POSTMARK_API_URL"]).rstrip("/").rsplit(":", 1)[1])
+        return FastEsp(processes=processes, port=port).start()
+    from bench.fastsink import FastSink
+
+    return FastSink(processes=processes).start()
+
+
+def raw_measure(
+    campaign: Any, n: int, *, processes: int, prebuilt: bool, channel: str = "smtp"
+) -> float:
     from django.conf import settings
     from django.db import connections
 
-    from bench.fastsink import FastSink
     from campaigns.models import Recipient
 
     rows = list(
@@ -248,13 +330,14 @@ def raw_measure(campaign: Any, n: int, *, processes: int, prebuilt: bool) -> flo
     )
     connections.close_all()
     cpu_before = children_cpu()
-    sink = FastSink(processes=processes).start()
+    sink = _server(channel, processes)
     settings.EMAIL_PORT = sink.port
     ctx = mp.get_context("fork")
     start, out = ctx.Barrier(processes + 1), ctx.Queue()
     shares = [rows[i::processes] for i in range(processes)]
+    target = _raw_esp_worker if channel == "postmark" else _raw_worker
     procs = [
-        ctx.Process(target=_raw_worker, args=(share, campaign.pk, prebuilt, start, out))
+        ctx.Process(target=target, args=(share, campaign.pk, prebuilt, start, out))
         for share in shares
     ]
     for proc in procs:
@@ -362,12 +445,17 @@ def pipeline_wait(send_id: int, n: int, *, timeout: float) -> None:
 
 
 def pipeline_measure(
-    campaign: Any, n: int, env: dict[str, str], *, workers: int, sink_processes: int
+    campaign: Any,
+    n: int,
+    env: dict[str, str],
+    *,
+    workers: int,
+    sink_processes: int,
+    channel: str = "smtp",
 ) -> tuple[float, float, int, int]:
-    from bench.fastsink import FastSink
     from campaigns.models import Delivery, TaskLink
 
-    sink = FastSink(processes=sink_processes).start()
+    sink = _server(channel, sink_processes)
     queues_purge()
     proc = workers_start(env, count=workers, sink_port=sink.port)
     try:
@@ -441,9 +529,20 @@ def main() -> int:
     parser.add_argument("--sink-processes", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--launch-only", action="store_true")
     parser.add_argument("--raw-msgs-per-s", type=float, help="reuse a raw figure, skip measuring")
+    parser.add_argument(
+        "--channel",
+        choices=["smtp", "postmark"],
+        default="smtp",
+        help="the SMTP relay (the default) or an emulated Postmark API",
+    )
     args = parser.parse_args()
 
-    env = environment(tempfile.mkdtemp(prefix="bench-delivery-"))
+    esp_port = None
+    if args.channel == "postmark":
+        from bench.fastesp import free_port
+
+        esp_port = free_port()
+    env = environment(tempfile.mkdtemp(prefix="bench-delivery-"), esp_port=esp_port)
     database_ensure(env["DATABASE_URL"])
     django_setup()
     n = args.recipients
@@ -456,16 +555,23 @@ def main() -> int:
     cores = os.cpu_count() or 2
     raw = args.raw_msgs_per_s
     if not raw:
-        prebuilt = raw_measure(campaign, min(n, 50_000), processes=cores, prebuilt=True)
+        prebuilt = raw_measure(
+            campaign, min(n, 50_000), processes=cores, prebuilt=True, channel=args.channel
+        )
         log(f"raw_prebuilt_msgs_per_s {prebuilt:.0f} (messages encoded before the clock)")
-        before = raw_measure(campaign, n, processes=cores, prebuilt=False)
+        before = raw_measure(campaign, n, processes=cores, prebuilt=False, channel=args.channel)
         log(f"raw_msgs_per_s before the pipeline {before:.0f}")
     pipeline, launch_s, lost, duplicates = pipeline_measure(
-        campaign, n, env, workers=args.workers, sink_processes=args.sink_processes
+        campaign,
+        n,
+        env,
+        workers=args.workers,
+        sink_processes=args.sink_processes,
+        channel=args.channel,
     )
     if not raw:
         # Measured on both sides of the pipeline: the machine is shared, and its load moves.
-        after = raw_measure(campaign, n, processes=cores, prebuilt=False)
+        after = raw_measure(campaign, n, processes=cores, prebuilt=False, channel=args.channel)
         log(f"raw_msgs_per_s after the pipeline {after:.0f}")
         raw = (before + after) / 2
     line = {

@@ -11,6 +11,7 @@ from unfold.widgets import UnfoldAdminCheckboxSelectMultipleWidget, UnfoldAdminS
 
 from campaigns.models import Campaign
 from campaigns.services import campaigns as campaign_services
+from campaigns.services.channels import channel_default, channel_names
 from campaigns.services.scheduling import WEEKDAYS
 
 if TYPE_CHECKING:  # the stubs make ModelForm generic; at runtime it is not subscriptable
@@ -26,6 +27,7 @@ class CampaignForm(_CampaignModelForm):
             *campaign_services.CONTENT_FIELDS,
             "audiences",
             "rate_limit_per_minute",
+            "channel",
             *campaign_services.SCHEDULE_FIELDS,
         )
         # Admin help text is rendered as HTML: the model's "<team@example.com>" would vanish.
@@ -53,6 +55,8 @@ class CampaignForm(_CampaignModelForm):
         for name, hint in hints.items():
             if name in self.fields:
                 self.fields[name].help_text = hint
+        if "channel" in self.fields:
+            self.fields["channel"] = _channel_field()
 
     def _post_clean(self) -> None:
         # The stubs omit BaseModelForm._post_clean (model validation), hence [misc].
@@ -73,3 +77,18 @@ class CampaignForm(_CampaignModelForm):
             )
         ):
             self.add_error(None, refusal)
+
+
+def _channel_field() -> forms.ChoiceField:
+    """The configured channels (read when the form is drawn: they are settings, not data).
+
+    A campaign naming a channel since removed fails validation here, as its launch would."""
+    default = channel_default()
+    return forms.ChoiceField(
+        label="Sending channel",
+        required=False,
+        choices=[("", f"Default ({default})"), *((name, name) for name in channel_names())],
+        widget=UnfoldAdminSelectWidget,
+        help_text="How its messages leave: the SMTP relay or an email service provider "
+        "(OPSDASH_CHANNELS). Empty: the default channel.",
+    )

@@ -92,7 +92,10 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     )
     fieldsets = (
         ("Content", {"classes": ["tab"], "fields": campaign_services.CONTENT_FIELDS}),
-        ("Audience", {"classes": ["tab"], "fields": ("audiences", "rate_limit_per_minute")}),
+        (
+            "Audience",
+            {"classes": ["tab"], "fields": ("audiences", "rate_limit_per_minute", "channel")},
+        ),
         ("Schedule", {"classes": ["tab"], "fields": campaign_services.SCHEDULE_FIELDS}),
         (
             "Status",

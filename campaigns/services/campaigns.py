@@ -57,7 +57,7 @@ SCHEDULE_FIELDS = (
     "schedule_crontab",
     "schedule_timezone",
 )
-COMPOSED_FIELDS = (*CONTENT_FIELDS, "rate_limit_per_minute", *SCHEDULE_FIELDS)
+COMPOSED_FIELDS = (*CONTENT_FIELDS, "rate_limit_per_minute", "channel", *SCHEDULE_FIELDS)
 
 _TEMPLATE_FIELDS = {
     "Subject": "subject",

@@ -1,15 +1,18 @@
-"""The batch loop: claim a range of rows, then pace, render and send them over one SMTP session.
+"""The batch loop: claim a range of rows, then pace, render and hand them to the send's channel.
 
 The Delivery row is the truth. A batch claims its rows with a conditional UPDATE, asks for the
-Send's status before every message, journals each message SMTP accepted in Redis, and writes
-outcomes every few messages (``outcomes``), waiting out a database that went away.
+Send's status before every hand-over to the channel (each message on SMTP, each API call on an
+ESP), journals each message the channel accepted in Redis, and writes outcomes every few
+messages (``outcomes``), waiting out a database that went away. Only the channel
+(``campaigns.services.channels``) knows SMTP or HTTP.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -19,6 +22,7 @@ from django.utils import timezone
 from campaigns.models import Delivery, Recipient, Send, Service
 from campaigns.services import ratelimit
 from campaigns.services.audiences import unsubscribe_url
+from campaigns.services.channels import Channel, ChannelResult, Composed, Outgoing, channel_for
 from campaigns.services.delivery.compiled import compiled_for_send
 from campaigns.services.delivery.control import send_close_if_done
 from campaigns.services.delivery.health import send_wait_begin, send_wait_end, send_wait_sync
@@ -28,19 +32,20 @@ from campaigns.services.delivery.outcomes import (
     NextStep,
     Pending,
     journal_apply,
+    journal_entry,
     outcome_record,
     outcomes_write,
     rows_release,
     rows_skip,
 )
 from campaigns.services.delivery.state import ControlProbe, journal_drop
-from campaigns.services.mime import WireFrame, wire_message
+from campaigns.services.mime import WireFrame
 from campaigns.services.rendering import (
     CompiledCampaign,
     message_render,
     recipient_fields,
 )
-from campaigns.services.smtp import Outcome, SmtpResult, SmtpSession
+from campaigns.services.smtp import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +70,9 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
     3. Record what an earlier run of this task sent but could not write (its journal).
     4. Claim the range's queued rows (conditional UPDATE: a second run finds nothing to claim);
        skip those whose recipient was deleted, unsubscribed or suppressed since the launch.
-    5. For each row: check the Send is still running, take rate tokens, render, send, journal.
+    5. For each group of rows (one row on SMTP, one API call's worth on an ESP with a batch
+       endpoint): render, check the Send is still running, take a rate token per message,
+       hand the group to the channel, journal what it accepted.
     6. Write outcomes every few messages (waiting out a lost database connection); transient
        failures go back to ``queued``.
     7. Hand back unsent claimed rows when stopped, drop the journal, close the Send when
@@ -208,16 +215,45 @@ class _Watch:
 
 @dataclass
 class _Loop:
-    """What the send loop needs for every message of one batch."""
+    """What the send loop needs for every group of one batch."""
 
     lease: BatchLease
-    smtp: SmtpSession
+    channel: Channel
     control: ControlProbe
     compiled: CompiledCampaign
     frame: WireFrame
     buckets: list[ratelimit.BucketSpec]
     pending: Pending
     transient_streak: int = 0
+    # Claimed rows to hand back: the channel never got them (refused before sending).
+    back: list[Delivery] = field(default_factory=list)
+
+
+def _buckets(send: Send, channel: Channel) -> list[ratelimit.BucketSpec]:
+    """The rate buckets of the send; an ESP channel's server buckets are its own, not the
+    SMTP relay's (the same configured rates, counted per channel)."""
+    specs = ratelimit.buckets_for(
+        campaign_id=send.campaign_id, campaign_per_minute=send.campaign.rate_limit_per_minute
+    )
+    if channel.bucket_prefix is None:
+        return specs
+    server = f"smtp:{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
+    return [
+        dataclasses.replace(spec, name=spec.name.replace(server, channel.bucket_prefix, 1))
+        for spec in specs
+    ]
+
+
+def _group_size(channel: Channel, buckets: list[ratelimit.BucketSpec]) -> int:
+    """Messages per hand-over to the channel.
+
+    Never more than a flush (a crash re-sends at most the group in flight), nor than any rate
+    bucket holds, even this process's share of it while Redis is out: a group takes all its
+    tokens at once, and a bucket never holds more than its capacity.
+    """
+    share = settings.OPSDASH_RATE_FALLBACK_SHARE
+    capacities = [int(max(1.0, spec.capacity / share)) for spec in buckets]
+    return max(1, min(channel.max_batch, settings.OPSDASH_DELIVERY_FLUSH_EVERY, *capacities))
 
 
 def _send_rows(
@@ -230,20 +266,22 @@ def _send_rows(
     result: BatchResult,
 ) -> None:
     compiled, frame = compiled_for_send(send)
-    buckets = ratelimit.buckets_for(
-        campaign_id=send.campaign_id, campaign_per_minute=send.campaign.rate_limit_per_minute
-    )
+    channel = channel_for(send.channel)
     flush_every = settings.OPSDASH_DELIVERY_FLUSH_EVERY
+    buckets = _buckets(send, channel)
+    size = _group_size(channel, buckets)
     pending = Pending()
-    done = 0
+    loop = _Loop(lease, channel, ControlProbe(send.pk, task_id), compiled, frame, buckets, pending)
+    reached = 0
     flushed_at = time.monotonic()
     try:
-        with SmtpSession() as smtp, ControlProbe(send.pk, task_id) as control:
-            loop = _Loop(lease, smtp, control, compiled, frame, buckets, pending)
-            for row in rows:
-                if not _send_one(loop=loop, row=row, result=result):
+        with channel, loop.control as control:
+            while reached < len(rows):
+                group = rows[reached : reached + size]
+                going_on = _send_group(loop=loop, rows=group, result=result)
+                reached += len(group)
+                if not going_on:
                     break
-                done += 1
                 # Without the journal (Redis out) every accepted message is written at once.
                 if (
                     len(pending.rows) >= flush_every
@@ -257,7 +295,7 @@ def _send_rows(
                     )
                     flushed_at = time.monotonic()
                 if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
-                    result.deferred = "the SMTP server keeps answering with temporary errors"
+                    result.deferred = "the server keeps answering with temporary errors"
                     break
             watch.redis_ok = control.connected or not settings.REDIS_URL
     finally:
@@ -265,10 +303,11 @@ def _send_rows(
         # recorded first, retrying on a fresh connection while the database is away, and only
         # then are the rows the loop did not reach handed back. If the database stays away,
         # DeliveryInterrupted leaves the rows ``sending`` under this task id, and the journal
-        # tells the task's next run which of them SMTP accepted.
+        # tells the task's next run which of them the channel accepted.
         _flush(send_id=send.pk, pending=pending, lease=lease, watch=watch, result=result)
         if lease.held:  # a run that lost its batch to another leaves the rows to that run
-            rows_release(send_id=send.pk, task_id=task_id, rows=rows[done:], result=result)
+            back = loop.back + rows[reached:]
+            rows_release(send_id=send.pk, task_id=task_id, rows=back, result=result)
 
 
 def _flush(
@@ -286,55 +325,79 @@ def _flush(
     watch.after_flush()
 
 
-def _send_one(*, loop: _Loop, row: Delivery, result: BatchResult) -> bool:
-    """Sends one row and records its outcome; False when the batch must stop before it.
+def _send_group(*, loop: _Loop, rows: list[Delivery], result: BatchResult) -> bool:
+    """Sends a group of rows in one hand-over and records their outcomes; False when the
+    batch must stop (rows of the group not handed over go to ``loop.back``).
 
-    The Send's status is checked for every message, right before it goes out; the question
-    to Redis is asked first and the message rendered while the answer travels.
+    The Send's status is checked right before the group goes out; the question to Redis is
+    asked first and the group rendered while the answer travels.
     """
     loop.lease.renew()
     loop.control.ask()
-    try:
-        data = _compose(loop=loop, row=row)
-    except Exception as exc:  # one recipient's data must not stop the batch
-        logger.exception("Cannot compose delivery %s", row.pk)
-        data = None
-        problem = SmtpResult(Outcome.PERMANENT, 0, f"cannot compose the message: {exc}")
+    composed: list[tuple[Delivery, Composed]] = []
+    problems: list[tuple[Delivery, ChannelResult]] = []
+    for row in rows:
+        try:
+            composed.append((row, _compose(loop=loop, row=row)))
+        except Exception as exc:  # one recipient's data must not stop the batch
+            logger.exception("Cannot compose delivery %s", row.pk)
+            text = f"cannot compose the message: {exc}"
+            problems.append((row, ChannelResult(Outcome.PERMANENT, 0, text)))
     if (state := loop.control.answer()) != Send.Status.RUNNING:
         _stop(result, state)
+        loop.back += rows
         return False
-    if data is None:
+    for row, problem in problems:
         outcome_record(row=row, outcome=problem, pending=loop.pending)
+    if not composed:
         return True
-    wait = ratelimit.tokens_take(loop.buckets, max_wait=settings.OPSDASH_RATE_MAX_WAIT_SECONDS)
+    wait = ratelimit.tokens_take(
+        loop.buckets, len(composed), max_wait=settings.OPSDASH_RATE_MAX_WAIT_SECONDS
+    )
     if wait > 0:
         result.next_step, result.retry_in = NextStep.RATE_LIMITED, wait
         result.deferred = "rate limit"
+        loop.back += [row for row, _ in composed]
         return False
-    outcome = loop.smtp.send(
-        from_addr=loop.frame.envelope_from, to_addr=row.recipient.email, data=data
-    )
-    if not outcome.attempted:
-        result.deferred = outcome.summary
-        return False
-    if outcome.outcome is Outcome.SENT:
-        loop.control.note(row.pk, outcome.summary)
-    outcome_record(row=row, outcome=outcome, pending=loop.pending)
-    transient = outcome.outcome is Outcome.TRANSIENT
-    loop.transient_streak = loop.transient_streak + 1 if transient else 0
-    return True
+    outcomes = loop.channel.send([message for _, message in composed])
+    return _record_group(loop=loop, sent=composed, outcomes=outcomes, result=result)
 
 
-def _compose(*, loop: _Loop, row: Delivery) -> bytes:
+def _record_group(
+    *,
+    loop: _Loop,
+    sent: list[tuple[Delivery, Composed]],
+    outcomes: list[ChannelResult],
+    result: BatchResult,
+) -> bool:
+    """Records each message's outcome and journals the accepted ones; a message the channel
+    never got (no connection, throttled) goes back, and the batch stops after this group."""
+    going_on = True
+    for (row, _), outcome in zip(sent, outcomes, strict=True):
+        if not outcome.attempted:
+            result.deferred, going_on = outcome.summary, False
+            loop.back.append(row)
+            continue
+        if outcome.outcome is Outcome.SENT:
+            loop.control.note(row.pk, journal_entry(outcome))
+        outcome_record(row=row, outcome=outcome, pending=loop.pending)
+        transient = outcome.outcome is Outcome.TRANSIENT
+        loop.transient_streak = loop.transient_streak + 1 if transient else 0
+    return going_on
+
+
+def _compose(*, loop: _Loop, row: Delivery) -> Composed:
     recipient = row.recipient
     url = unsubscribe_url(recipient_id=row.recipient_id, send_id=row.send_id)
     fields = recipient_fields(recipient)
     rendered = message_render(loop.compiled, recipient=fields, unsubscribe_url=url)
-    return wire_message(
-        loop.frame,
-        rendered,
+    outgoing = Outgoing(
+        delivery_id=row.pk,
+        frame=loop.frame,
+        rendered=rendered,
         to_email=recipient.email,
         to_name=recipient.full_name,
         message_id=row.message_id,
         unsubscribe_url=url,
     )
+    return loop.channel.compose(outgoing)

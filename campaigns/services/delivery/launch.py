@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -12,6 +13,7 @@ from campaigns.publishers import publish_batch
 from campaigns.selectors.audiences import audience_members_sql
 from campaigns.services.approval import approval_problem
 from campaigns.services.audit import audit_record
+from campaigns.services.channels import channel_default, channel_for, channel_names
 from campaigns.services.delivery.compiled import content_of
 from campaigns.services.delivery.control import send_close_if_done
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
@@ -32,9 +34,10 @@ def send_launch(
     or if the four-eyes rule no longer allows the campaign to go (edited since it was approved).
 
     1. Lock the campaign row so concurrent launches (and edits) of one campaign run one after
-       another; refuse, audited, a campaign whose approval an edit voided since it was sent.
-    2. Create the Send with the campaign's content frozen in it; the (campaign, occurrence_key)
-       constraint makes a repeat a no-op.
+       another; refuse, audited, a campaign whose approval an edit voided since it was sent,
+       or whose sending channel is no longer configured.
+    2. Create the Send with the campaign's content and channel frozen in it; the (campaign,
+       occurrence_key) constraint makes a repeat a no-op.
     3. Materialise every Delivery row in one INSERT ... SELECT, suppressed addresses left out.
     4. A one-off campaign shows its send as ``sending`` (through the campaign state machine).
     5. Tie the launch to its send: the launch task ``task_id`` (so the send's task results show
@@ -46,7 +49,7 @@ def send_launch(
         campaign = Campaign.objects.select_for_update().get(pk=campaign_id)
         if Send.objects.filter(campaign=campaign, occurrence_key=occurrence_key).exists():
             return None
-        if problem := approval_problem(campaign):
+        if problem := approval_problem(campaign) or _channel_problem(campaign):
             audit_record(
                 action=AuditEntry.Action.SEND_REFUSED,
                 actor=None,
@@ -65,6 +68,7 @@ def send_launch(
             started_at=now,
             last_progress_at=now,
             content=content_of(campaign),
+            channel=campaign.channel or channel_default(),
         )
         send.total, span = _materialise_deliveries(send_id=send.pk, campaign_id=campaign.pk)
         send.delivery_id_low, send.delivery_id_high = span or (None, None)
@@ -75,6 +79,25 @@ def send_launch(
     if send.total == 0:
         send_close_if_done(send_id=send.pk)
     return send
+
+
+def _channel_problem(campaign: Campaign) -> str:
+    """Why the campaign cannot go through its channel (empty: the default), or "".
+
+    The channel is built here as a batch would build it, so a missing ESP setting (an API key)
+    fails the launch with anymail's own words instead of every batch of the send.
+    """
+    try:
+        name = campaign.channel or channel_default()
+        if name not in channel_names():
+            return (
+                f"the sending channel {name!r} is not configured any more (OPSDASH_CHANNELS "
+                f"has {', '.join(channel_names())}); choose another channel"
+            )
+        channel_for(name).close()
+    except ImproperlyConfigured as exc:
+        return f"the sending channel cannot be used: {exc}"
+    return ""
 
 
 def _launch_link(*, send: Send, task_id: str | None) -> None:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from campaigns.models import Delivery, Recipient, Send, Service
 from campaigns.services.audiences import recipient_suppress
+from campaigns.services.channels import ChannelResult
 from campaigns.services.delivery.state import journal_read
 from campaigns.services.smtp import Outcome, SmtpResult
 
@@ -102,12 +103,14 @@ class Pending:
     no_mailbox: list[int] = field(default_factory=list)
 
 
-def outcome_record(*, row: Delivery, outcome: SmtpResult, pending: Pending) -> None:
+def outcome_record(*, row: Delivery, outcome: ChannelResult | SmtpResult, pending: Pending) -> None:
     now = timezone.now()
     row.attempts += 1
     row.updated_at = now
     if outcome.outcome is Outcome.SENT:
         row.status, row.sent_at, row.smtp_response = Delivery.Status.SENT, now, outcome.summary
+        if isinstance(outcome, ChannelResult):
+            row.esp_message_id = outcome.esp_message_id
     elif (
         outcome.outcome is Outcome.TRANSIENT
         and row.attempts < settings.OPSDASH_DELIVERY_MAX_ATTEMPTS
@@ -121,7 +124,7 @@ def outcome_record(*, row: Delivery, outcome: SmtpResult, pending: Pending) -> N
     pending.rows.append(row)
 
 
-def _attempt_error(row: Delivery, outcome: SmtpResult) -> str:
+def _attempt_error(row: Delivery, outcome: ChannelResult | SmtpResult) -> str:
     """Every attempt's error is kept, one line each, newest last."""
     line = f"attempt {row.attempts} at {row.updated_at:%Y-%m-%d %H:%M:%S}: {outcome.summary}"
     return f"{row.last_error}\n{line}".strip()[-4000:]
@@ -167,18 +170,30 @@ def _write_all_sent(*, send_id: int, rows: list[Delivery], now: datetime) -> boo
     """The common case (every message accepted, one reply text) in a single statement.
 
     One round trip instead of four (BEGIN, two UPDATEs, COMMIT): a statement is atomic on its
-    own, and the Send's counter moves by exactly the rows it marked sent. PostgreSQL only;
-    returns False when the rows need the general path.
+    own, and the Send's counter moves by exactly the rows it marked sent. On an ESP channel
+    each row also takes its own message id, joined in from two arrays in the same statement.
+    PostgreSQL only; returns False when the rows need the general path.
     """
     replies = {row.smtp_response for row in rows}
     if connection.vendor != "postgresql" or len(replies) != 1:
         return False
+    d = Delivery._meta.db_table
+    ids = [row.pk for row in rows]
+    esp_ids = [_esp_id(row) for row in rows]
+    params: list[Any] = [Delivery.Status.SENT, now, replies.pop(), now]
+    if any(esp_ids):
+        esp_set = ", esp_message_id = v.esp"
+        rows_where = f"FROM unnest(%s::bigint[], %s::text[]) AS v(id, esp) WHERE {d}.id = v.id"
+        params += [ids, esp_ids]
+    else:
+        esp_set, rows_where = "", f"WHERE {d}.id = ANY(%s)"
+        params.append(ids)
     sql = f"""
         WITH done AS (
-            UPDATE {Delivery._meta.db_table}
+            UPDATE {d}
             SET status = %s, attempts = attempts + 1, sent_at = %s, smtp_response = %s,
-                updated_at = %s
-            WHERE id = ANY(%s) AND status = %s
+                updated_at = %s{esp_set}
+            {rows_where} AND {d}.status = %s
             RETURNING 1
         )
         UPDATE {Send._meta.db_table}
@@ -186,11 +201,15 @@ def _write_all_sent(*, send_id: int, rows: list[Delivery], now: datetime) -> boo
             stalled_reason = ''
         WHERE id = %s
     """
-    params: list[Any] = [Delivery.Status.SENT, now, replies.pop(), now, [r.pk for r in rows]]
     params += [Delivery.Status.SENDING, now, send_id]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
     return True
+
+
+def _esp_id(row: Delivery) -> str:
+    # Claimed rows are loaded without the field: only a recorded outcome sets it.
+    return str(row.__dict__.get("esp_message_id") or "")
 
 
 def _write_sent(rows: list[Delivery], *, now: datetime) -> int:
@@ -199,15 +218,16 @@ def _write_sent(rows: list[Delivery], *, now: datetime) -> int:
     Only rows still ``sending``: a write retried after its commit was lost, or a journal
     applied meanwhile, must not count a message twice.
     """
-    replies = {row.pk: row.smtp_response for row in rows}
+    replies = {row.pk: (row.smtp_response, _esp_id(row)) for row in rows}
     return _write_replies(replies, now=now)
 
 
-def _write_replies(replies: dict[int, str], *, now: datetime) -> int:
+def _write_replies(replies: dict[int, tuple[str, str]], *, now: datetime) -> int:
+    """``replies``: delivery id -> (reply text, ESP message id or "")."""
     by_reply: dict[str, list[int]] = {}
-    for pk, reply in replies.items():
+    for pk, (reply, _) in replies.items():
         by_reply.setdefault(reply, []).append(pk)
-    return sum(
+    written = sum(
         Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING).update(
             status=Delivery.Status.SENT,
             attempts=F("attempts") + 1,
@@ -217,6 +237,28 @@ def _write_replies(replies: dict[int, str], *, now: datetime) -> int:
         )
         for reply, ids in by_reply.items()
     )
+    # The same id whoever wrote the row sent: setting it again is harmless.
+    with_ids = [Delivery(pk=pk, esp_message_id=esp) for pk, (_, esp) in replies.items() if esp]
+    if with_ids:
+        Delivery.objects.bulk_update(with_ids, ["esp_message_id"])
+    return written
+
+
+# A journal entry keeps the ESP's message id beside the reply, after this separator (a control
+# character: no SMTP reply or ESP answer we store contains one).
+_JOURNAL_SEPARATOR = "\x1f"
+
+
+def journal_entry(result: ChannelResult) -> str:
+    """What the in-flight journal keeps for an accepted message."""
+    if not result.esp_message_id:
+        return result.summary
+    return f"{result.summary}{_JOURNAL_SEPARATOR}{result.esp_message_id}"
+
+
+def _journal_parse(entry: str) -> tuple[str, str]:
+    reply, _, esp_id = entry.partition(_JOURNAL_SEPARATOR)
+    return reply, esp_id
 
 
 def outcomes_write(
@@ -283,7 +325,7 @@ def journal_apply(*, task_id: str) -> int:
             .filter(pk__in=list(journal), task_id=task_id, status=Delivery.Status.SENDING)
             .values_list("id", "send_id")
         )
-        written = _write_replies({pk: journal[pk] for pk in found}, now=now)
+        written = _write_replies({pk: _journal_parse(journal[pk]) for pk in found}, now=now)
         by_send: dict[int, int] = {}
         for send_id in found.values():
             by_send[send_id] = by_send.get(send_id, 0) + 1
