@@ -18,6 +18,7 @@ from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 from django.core.exceptions import ImproperlyConfigured
 
+from campaigns.services.channels.config import channel_entry_parse, channels_parse
 from campaigns.services.dkim import dkim_key_parse, dkim_missing
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)", re.IGNORECASE)
@@ -114,12 +115,26 @@ def _dkim_key() -> list[CheckMessage]:
 
 
 def channel_backends() -> list[str]:
-    """The backend of each OPSDASH_CHANNELS entry ("name=backend" or "name=backend:stream")."""
+    """The backend of each channel entry that parses (``check_channels`` reports the rest)."""
     backends = []
     for entry in settings.OPSDASH_CHANNELS:
-        name, sep, rest = entry.partition("=")
-        backends.append((rest if sep else name).partition(":")[0].strip().lower())
+        try:
+            backends.append(channel_entry_parse(entry).backend)
+        except ImproperlyConfigured:
+            continue
     return backends
+
+
+@register(Tags.security)
+def check_channels(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: object
+) -> list[CheckMessage]:
+    """OPSDASH_CHANNELS and OPSDASH_DEFAULT_CHANNEL make sense, before any launch needs them."""
+    try:
+        channels_parse(settings.OPSDASH_CHANNELS, settings.OPSDASH_DEFAULT_CHANNEL)
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), id="campaigns.E200")]
+    return []
 
 
 @register(Tags.security)

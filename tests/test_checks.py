@@ -14,6 +14,7 @@ from pytest_django import Settings
 
 from campaigns.checks import (
     check_bounce_domain,
+    check_channels,
     check_dkim,
     check_esps,
     check_webhooks,
@@ -323,3 +324,25 @@ def test_the_bounce_domain_must_be_a_domain(
     settings.OPSDASH_BOUNCE_DOMAIN = domain
 
     assert ids(check_bounce_domain()) == expected
+
+
+@pytest.mark.parametrize(
+    ("entries", "default", "named"),
+    [
+        (["mail=carrier-pigeon"], "mail", "carrier-pigeon"),
+        (["a=smtp", "a=postmark"], "a", "twice"),
+        (["smtp=smtp"], "marketing", "OPSDASH_DEFAULT_CHANNEL"),
+    ],
+)
+def test_a_channel_configuration_that_cannot_work_is_an_error_before_any_launch(
+    channels: Settings, entries: list[str], default: str, named: str
+) -> None:
+    channels.OPSDASH_CHANNELS = entries
+    channels.OPSDASH_DEFAULT_CHANNEL = default
+
+    problems = check_channels()
+
+    assert ids(problems) == ["campaigns.E200"]
+    assert named in problems[0].msg
+    channels.OPSDASH_CHANNELS, channels.OPSDASH_DEFAULT_CHANNEL = ["smtp=smtp"], "smtp"
+    assert check_channels() == []

@@ -40,7 +40,7 @@ def channels_parse(entries: list[str] | tuple[str, ...], default: str) -> dict[s
     """Name -> channel, in the configured order; the default channel is checked to be one."""
     found: dict[str, ChannelConfig] = {}
     for entry in entries:
-        channel = _entry_parse(entry)
+        channel = channel_entry_parse(entry)
         if channel.name in found:
             raise ImproperlyConfigured(
                 f"OPSDASH_CHANNELS names the channel {channel.name!r} twice; names are unique."
@@ -56,7 +56,7 @@ def channels_parse(entries: list[str] | tuple[str, ...], default: str) -> dict[s
     return found
 
 
-def _entry_parse(entry: str) -> ChannelConfig:
+def channel_entry_parse(entry: str) -> ChannelConfig:
     name, equals, spec = (part.strip() for part in entry.partition("="))
     backend, _, stream = (part.strip() for part in spec.partition(":"))
     backend = backend.lower()
