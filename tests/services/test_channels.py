@@ -42,6 +42,7 @@ from campaigns.services.delivery import (
     send_cancel,
     send_launch,
     send_pause,
+    testmail,
 )
 from campaigns.services.delivery.compiled import compiled_for_send
 from campaigns.services.delivery.outcomes import journal_apply, journal_entry
@@ -589,3 +590,25 @@ def test_the_smtp_channel_sends_each_message_from_its_verp_address(
     assert {verp_delivery_id(sender) for sender in handler.senders} == ids
     assert all(s.endswith("@bounces.example.com") for s in handler.senders)
     assert statuses(send) == {"sent": 3}
+
+
+@pytest.mark.django_db
+def test_a_test_message_goes_through_the_campaigns_own_channel(esp: EspEmulator) -> None:
+    campaign = CampaignFactory.create(audiences=[audience_with(1)], channel="pm")
+
+    reply = testmail.test_message_send(campaign_id=campaign.pk, to_email="dana@example.com")
+
+    [accepted] = esp.accepted
+    assert accepted.esp == "postmark"
+    assert accepted.to == "dana@example.com"
+    assert accepted.fields["Subject"].startswith("[TEST] ")
+    assert accepted.message_id in reply
+
+
+@pytest.mark.django_db
+def test_a_test_message_the_esp_refuses_says_which_esp_and_why(esp: EspEmulator) -> None:
+    campaign = CampaignFactory.create(audiences=[audience_with(1)], channel="pm")
+    esp.reject("dana@example.com")
+
+    with pytest.raises(testmail.TestMessageFailed, match=r"The pm ESP answered .*406"):
+        testmail.test_message_send(campaign_id=campaign.pk, to_email="dana@example.com")

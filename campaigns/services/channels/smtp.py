@@ -39,7 +39,8 @@ class SmtpChannel(Channel):
         assert isinstance(composed.payload, bytes)
         # A bounce comes back to an address naming the delivery (VERP) when a bounce domain
         # is configured; otherwise to the campaign's From address.
-        sender = verp_envelope_from(delivery_id=message.delivery_id) or message.frame.envelope_from
+        verp = verp_envelope_from(delivery_id=message.delivery_id) if message.delivery_id else None
+        sender = verp or message.frame.envelope_from
         result = self.session.send(
             from_addr=sender, to_addr=message.to_email, data=composed.payload
         )

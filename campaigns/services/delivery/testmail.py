@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from email import policy
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from campaigns.models import Campaign, Recipient
 from campaigns.services.audiences import unsubscribe_url
+from campaigns.services.channels import Outcome, Outgoing, channel_for
 from campaigns.services.delivery.compiled import compiled_for
+from campaigns.services.mime import wire_frame
 from campaigns.services.rendering import (
     RenderedMessage,
-    message_build,
     message_render,
     recipient_fields,
     sample_recipient_fields,
 )
-from campaigns.services.smtp import Outcome, SmtpSession
 
 
 class TestMessageFailed(RuntimeError):
@@ -27,31 +27,37 @@ class TestMessageFailed(RuntimeError):
 
 def test_message_send(*, campaign_id: int, to_email: str, recipient_id: int | None = None) -> str:
     """Renders the saved campaign for a sample recipient, or as the recipient ``recipient_id``
-    reads it when one is chosen, and sends it to ``to_email``.
+    reads it when one is chosen, and sends it to ``to_email`` through the campaign's channel,
+    so a test shows what recipients will get from the same relay or ESP.
 
-    Returns the SMTP server's reply; raises TestMessageFailed when it refuses the message.
+    Returns the server's reply; raises TestMessageFailed when it refuses the message.
     """
-    compiled = compiled_for(Campaign.objects.get(pk=campaign_id))
+    campaign = Campaign.objects.get(pk=campaign_id)
+    compiled = compiled_for(campaign)
     url = unsubscribe_url(recipient_id=0, send_id=0)
     rendered = message_render(
         compiled, recipient=_personalisation(to_email, recipient_id), unsubscribe_url=url
     )
-    message = message_build(
-        compiled,
-        RenderedMessage(f"[TEST] {rendered.subject}", rendered.text, rendered.html),
+    outgoing = Outgoing(
+        delivery_id=0,  # no delivery row: a bounce of a test message names none
+        frame=wire_frame(compiled),
+        rendered=RenderedMessage(f"[TEST] {rendered.subject}", rendered.text, rendered.html),
         to_email=to_email,
         to_name="",
         message_id=f"<test-{uuid.uuid4().hex}@{settings.OPSDASH_MESSAGE_ID_DOMAIN}>",
         unsubscribe_url=url,
     )
-    envelope_from = message["From"].addresses[0].addr_spec
-    with SmtpSession() as smtp:
-        outcome = smtp.send(
-            from_addr=envelope_from, to_addr=to_email, data=message.as_bytes(policy=policy.SMTP)
-        )
-    if outcome.outcome is not Outcome.SENT:
-        raise TestMessageFailed(f"The SMTP server answered {outcome.summary}")
-    return outcome.summary
+    try:
+        with channel_for(campaign.channel) as channel:
+            [result] = channel.send([channel.compose(outgoing)])
+    except ImproperlyConfigured as exc:
+        raise TestMessageFailed(f"The campaign's sending channel cannot be used: {exc}") from exc
+    if result.outcome is not Outcome.SENT:
+        server = "The SMTP server" if channel.bucket_prefix is None else f"The {channel.name} ESP"
+        raise TestMessageFailed(f"{server} answered {result.summary}")
+    if result.esp_message_id:  # what the ESP's own activity log finds the message by
+        return f"{result.summary} (message id {result.esp_message_id})"
+    return result.summary
 
 
 def _personalisation(to_email: str, recipient_id: int | None) -> dict[str, Any]:
