@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Count, Q
 from django_celery_results.models import TaskResult
 
 from campaigns.models import Campaign, Delivery, Recipient, Send, TaskLink
 from campaigns.selectors.audiences import audience_exact_counts, campaign_recipient_count
+from campaigns.services.channels.config import channel_config
 from campaigns.services.rendering import recipient_fields, sample_recipient_fields
 
 SAMPLE_EMAIL = "sample@example.com"
@@ -78,7 +80,8 @@ def _detail(state: str, stored: str | None) -> str:
 
 @dataclass(frozen=True)
 class Channel:
-    """How a send leaves: today always the SMTP relay; a named ESP channel slots in here."""
+    """How a send leaves, in words: "SMTP relay mail.example.com:587", "Postmark (“marketing”
+    channel, stream broadcast)"."""
 
     kind: str
     address: str
@@ -87,8 +90,34 @@ class Channel:
         return f"{self.kind} {self.address}"
 
 
+# How staff know each ESP; any other anymail backend is named after its module.
+ESP_NAMES = {
+    "postmark": "Postmark",
+    "mailgun": "Mailgun",
+    "amazon_ses": "Amazon SES",
+    "sendgrid": "SendGrid",
+    "brevo": "Brevo",
+    "sparkpost": "SparkPost",
+    "mailjet": "Mailjet",
+    "resend": "Resend",
+}
+
+
+def channel_described(name: str) -> Channel:
+    """The channel called ``name`` ("" for the default) as the confirmation pages name it."""
+    try:
+        config = channel_config(name)
+    except ImproperlyConfigured:
+        return Channel(kind="Unknown channel", address=f"“{name}” (not configured: it cannot send)")
+    if config.is_smtp:
+        return Channel(kind="SMTP relay", address=f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
+    stream = f", stream {config.stream}" if config.stream else ""
+    kind = ESP_NAMES.get(config.backend, config.backend.replace("_", " ").title())
+    return Channel(kind=kind, address=f"(“{config.name}” channel{stream})")
+
+
 def campaign_channel(campaign: Campaign) -> Channel:
-    return Channel(kind="SMTP relay", address=f"{settings.EMAIL_HOST}:{settings.EMAIL_PORT}")
+    return channel_described(campaign.channel)
 
 
 @dataclass(frozen=True)
@@ -159,6 +188,6 @@ def send_cancel_plan(*, send: Send) -> CancelPlan:
         send,
         counts["not_sent"],
         counts["sent"],
-        campaign_channel(campaign),
+        channel_described(send.channel),
         campaign_audience_sizes(campaign),
     )

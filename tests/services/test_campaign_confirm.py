@@ -70,6 +70,19 @@ def test_the_channel_is_the_smtp_relay_from_settings(settings: Settings) -> None
     assert plan.recipients == 0 and plan.audiences == []
 
 
+def test_the_channel_is_the_campaigns_own_esp_channel_by_name(settings: Settings) -> None:
+    settings.OPSDASH_CHANNELS = ["relay=smtp", "marketing=postmark:broadcast", "mg=mailgun"]
+    settings.OPSDASH_DEFAULT_CHANNEL = "relay"
+
+    on_postmark = campaign_send_plan(campaign=CampaignFactory.create(channel="marketing"))
+    on_mailgun = campaign_send_plan(campaign=CampaignFactory.create(channel="mg"))
+    removed = campaign_send_plan(campaign=CampaignFactory.create(channel="gone"))
+
+    assert str(on_postmark.channel) == "Postmark (“marketing” channel, stream broadcast)"
+    assert str(on_mailgun.channel) == "Mailgun (“mg” channel)"
+    assert "not configured" in str(removed.channel)
+
+
 def test_the_cancel_plan_counts_the_rows_not_yet_sent() -> None:
     campaign = CampaignFactory.create(audiences=[audience_with(4)])
     send = send_launch(
