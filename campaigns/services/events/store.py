@@ -1,17 +1,36 @@
-"""Storing events as they arrive: one INSERT per request, duplicates ignored."""
+"""Storing events as they arrive: one INSERT per request, duplicates ignored.
+
+The request that stores events also asks for an apply run, at most about once a second
+across all web processes (a Redis key set with NX and a short expiry decides who publishes),
+and counts what it received per source in Redis, which the applier copies to ChannelHealth:
+so a burst of webhooks never queues one task per request, nor updates one hot row each.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import redis
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from campaigns.models import DeliveryEvent
+from campaigns.models import ChannelHealth, DeliveryEvent
+from campaigns.services.redisclient import redis_client, redis_failed, redis_up
+
+logger = logging.getLogger(__name__)
+
+# An apply run is asked for at most once per this many milliseconds; beat runs one every few
+# seconds as well, so a request whose ask was absorbed is applied soon all the same.
+APPLY_REQUEST_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -59,5 +78,75 @@ def events_store(events: Sequence[EventIn]) -> int:
         )
         for event in events
     ]
+    if not rows:
+        return 0
     DeliveryEvent.objects.bulk_create(rows, ignore_conflicts=True)
+    for source, count in Counter(row.source for row in rows).items():
+        received_count(source=source, count=count, at=now)
+    transaction.on_commit(events_apply_request)
     return len(rows)
+
+
+def _key(name: str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:events:{name}"
+
+
+def events_apply_request(*, publish: Callable[[], None] | None = None) -> bool:
+    """Publishes an apply run unless one was asked for within the last second; True when
+    this call published. Without Redis every call publishes (correct, only busier)."""
+    if redis_up() and settings.REDIS_URL:
+        try:
+            if not redis_client().set(_key("apply-requested"), "1", nx=True, px=APPLY_REQUEST_MS):
+                return False
+        except redis.RedisError as exc:
+            redis_failed(exc)
+    (publish or _publish_apply)()
+    return True
+
+
+def _publish_apply() -> None:
+    # Imported here, as campaigns.publishers does: the tasks module imports the services.
+    from campaigns.tasks import apply_events
+
+    try:
+        apply_events.delay()
+    except Exception:  # the broker is down: the beat run applies these events later
+        logger.warning("could not publish an event apply run", exc_info=True)
+
+
+def received_count(*, source: str, count: int, at: datetime) -> None:
+    """Adds ``count`` events to ``source``'s received total: in Redis (copied to ChannelHealth
+    by the applier), or straight into the row when Redis is not there."""
+    if redis_up() and settings.REDIS_URL:
+        try:
+            pipe = redis_client().pipeline(transaction=False)
+            pipe.hincrby(_key("received"), source, count)
+            pipe.hset(_key("last-event"), source, at.isoformat())
+            pipe.execute()
+            return
+        except redis.RedisError as exc:
+            redis_failed(exc)
+    health_received_add(source=source, count=count, at=at)
+
+
+def health_received_add(*, source: str, count: int, at: datetime) -> None:
+    ChannelHealth.objects.get_or_create(source=source)
+    ChannelHealth.objects.filter(source=source).update(
+        events_received=F("events_received") + count, last_event_at=at
+    )
+
+
+def received_flush() -> int:
+    """Moves the received counts kept in Redis into ChannelHealth; returns how many sources."""
+    if not settings.REDIS_URL:
+        return 0
+    client = redis_client()
+    pipe = client.pipeline(transaction=True)
+    pipe.hgetall(_key("received"))
+    pipe.hgetall(_key("last-event"))
+    pipe.delete(_key("received"), _key("last-event"))
+    counts, lasts, _ = pipe.execute()
+    for source, count in counts.items():
+        at = datetime.fromisoformat(lasts[source]) if source in lasts else timezone.now()
+        health_received_add(source=source, count=int(count), at=at)
+    return len(counts)
