@@ -87,7 +87,8 @@ def events_store(events: Sequence[EventIn]) -> int:
     return len(rows)
 
 
-def _key(name: str) -> str:
+def redis_key(name: str) -> str:
+    """This module's Redis keys: "apply-requested", "received", "last-event"."""
     return f"{settings.REDIS_KEY_PREFIX}:events:{name}"
 
 
@@ -96,7 +97,9 @@ def events_apply_request(*, publish: Callable[[], None] | None = None) -> bool:
     this call published. Without Redis every call publishes (correct, only busier)."""
     if redis_up() and settings.REDIS_URL:
         try:
-            if not redis_client().set(_key("apply-requested"), "1", nx=True, px=APPLY_REQUEST_MS):
+            if not redis_client().set(
+                redis_key("apply-requested"), "1", nx=True, px=APPLY_REQUEST_MS
+            ):
                 return False
         except redis.RedisError as exc:
             redis_failed(exc)
@@ -120,8 +123,8 @@ def received_count(*, source: str, count: int, at: datetime) -> None:
     if redis_up() and settings.REDIS_URL:
         try:
             pipe = redis_client().pipeline(transaction=False)
-            pipe.hincrby(_key("received"), source, count)
-            pipe.hset(_key("last-event"), source, at.isoformat())
+            pipe.hincrby(redis_key("received"), source, count)
+            pipe.hset(redis_key("last-event"), source, at.isoformat())
             pipe.execute()
             return
         except redis.RedisError as exc:
@@ -142,9 +145,9 @@ def received_flush() -> int:
         return 0
     client = redis_client()
     pipe = client.pipeline(transaction=True)
-    pipe.hgetall(_key("received"))
-    pipe.hgetall(_key("last-event"))
-    pipe.delete(_key("received"), _key("last-event"))
+    pipe.hgetall(redis_key("received"))
+    pipe.hgetall(redis_key("last-event"))
+    pipe.delete(redis_key("received"), redis_key("last-event"))
     counts, lasts, _ = pipe.execute()
     for source, count in counts.items():
         at = datetime.fromisoformat(lasts[source]) if source in lasts else timezone.now()
