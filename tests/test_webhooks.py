@@ -41,7 +41,7 @@ def _redis_clean(db: None) -> None:
     """Counts and apply asks another test left in Redis are forgotten."""
     received_flush()
     ChannelHealth.objects.all().delete()
-    redis_client().delete(redis_key("apply-requested"))
+    redis_client().delete(redis_key("apply-pending"))
 
 
 def _auth(secret: str = SECRET) -> dict[str, str]:
@@ -123,10 +123,14 @@ class TestStored:
         recipient = Recipient.objects.get(pk=delivery.recipient_id)
         assert recipient.status == Recipient.Status.COMPLAINED
 
-    def test_the_same_webhook_twice_is_one_event_counted_once(self) -> None:
+    def test_the_same_webhook_twice_is_one_event_counted_once(
+        self, django_capture_on_commit_callbacks: Any
+    ) -> None:
         delivery = _delivery("john@example.com", payloads.POSTMARK_MESSAGE_ID)
         for _ in range(2):
-            post("postmark", payloads.postmark_hard_bounce("john@example.com"))
+            with django_capture_on_commit_callbacks(execute=True) as published:
+                post("postmark", payloads.postmark_hard_bounce("john@example.com"))
+            assert len(published) == 1  # after the commit: the counts, and the apply ask
             events_apply()
         assert DeliveryEvent.objects.count() == 1
         assert Send.objects.get(pk=delivery.send_id).bounced_count == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -20,7 +21,14 @@ from campaigns.models import (
 )
 from campaigns.services.audiences import recipient_suppress
 from campaigns.services.events.apply import events_apply
-from campaigns.services.events.store import EventIn, events_store, received_flush
+from campaigns.services.events.store import (
+    EventIn,
+    events_store,
+    events_stored,
+    received_flush,
+    redis_key,
+)
+from campaigns.services.redisclient import redis_client
 from campaigns.services.suppressions import suppression_lift
 from tests.admin.helpers import user_with_roles
 from tests.factories import CampaignFactory, RecipientFactory, SubscriptionFactory
@@ -178,8 +186,11 @@ def test_a_failing_chunk_leaves_its_events_unapplied(monkeypatch: pytest.MonkeyP
     assert _send(delivery).bounced_count == 0
 
 
-def test_the_received_counts_reach_channel_health() -> None:
-    events_store([_event(Kind.DELIVERED, f"d{i}") for i in range(3)])
+def test_the_received_counts_reach_channel_health(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        events_store([_event(Kind.DELIVERED, f"d{i}") for i in range(3)])
     events_apply()
     health = ChannelHealth.objects.get(source="postmark")
     assert health.events_received == 3
@@ -211,3 +222,16 @@ def test_lifting_needs_the_permission_and_makes_the_person_active() -> None:
     assert recipient.status == Recipient.Status.ACTIVE
     entry = AuditEntry.objects.get(action=AuditEntry.Action.SUPPRESSION_LIFTED)
     assert (entry.actor, entry.recipient_id) == (approver, recipient.pk)
+
+
+def test_an_apply_run_is_asked_for_once_until_it_starts() -> None:
+    redis_client().delete(redis_key("apply-pending"))
+    published: list[int] = []
+    for _ in range(3):
+        events_stored(
+            counts={"postmark": 1}, at=timezone.now(), publish=lambda: published.append(1)
+        )
+    assert published == [1]
+    events_apply()  # a run starts: what is stored next asks again
+    events_stored(counts={"postmark": 1}, at=timezone.now(), publish=lambda: published.append(1))
+    assert published == [1, 1]

@@ -25,7 +25,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns.models import Delivery, DeliveryEvent, Send, Suppression
-from campaigns.services.events.store import received_flush
+from campaigns.services.events.store import apply_pending_clear, received_flush
 from campaigns.services.suppressions import SuppressionIn, suppressions_add
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,9 @@ class ApplyResult:
 def events_apply(*, chunk_size: int = CHUNK_SIZE, max_chunks: int = 1000) -> ApplyResult:
     """Applies unapplied events, a chunk at a time, until none are left (or ``max_chunks``,
     so one run never holds a worker for ever); then copies the received counts to
-    ChannelHealth."""
+    ChannelHealth. The pending ask is cleared first: an event committed after that asks for
+    a run of its own, so none is left waiting for beat."""
+    apply_pending_clear()
     result = ApplyResult()
     for _ in range(max_chunks):
         if chunk_apply(chunk_size=chunk_size, result=result) < chunk_size:
