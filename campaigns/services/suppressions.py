@@ -65,7 +65,7 @@ def suppressions_add(*, entries: Sequence[SuppressionIn], by: By = None) -> int:
         [_row(entry, recipients.get(entry.email)) for entry in new], ignore_conflicts=True
     )
     changed = _statuses_change(new, recipients)
-    _audit(new, changed, by)
+    _audit(new, recipients, changed, by)
     return len(new)
 
 
@@ -92,6 +92,7 @@ def _statuses_change(entries: list[SuppressionIn], recipients: dict[str, int]) -
         locked = list(
             Recipient.objects.select_for_update()
             .filter(pk__in=ids, status=Status.ACTIVE)
+            .order_by("id")
             .values_list("id", flat=True)
         )
         Recipient.objects.filter(pk__in=locked).update(status=status, updated_at=now)
@@ -109,12 +110,11 @@ def _lists_leave(recipient_ids: list[int], now: object) -> None:
         audience_counts_changed()
 
 
-def _audit(entries: list[SuppressionIn], changed: set[int], by: By) -> None:
+def _audit(
+    entries: list[SuppressionIn], recipients: dict[str, int], changed: set[int], by: By
+) -> None:
     """One SUPPRESSED entry per new address; "from"/"to" only where a status changed, as the
     recipient page reads the reason for a status from the entry that set it."""
-    recipients = dict(
-        Recipient.objects.filter(email__in=[e.email for e in entries]).values_list("email", "id")
-    )
     rows = []
     for entry in entries:
         recipient_id = recipients.get(entry.email)

@@ -168,7 +168,8 @@ def _first_marks(ids: list[int], kind: str, column: str) -> Counter[int]:
     targets = Delivery.objects.filter(
         pk__in=events.values("delivery_id"), **{f"{column}__isnull": True}
     )
-    rows = list(targets.select_for_update().values_list("id", "send_id"))
+    # Locked in id order, as every run locks them: two runs never wait on each other in a cycle.
+    rows = list(targets.order_by("id").select_for_update().values_list("id", "send_id"))
     if not rows:
         return Counter()
     first_seen = (
