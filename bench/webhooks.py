@@ -371,7 +371,7 @@ def main() -> int:
     try:
         accepted, began, last = post_all(recipients, run, clients=args.clients)
         log(f"{accepted} accepted in {last - began:.1f}s")
-        done = applied_wait(send_id, n, timeout=600)
+        done = applied_wait(send_id, n, timeout=120)
     finally:
         stop(web)
         stop(applier)

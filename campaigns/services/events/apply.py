@@ -111,7 +111,8 @@ def _deliveries_link(ids: list[int]) -> None:
     unlinked.update(
         delivery_id=Subquery(
             Delivery.objects.filter(esp_message_id=OuterRef("message_id"))
-            .exclude(esp_message_id="")
+            .exclude(esp_message_id="")  # the partial index's condition, so the index is used
+            .order_by()  # the model's ordering by id would walk the primary key instead
             .values("id")[:1]
         )
     )
