@@ -35,6 +35,7 @@ from campaigns.services.delivery import (
     sends_redispatch_orphans,
     test_message_send,
 )
+from campaigns.services.events.apply import events_apply
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +219,14 @@ def reap_deliveries(self: Task[Any, Any]) -> dict[str, int]:
 def redispatch_orphans() -> dict[str, int]:
     # No retry on an outage: beat runs it again in five seconds.
     return {"dispatched": sends_redispatch_orphans(publish=publish_batch)}
+
+
+@shared_task(name="campaigns.tasks.apply_events", ignore_result=True)
+def apply_events() -> dict[str, int]:
+    # No retry on an outage: the events stay unapplied and beat runs this again in seconds.
+    # No result row either: it runs about once a second while webhooks arrive.
+    result = events_apply()
+    return {"events": result.events, "counted": result.counted, "suppressed": result.suppressed}
 
 
 @shared_task(name="campaigns.tasks.purge_task_results")

@@ -402,6 +402,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5.0,
         "options": {"expires": 5.0},
     },
+    # Stored delivery events (webhooks, bounce mail) applied in bulk. Each store asks for a
+    # run itself; this is the safety net for an ask that was lost (a broker blip).
+    "apply-events": {
+        "task": "campaigns.tasks.apply_events",
+        "schedule": 5.0,
+        "options": {"expires": 5.0},
+    },
     # Batched purge of old TaskResult rows (OPSDASH_TASK_RESULT_RETENTION_DAYS), hourly so
     # each run has little to do.
     "purge-task-results": {"task": "campaigns.tasks.purge_task_results", "schedule": 3600.0},

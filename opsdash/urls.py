@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 from campaigns import views
@@ -33,4 +33,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("healthz", healthz, name="healthz"),
+    path("anymail/", include("campaigns.webhooks")),
 ]

@@ -12,7 +12,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import AuditEntry, Recipient, Send, Subscription
+from campaigns.models import AuditEntry, Recipient, Send, Subscription, Suppression
 from campaigns.services.audience_counts import audience_counts_changed
 from campaigns.services.audit import By, acting_user, audit_record
 from campaigns.services.rendering import public_url
@@ -185,11 +185,30 @@ def recipient_unsubscribe_from_send_lists(*, recipient_id: int, send_id: int) ->
     return len(leaving)
 
 
+# What a mail server's refusal during sending puts on the suppression list.
+_SUPPRESS_DETAIL = "Refused during sending: the mail server says the mailbox does not exist"
+
+
 def recipient_suppress(*, recipient_ids: list[int], status: str) -> int:
-    """Marks addresses as bounced or complained so no later send includes them."""
+    """Marks addresses as bounced or complained so no later send includes them: they go on
+    the suppression list (services.suppressions, the one owner of it), audited. Returns how
+    many addresses were newly suppressed."""
+    # Imported here: suppressions reads this module's permission names.
+    from campaigns.services.suppressions import SuppressionIn, suppressions_add
+
     if status not in (Recipient.Status.BOUNCED, Recipient.Status.COMPLAINED):
         raise ValueError(f"cannot suppress with status {status!r}")
-    return Recipient.objects.filter(pk__in=recipient_ids).update(status=status)
+    reason = (
+        Suppression.Reason.REJECTED
+        if status == Recipient.Status.BOUNCED
+        else Suppression.Reason.COMPLAINT
+    )
+    emails = Recipient.objects.filter(pk__in=recipient_ids).values_list("email", flat=True)
+    entries = [
+        SuppressionIn(email=email, reason=reason, detail=_SUPPRESS_DETAIL, source="smtp")
+        for email in emails
+    ]
+    return suppressions_add(entries=entries)
 
 
 @transaction.atomic

@@ -13,13 +13,15 @@ from django.db import connection
 from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
-from campaigns.models import ImportJob, Recipient, Subscription
+from campaigns.models import ImportJob, Recipient, Subscription, Suppression
 from campaigns.services.audiences import RESUBSCRIBABLE_STATUSES, SUPPRESSED_STATUSES
 from campaigns.services.imports.base import ImportCounts, cancel_check
 from campaigns.services.imports.staging import Staging
+from campaigns.services.suppressions import REASON_STATUS
 
 RECIPIENTS = Recipient._meta.db_table
 SUBSCRIPTIONS = Subscription._meta.db_table
+SUPPRESSIONS = Suppression._meta.db_table
 _ACTIVE = Recipient.Status.ACTIVE
 _SUBSCRIBED = Subscription.Status.SUBSCRIBED
 # What a resubscribing import still leaves alone: a spam complaint needs a person's decision.
@@ -61,6 +63,7 @@ def staged_merge(*, job: ImportJob, store: Staging, counts: ImportCounts) -> Non
         if job.resubscribe:
             counts.resubscribed, counts.resubscribed_ids = _resubscribed(cursor, job)
         _recipients_upsert(cursor, job, store, now)
+        _suppressions_link(cursor)
         cancel_check(job)
         if job.audience_id:
             _subscriptions_upsert(cursor, job, now)
@@ -166,7 +169,8 @@ def _recipients_upsert(cursor: CursorWrapper, job: ImportJob, store: Staging, no
     cursor.execute(
         f"INSERT INTO {t} (email, first_name, last_name, attributes, status, created_at, "
         "updated_at) "
-        f"SELECT u.email, u.first_name, u.last_name, {store.attributes()}, '{_ACTIVE}', %s, %s "
+        f"SELECT u.email, u.first_name, u.last_name, {store.attributes()}, {_new_status()}, "
+        "%s, %s "
         "FROM import_stage u WHERE 1 = 1 ORDER BY u.email "
         "ON CONFLICT (email) DO UPDATE SET "
         f"first_name = CASE WHEN excluded.first_name <> '' THEN excluded.first_name "
@@ -180,6 +184,25 @@ def _recipients_upsert(cursor: CursorWrapper, job: ImportJob, store: Staging, no
         f"OR (excluded.last_name <> '' AND excluded.last_name <> {t}.last_name) "
         f"OR {store.attributes_changed(t, 'excluded.attributes')} OR {t}.status <> '{_ACTIVE}')",
         [now, now],
+    )
+
+
+def _new_status() -> str:
+    """SQL for a new address's status: active, unless the suppression list holds it (a bounce
+    or a complaint seen before anyone imported the address), then what that suppression says."""
+    cases = " ".join(f"WHEN '{reason}' THEN '{status}'" for reason, status in REASON_STATUS.items())
+    return (
+        f"COALESCE((SELECT CASE x.reason {cases} END FROM {SUPPRESSIONS} x "
+        f"WHERE x.email = u.email), '{_ACTIVE}')"
+    )
+
+
+def _suppressions_link(cursor: CursorWrapper) -> None:
+    """Suppressed addresses this import created now have a recipient: the list names it."""
+    cursor.execute(
+        f"UPDATE {SUPPRESSIONS} SET recipient_id = "
+        f"(SELECT r.id FROM {RECIPIENTS} r WHERE r.email = {SUPPRESSIONS}.email) "
+        f"WHERE recipient_id IS NULL AND email IN (SELECT email FROM import_stage)"
     )
 
 
