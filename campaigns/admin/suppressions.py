@@ -3,7 +3,6 @@ bounces, complaints and ESP unsubscribes write them; staff read, export and (app
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from django import forms
@@ -26,6 +25,7 @@ from campaigns.models import Delivery, Recipient, Suppression
 from campaigns.resources import SuppressionResource
 from campaigns.selectors.suppressions import suppressions_matching
 from campaigns.selectors.zoned import zoned
+from campaigns.services.suppressions import suppression_lift
 
 LIFT_PERMISSION = "campaigns.delete_suppression"
 SUPPRESSION_SEARCH_HELP = (
@@ -40,12 +40,6 @@ REASON_TYPES = {
     "esp_unsubscribe": "info",
     "manual": "info",
 }
-
-
-def suppression_lift() -> Any:
-    """The suppression engine's lift service (campaigns.services.suppressions), looked up
-    when staff use it: the admin reads the list whether or not that engine is installed."""
-    return importlib.import_module("campaigns.services.suppressions").suppression_lift
 
 
 class LiftForm(forms.Form):
@@ -136,7 +130,7 @@ class SuppressionAdmin(ExportMixin, ReadOnlyAdminMixin, ModelAdmin):
         form = LiftForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
-                suppression_lift()(
+                suppression_lift(
                     email=suppression.email, by=request.user, reason=form.cleaned_data["reason"]
                 )
             except ValidationError as exc:

@@ -4,7 +4,6 @@ finds an address by its start or a whole domain, and exports it with formulas es
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 from datetime import timedelta
 from typing import Any
@@ -172,10 +171,6 @@ def test_only_approvers_are_offered_the_lift(auditor: Client) -> None:
     assert "Why this address may be mailed again" in approver.get(lift).content.decode()
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("campaigns.services.suppressions") is None,
-    reason="needs suppressions service",
-)
 def test_an_approver_lifts_a_suppression_with_a_reason() -> None:
     recipient = RecipientFactory.create(email="back@example.com", status=Recipient.Status.BOUNCED)
     row = suppress("back@example.com", recipient=recipient)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from anymail.exceptions import AnymailAPIError  # type: ignore[import-untyped]
+from anymail.exceptions import AnymailAPIError
 from django.core.exceptions import ImproperlyConfigured
 from pytest_django import Settings
 from urllib3.connection import HTTPConnection

@@ -19,7 +19,7 @@ from email.headerregistry import Address
 from typing import Any
 
 import requests
-from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused  # type: ignore[import-untyped]
+from anymail.exceptions import AnymailAPIError, AnymailError, AnymailRecipientsRefused
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.utils.html import strip_tags
 from urllib3.exceptions import NewConnectionError

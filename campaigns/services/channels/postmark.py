@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
-from anymail.exceptions import AnymailError  # type: ignore[import-untyped]
+from anymail.exceptions import AnymailError
 from django.core.mail import EmailMultiAlternatives
 from django.utils.html import strip_tags
 
