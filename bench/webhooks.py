@@ -36,6 +36,7 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -273,28 +274,79 @@ def queues_purge() -> None:
 # --- Clients --------------------------------------------------------------------------------
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that writes prepared requests and reads just the
+    status line and the body length of each answer.
+
+    The posting clients share the machine with the server they measure, so they must cost
+    as little as possible: http.client parses every answer's headers with the email package,
+    which made the eight clients take as much CPU as the web server itself.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.create_connection((HOST, PORT), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def post(self, request: bytes) -> int:
+        """Sends one request; returns the answer's status. Raises OSError when the server
+        closed the connection."""
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buffer:
+            self._read()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(rest) < length:
+            rest += self._recv()
+        self.buffer = rest[length:]
+        return status
+
+    def _read(self) -> None:
+        self.buffer += self._recv()
+
+    def _recv(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("the server closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _request(body: bytes, auth: str) -> bytes:
+    head = (
+        f"POST {PATH} HTTP/1.1\r\nHost: {HOST}:{PORT}\r\nContent-Type: application/json\r\n"
+        f"Authorization: {auth}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 def _client(share: list[tuple[int, str]], run: str, start: Any, out: Any, auth: str) -> None:
-    """Posts its share over one keep-alive connection; reports (accepted, last answer time)."""
-    bodies = [postmark_body(index, email, run) for index, email in share]
-    headers = {"Content-Type": "application/json", "Authorization": auth}
-    conn = http.client.HTTPConnection(HOST, PORT, timeout=30)
+    """Posts its share over one keep-alive connection, as an ESP does: an event that is not
+    answered 200 is posted again (a few times); reports (accepted, last answer time)."""
+    requests = [_request(postmark_body(index, email, run), auth) for index, email in share]
+    conn = _Connection()
     accepted, last = 0, 0.0
     start.wait()
-    for body in bodies:
-        for _attempt in range(3):
+    for request in requests:
+        for _attempt in range(5):
             try:
-                conn.request("POST", PATH, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                break
-            except (OSError, http.client.HTTPException):
+                status = conn.post(request)
+            except OSError:
                 conn.close()
-                conn = http.client.HTTPConnection(HOST, PORT, timeout=30)
-        else:
-            continue
-        if response.status == 200:
-            accepted += 1
-            last = time.time()
+                conn = _Connection()
+                continue
+            if status == 200:
+                accepted += 1
+                last = time.time()
+                break
+    conn.close()
     out.put((accepted, last))
 
 
@@ -380,11 +432,13 @@ def main() -> int:
         stop(applier)
     from campaigns.models import DeliveryEvent
 
+    # Every event is posted until it is answered 200, as ESPs retry: lost is what the bench
+    # posted and never found stored, whether or not its answer came back.
     stored = DeliveryEvent.objects.count()
     line = {
         "events": n,
         "accepted_per_s": round(accepted / (last - began), 1),
-        "lost": accepted - stored,
+        "lost": n - stored,
         "applied_lag_s": round(done - last, 2),
     }
     print(json.dumps(line))

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
+from django.db import connection
 from django.utils import timezone
 from pytest_django import Settings
 
@@ -20,14 +22,9 @@ from campaigns.models import (
     Suppression,
 )
 from campaigns.services.audiences import recipient_suppress
+from campaigns.services.events import store
 from campaigns.services.events.apply import events_apply
-from campaigns.services.events.store import (
-    EventIn,
-    events_store,
-    events_stored,
-    received_flush,
-    redis_key,
-)
+from campaigns.services.events.store import EventIn, apply_ask, events_store, redis_key
 from campaigns.services.redisclient import redis_client
 from campaigns.services.suppressions import suppression_lift
 from tests.admin.helpers import user_with_roles
@@ -38,10 +35,10 @@ Kind = DeliveryEvent.Kind
 
 
 @pytest.fixture(autouse=True)
-def _received_counts_empty() -> None:
-    """Counts another test left in Redis are moved out of it, and forgotten."""
-    received_flush()
-    ChannelHealth.objects.all().delete()
+def _no_run_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No apply run is pending, in Redis or to this process's knowledge."""
+    redis_client().delete(redis_key("apply-pending"))
+    monkeypatch.setattr(store, "_covered_until", 0.0)
 
 
 def _delivery(email: str = "", esp_id: str = "") -> Delivery:
@@ -224,14 +221,40 @@ def test_lifting_needs_the_permission_and_makes_the_person_active() -> None:
     assert (entry.actor, entry.recipient_id) == (approver, recipient.pk)
 
 
-def test_an_apply_run_is_asked_for_once_until_it_starts() -> None:
-    redis_client().delete(redis_key("apply-pending"))
+def test_an_apply_run_is_asked_for_once_until_it_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     published: list[int] = []
-    for _ in range(3):
-        events_stored(
-            counts={"postmark": 1}, at=timezone.now(), publish=lambda: published.append(1)
-        )
+
+    def ask_as_another_process() -> bool:
+        monkeypatch.setattr(store, "_covered_until", 0.0)  # knows nothing of earlier asks
+        return apply_ask(publish=lambda: published.append(1))
+
+    assert apply_ask(publish=lambda: published.append(1)) is True
+    assert [apply_ask(publish=lambda: published.append(1)) for _ in range(3)] == [False] * 3
+    assert ask_as_another_process() is False  # it sees the pending run in Redis
     assert published == [1]
     events_apply()  # a run starts: what is stored next asks again
-    events_stored(counts={"postmark": 1}, at=timezone.now(), publish=lambda: published.append(1))
+    assert ask_as_another_process() is True
     assert published == [1, 1]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_database_dropped_is_replaced_and_the_events_stored() -> None:
+    """The webhook path skips Django's per-request connection check: the INSERT is the check,
+    run again on a fresh connection when the kept-alive one turns out to be dead."""
+    events_store([_event(Kind.DELIVERED, "before")])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    params = connection.get_connection_params()
+    with psycopg.connect(
+        dbname=params["dbname"],
+        user=params.get("user"),
+        host=params.get("host"),
+        port=params.get("port"),
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    events_store([_event(Kind.DELIVERED, "after")])
+
+    assert set(DeliveryEvent.objects.values_list("event_key", flat=True)) == {"before", "after"}

@@ -17,7 +17,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
-import redis
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Max, OuterRef, Q, Subquery
@@ -25,7 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns.models import Delivery, DeliveryEvent, Send, Suppression
-from campaigns.services.events.store import apply_pending_clear, received_flush
+from campaigns.services.events.store import apply_pending_clear, health_received_add
 from campaigns.services.suppressions import SuppressionIn, suppressions_add
 
 logger = logging.getLogger(__name__)
@@ -63,18 +62,13 @@ class ApplyResult:
 
 def events_apply(*, chunk_size: int = CHUNK_SIZE, max_chunks: int = 1000) -> ApplyResult:
     """Applies unapplied events, a chunk at a time, until none are left (or ``max_chunks``,
-    so one run never holds a worker for ever); then copies the received counts to
-    ChannelHealth. The pending ask is cleared first: an event committed after that asks for
-    a run of its own, so none is left waiting for beat."""
+    so one run never holds a worker for ever). The pending ask is cleared first: an event
+    committed after that asks for a run of its own, so none is left waiting for beat."""
     apply_pending_clear()
     result = ApplyResult()
     for _ in range(max_chunks):
         if chunk_apply(chunk_size=chunk_size, result=result) < chunk_size:
             break
-    try:
-        received_flush()
-    except redis.RedisError:
-        logger.warning("could not copy the received event counts from Redis", exc_info=True)
     return result
 
 
@@ -97,6 +91,7 @@ def chunk_apply(*, chunk_size: int, result: ApplyResult) -> int:
     )
     if not ids:
         return 0
+    _received_count(ids)
     _deliveries_link(ids)
     events = list(DeliveryEvent.objects.filter(pk__in=ids).order_by("id").values(*_FIELDS))
     result.counted += _counters_apply(ids, events)
@@ -104,6 +99,18 @@ def chunk_apply(*, chunk_size: int, result: ApplyResult) -> int:
     DeliveryEvent.objects.filter(pk__in=ids).update(applied_at=timezone.now())
     result.events += len(ids)
     return len(ids)
+
+
+def _received_count(ids: list[int]) -> None:
+    """Counts the chunk's events on each source's ChannelHealth, with the latest arrival."""
+    received = (
+        DeliveryEvent.objects.filter(pk__in=ids)
+        .values("source")
+        .annotate(count=Count("id"), last=Max("received_at"))
+        .order_by("source")  # the rows are locked in the same order by every run
+    )
+    for row in received:
+        health_received_add(source=row["source"], count=row["count"], at=row["last"])
 
 
 def _deliveries_link(ids: list[int]) -> None:

@@ -1,11 +1,14 @@
 """Storing events as they arrive: one INSERT per request, duplicates ignored.
 
-The request that stores events also asks for an apply run, through a Redis key that means
-"a run is pending": the request that sets it (NX) publishes the run, the others see it set
-and publish nothing, and the run clears it as it starts, so whatever is stored after that
-asks again. So a burst of webhooks queues one run at a time, never one per request, and no
-event waits for the next beat tick. Received counts per source are kept in Redis too and
-copied to ChannelHealth by the applier, so no request updates one hot row.
+The request that stores events also asks for an apply run (``apply_ask``). A run is
+published with a second's countdown, and a Redis key that means "a run is pending", holding
+the time it is due, is set with it (NX): whoever sets the key publishes, and the run clears it
+as it starts, so whatever is stored after that asks again. A process that published, or saw
+the key, knows a run is coming that will take whatever it stores until shortly before that
+run is due, and asks nothing more until then: a burst of webhooks costs a few Redis round
+trips a second in all, not one per request, and no event waits for the next beat tick.
+The received counts per source are the applier's to keep (ChannelHealth), from the events
+it applies, so no request updates one hot row.
 """
 
 from __future__ import annotations
@@ -13,16 +16,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Field
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Field, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from campaigns.models import ChannelHealth, DeliveryEvent
@@ -33,6 +37,7 @@ logger = logging.getLogger(__name__)
 # How long a pending ask lives when its run never starts (a message lost with the broker):
 # beat's run every few seconds clears it sooner.
 APPLY_PENDING_MS = 10_000
+APPLY_GATHER_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -96,16 +101,37 @@ def events_store(events: Sequence[EventIn]) -> int:
         for field, value in zip(fields, row, strict=True)
     ]
     one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {DeliveryEvent._meta.db_table} ({', '.join(_COLUMNS)}) "
-            f"VALUES {', '.join([one] * len(rows))} "
-            "ON CONFLICT (source, event_key) DO NOTHING",
-            params,
-        )
-    counts = Counter(str(row[0]) for row in rows)
-    transaction.on_commit(lambda: events_stored(counts=counts, at=now))
+    _insert(
+        f"INSERT INTO {DeliveryEvent._meta.db_table} ({', '.join(_COLUMNS)}) "
+        f"VALUES {', '.join([one] * len(rows))} "
+        "ON CONFLICT (source, event_key) DO NOTHING",
+        params,
+    )
+    transaction.on_commit(apply_ask)
     return len(rows)
+
+
+def _insert(sql: str, params: list[Any]) -> None:
+    """Runs the INSERT; outside a transaction the INSERT itself is the connection's check.
+
+    Django checks a kept-alive connection with a query of its own before a request's first
+    one (CONN_HEALTH_CHECKS), a round trip as long as the INSERT on a request that does little
+    else. Here a connection that went stale (a database restart) is closed instead and the
+    INSERT run once more on a fresh one: it ignores rows already stored, so running it twice
+    is harmless even when the first one committed before its answer was lost.
+    """
+    if connection.in_atomic_block:  # a caller's transaction: it owns the connection
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        return
+    connection.health_check_done = True  # type: ignore[attr-defined]  # not in the stubs
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    except (OperationalError, InterfaceError):
+        connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
 
 
 def _field(name: str) -> Field[Any, Any]:
@@ -131,43 +157,51 @@ def _row(event: EventIn, now: datetime) -> tuple[object, ...]:
 
 
 def redis_key(name: str) -> str:
-    """This module's Redis keys: "apply-pending", "received", "last-event"."""
+    """This module's Redis keys: "apply-pending"."""
     return f"{settings.REDIS_KEY_PREFIX}:events:{name}"
 
 
-def events_stored(
-    *, counts: Mapping[str, int], at: datetime, publish: Callable[[], None] | None = None
-) -> bool:
-    """After a commit: counts what each source sent, and publishes an apply run unless one
-    is pending already (a Redis key set with NX decides, in the same round trip as the
-    counts). True when this call published. Without Redis the counts go to
-    ChannelHealth directly and every call publishes: correct, only busier."""
-    ask = True
+# Until when (time.monotonic) this process knows an apply run is still to start: what it
+# stores before then is committed before that run claims its first chunk.
+_covered_until = 0.0
+# How long before a pending run is due this process stops counting on it: room for clock
+# differences between hosts (the due time is wall-clock) and for the run's own start.
+_COVER_MARGIN = 0.3
+
+
+def apply_ask(*, publish: Callable[[], None] | None = None) -> bool:
+    """Asks for an apply run of what was just stored, unless one is known to be coming;
+    True when this call published one. Without Redis every ask publishes: correct, only
+    busier (the runs then find little to do)."""
+    global _covered_until
+    now = time.monotonic()
+    if now < _covered_until:
+        return False
+    due_in = APPLY_GATHER_SECONDS
     if redis_up() and settings.REDIS_URL:
         try:
-            ask = _redis_note(counts, at)
+            due_in = _pending_set()
         except redis.RedisError as exc:
             redis_failed(exc)
-            _health_note(counts, at)
-    else:
-        _health_note(counts, at)
-    if ask:
+    if due_in == APPLY_GATHER_SECONDS:  # the key was ours to set (or Redis is out)
         (publish or _publish_apply)()
-    return ask
+    _covered_until = now + min(due_in, APPLY_GATHER_SECONDS) - _COVER_MARGIN
+    return due_in == APPLY_GATHER_SECONDS
 
 
-def _redis_note(counts: Mapping[str, int], at: datetime) -> bool:
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.set(redis_key("apply-pending"), "1", nx=True, px=APPLY_PENDING_MS)
-    for source, count in counts.items():
-        pipe.hincrby(redis_key("received"), source, count)
-        pipe.hset(redis_key("last-event"), source, at.isoformat())
-    return bool(pipe.execute()[0])
-
-
-def _health_note(counts: Mapping[str, int], at: datetime) -> None:
-    for source, count in counts.items():
-        health_received_add(source=source, count=count, at=at)
+def _pending_set() -> float:
+    """Sets the pending key to the time a new run would be due, unless it is set; returns in
+    how many seconds the pending run is due (APPLY_GATHER_SECONDS when this call set it)."""
+    due = time.time() + APPLY_GATHER_SECONDS
+    previous = redis_client().set(
+        redis_key("apply-pending"), f"{due:.3f}", nx=True, px=APPLY_PENDING_MS, get=True
+    )
+    if previous is None:
+        return APPLY_GATHER_SECONDS
+    try:
+        return max(0.0, min(float(previous) - time.time(), APPLY_GATHER_SECONDS - 0.001))
+    except ValueError:  # a value this code never writes: count on nothing
+        return 0.0
 
 
 def apply_pending_clear() -> None:
@@ -184,29 +218,17 @@ def _publish_apply() -> None:
     from campaigns.tasks import apply_events
 
     try:
-        apply_events.delay()
+        # A second's gathering: a burst of webhooks is applied in a few large chunks, not one
+        # small run after another, and the pending ask stays set (one publish) meanwhile.
+        apply_events.apply_async(countdown=APPLY_GATHER_SECONDS)
     except Exception:  # the broker is down: the beat run applies these events later
         logger.warning("could not publish an event apply run", exc_info=True)
 
 
 def health_received_add(*, source: str, count: int, at: datetime) -> None:
+    """Counts ``count`` events received from ``source``, the latest at ``at``."""
     ChannelHealth.objects.get_or_create(source=source)
     ChannelHealth.objects.filter(source=source).update(
-        events_received=F("events_received") + count, last_event_at=at
+        events_received=F("events_received") + count,
+        last_event_at=Greatest(Coalesce("last_event_at", Value(at)), Value(at)),
     )
-
-
-def received_flush() -> int:
-    """Moves the received counts kept in Redis into ChannelHealth; returns how many sources."""
-    if not settings.REDIS_URL:
-        return 0
-    client = redis_client()
-    pipe = client.pipeline(transaction=True)
-    pipe.hgetall(redis_key("received"))
-    pipe.hgetall(redis_key("last-event"))
-    pipe.delete(redis_key("received"), redis_key("last-event"))
-    counts, lasts, _ = pipe.execute()
-    for source, count in counts.items():
-        at = datetime.fromisoformat(lasts[source]) if source in lasts else timezone.now()
-        health_received_add(source=source, count=int(count), at=at)
-    return len(counts)
