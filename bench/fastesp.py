@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing as mp
-import os
 import signal
 import socket
-import tempfile
 import uuid
-from multiprocessing.process import BaseProcess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.fastsink import ServerProcesses
 
 TOKEN = "bench-postmark-token"
 _SUBMITTED = "2026-01-01T00:00:00Z"
@@ -125,38 +124,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class FastEsp:
+class FastEsp(ServerProcesses):
+    what = "the emulated API"
+    prefix = "fastesp-"
+
     def __init__(self, *, processes: int = 2, port: int = 0) -> None:
-        self.port = port or free_port()
-        self.processes = processes
-        self.dir = Path(tempfile.mkdtemp(prefix="fastesp-"))
-        self.procs: list[BaseProcess] = []
+        super().__init__(processes=processes, port=port or free_port())
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def start(self) -> FastEsp:
-        ctx = mp.get_context("spawn")
-        for index in range(self.processes):
-            ready = ctx.Event()
-            proc = ctx.Process(
-                target=_serve, args=(self.port, str(self.dir / f"{index}.ids"), ready), daemon=True
-            )
-            proc.start()
-            if not ready.wait(30):
-                raise RuntimeError("the emulated API did not start")
-            self.procs.append(proc)
-        return self
-
-    def stop(self) -> list[str]:
-        """Stops every process and returns every Message-ID accepted, duplicates included."""
-        for proc in self.procs:
-            if proc.pid:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            proc.join(60)
-        ids: list[str] = []
-        for path in sorted(self.dir.glob("*.ids")):
-            ids += [line for line in path.read_text().splitlines() if line]
-        return ids
+    def serve(self) -> Callable[[int, str, Any], None]:
+        return _serve

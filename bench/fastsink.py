@@ -17,8 +17,10 @@ import os
 import signal
 import socket
 import tempfile
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any, Self
 
 _END = b"\r\n.\r\n"
 
@@ -109,28 +111,40 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class FastSink:
+class ServerProcesses:
+    """A fake server as several processes sharing one port (SO_REUSEPORT), each writing the
+    ids it accepted to its own file when stopped: the benchmarks' SMTP sink and ESP API."""
+
+    what = "the server"
+    prefix = "servers-"
+
     def __init__(self, *, processes: int = 2, port: int = 0) -> None:
         self.port = port or free_port()
         self.processes = processes
-        self.dir = Path(tempfile.mkdtemp(prefix="fastsink-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=self.prefix))
         self.procs: list[BaseProcess] = []
 
-    def start(self) -> FastSink:
+    def serve(self) -> Callable[[int, str, Any], None]:
+        """The function each process runs: (port, file for the ids, event set when ready)."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
         ctx = mp.get_context("spawn")
         for index in range(self.processes):
             ready = ctx.Event()
             proc = ctx.Process(
-                target=_serve, args=(self.port, str(self.dir / f"{index}.ids"), ready), daemon=True
+                target=self.serve(),
+                args=(self.port, str(self.dir / f"{index}.ids"), ready),
+                daemon=True,
             )
             proc.start()
             if not ready.wait(30):
-                raise RuntimeError("the sink did not start")
+                raise RuntimeError(f"{self.what} did not start")
             self.procs.append(proc)
         return self
 
     def stop(self) -> list[str]:
-        """Stops every process and returns every Message-ID received, duplicates included."""
+        """Stops every process and returns every id accepted, duplicates included."""
         for proc in self.procs:
             if proc.pid:
                 os.kill(proc.pid, signal.SIGTERM)
@@ -140,3 +154,11 @@ class FastSink:
         for path in sorted(self.dir.glob("*.ids")):
             ids += [line for line in path.read_text().splitlines() if line]
         return ids
+
+
+class FastSink(ServerProcesses):
+    what = "the sink"
+    prefix = "fastsink-"
+
+    def serve(self) -> Callable[[int, str, Any], None]:
+        return _serve
