@@ -11,7 +11,7 @@ webhooks would have left them. Screenshots: "send-feedback", "delivery-timeline"
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ from campaigns.models import (
     ChannelHealth,
     Delivery,
     DeliveryEvent,
+    Recipient,
     Send,
     Suppression,
 )
@@ -59,9 +60,11 @@ def a_sent_newsletter() -> tuple[Send, Delivery]:
         unsubscribed_count=12,
         opened_count=820,
         clicked_count=130,
+        created_at=now - timedelta(hours=3, minutes=1),
         started_at=now - timedelta(hours=3),
         finished_at=now - timedelta(hours=2),
     )
+    _the_rest_sent(send, count=1999, at=now - timedelta(hours=2, minutes=30))
     attempt = (now - timedelta(hours=3) + timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S")
     delivery = Delivery.objects.create(
         send=send,
@@ -92,6 +95,25 @@ def a_sent_newsletter() -> tuple[Send, Delivery]:
             applied_at=now,
         )
     return send, delivery
+
+
+def _the_rest_sent(send: Send, *, count: int, at: datetime) -> None:
+    """The send's other rows, all sent, so its progress agrees with its counters."""
+    recipients = Recipient.objects.bulk_create(
+        Recipient(email=f"reader{i}@example.com", first_name="Reader") for i in range(count)
+    )
+    Delivery.objects.bulk_create(
+        Delivery(
+            send=send,
+            recipient=recipient,
+            status=Delivery.Status.SENT,
+            attempts=1,
+            smtp_response="250 OK (Postmark accepted the message)",
+            sent_at=at,
+            updated_at=at,
+        )
+        for recipient in recipients
+    )
 
 
 def a_suppression_list() -> None:
