@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.fastsink import ServerProcesses
+from bench.fastsink import ServerProcesses, serve_until_stopped
 
 TOKEN = "bench-postmark-token"
 _SUBMITTED = "2026-01-01T00:00:00Z"
@@ -92,21 +91,7 @@ class _Connection(asyncio.Protocol):
 
 def _serve(port: int, out: str, ready: Any) -> None:
     ids: list[str] = []
-
-    async def main() -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(("127.0.0.1", port))
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Connection(ids), sock=sock, backlog=512)
-        stop = asyncio.Event()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        ready.set()
-        async with server:
-            await stop.wait()
-
-    asyncio.run(main())
+    serve_until_stopped(port, lambda: _Connection(ids), ready)
     Path(out).write_text("".join(f"{one}\n" for one in ids))
 
 

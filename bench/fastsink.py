@@ -85,8 +85,11 @@ class _Session(asyncio.Protocol):
         self.ids.append(head[start : end if end >= 0 else len(head)].strip())
 
 
-def _serve(port: int, out: str, ready: mp.synchronize.Event) -> None:
-    ids: list[bytes] = []
+def serve_until_stopped(
+    port: int, protocol: Callable[[], asyncio.Protocol], ready: mp.synchronize.Event
+) -> None:
+    """Serves ``protocol`` on the shared port (SO_REUSEPORT) until SIGTERM; ``ready`` is set
+    once it listens."""
 
     async def main() -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -94,7 +97,7 @@ def _serve(port: int, out: str, ready: mp.synchronize.Event) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", port))
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: _Session(ids), sock=sock, backlog=512)
+        server = await loop.create_server(protocol, sock=sock, backlog=512)
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         ready.set()
@@ -102,6 +105,11 @@ def _serve(port: int, out: str, ready: mp.synchronize.Event) -> None:
             await stop.wait()
 
     asyncio.run(main())
+
+
+def _serve(port: int, out: str, ready: mp.synchronize.Event) -> None:
+    ids: list[bytes] = []
+    serve_until_stopped(port, lambda: _Session(ids), ready)
     Path(out).write_bytes(b"\n".join(ids) + (b"\n" if ids else b""))
 
 

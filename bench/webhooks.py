@@ -77,25 +77,6 @@ def environment(var_dir: str) -> dict[str, str]:
     return {**os.environ, **env}
 
 
-def database_ensure(url: str) -> None:
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(base + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def django_setup() -> None:
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsdash.settings")
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-
-
 # --- Data -----------------------------------------------------------------------------------
 
 
@@ -411,6 +392,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads each")
     parser.add_argument("--appliers", type=int, default=1, help="celery worker processes")
     args = parser.parse_args()
+
+    from bench.delivery import database_ensure, django_setup  # the benchmarks' shared set-up
 
     env = environment(tempfile.mkdtemp(prefix="bench-webhooks-"))
     database_ensure(env["DATABASE_URL"])
