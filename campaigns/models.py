@@ -194,6 +194,15 @@ class Campaign(models.Model):
     rate_limit_per_minute = models.PositiveIntegerField(
         null=True, blank=True, help_text="Optional cap for this campaign, on top of the SMTP limit."
     )
+    # An approver's decision to send although a pre-flight check that blocks bulk sending
+    # failed (services/preflight.py); void once the content or the checks' findings change.
+    preflight_override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    preflight_override_at = models.DateTimeField(null=True, blank=True)
+    preflight_override_reason = models.CharField(max_length=500, blank=True)
+    # What the overridden findings were (their codes), so a new failure is not covered by it.
+    preflight_override_codes = models.JSONField(default=list, blank=True)
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -261,6 +270,16 @@ class Service(models.TextChoices):
     REDIS = "redis", "Redis"
     DATABASE = "database", "the database"
     BROKER = "broker", "the broker"
+    # Not a service that is out: the sending domain's warm-up plan allows no more today.
+    WARMUP = "warmup", "the warm-up quota"
+
+
+class Guardrail(models.TextChoices):
+    """Why a send paused itself (services/guardrails.py)."""
+
+    HARD_BOUNCES = "hard_bounces", "Hard-bounce rate"
+    COMPLAINTS = "complaints", "Complaint rate"
+    DEFERRALS = "deferrals", "Deferrals from one provider"
 
 
 class Send(models.Model):
@@ -321,6 +340,14 @@ class Send(models.Model):
     unsubscribed_count = models.PositiveIntegerField(default=0)
     opened_count = models.PositiveIntegerField(default=0)
     clicked_count = models.PositiveIntegerField(default=0)
+    # Why the send is paused, in words staff read on the send page and the dashboard; set by a
+    # guardrail (``guardrail`` names which) or by a person.
+    paused_reason = models.CharField(max_length=500, blank=True)
+    guardrail = models.CharField(max_length=16, choices=Guardrail.choices, blank=True, default="")
+    guardrail_at = models.DateTimeField(null=True, blank=True)
+    # What the guardrails measured and what an approver accepted when resuming (the counts at
+    # that moment, so the same rate does not pause the send again at once).
+    guardrail_state = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -747,3 +774,56 @@ class BounceMessage(models.Model):
 
     def __str__(self) -> str:
         return self.subject or f"bounce message {self.pk}"
+
+
+class WarmupPlan(models.Model):
+    """How many messages a new sending domain or channel may send per mailbox provider per day.
+
+    ``daily_limits[n]`` is the limit on day n + 1 of the warm-up; after the last day the plan
+    is finished and no warm-up limit applies.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    daily_limits = models.JSONField(default=list)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Warmup(models.Model):
+    """A sending domain or a channel on a warm-up plan, from a start date."""
+
+    class Target(models.TextChoices):
+        DOMAIN = "domain", "Sending domain"
+        CHANNEL = "channel", "Channel"
+
+    target_kind = models.CharField(max_length=16, choices=Target.choices, default=Target.DOMAIN)
+    # A From domain (lower case) or a channel name (settings.OPSDASH_CHANNELS).
+    target = models.CharField(max_length=255)
+    plan = models.ForeignKey(WarmupPlan, on_delete=models.PROTECT, related_name="warmups")
+    started_on = models.DateField()
+    active = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["target_kind", "target"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["target_kind", "target"],
+                condition=models.Q(active=True),
+                name="warmup_one_active_per_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_target_kind_display()} {self.target}"

@@ -29,6 +29,7 @@ from campaigns.services.delivery import (
     batch_deliver,
     deliveries_reap,
     send_launch,
+    send_quota_wait,
     send_retry_due,
     send_wait_begin,
     sends_flag_stalled,
@@ -155,6 +156,10 @@ def deliver_batch(
         result.deferred = str(exc)[:200]
         connection.close()
         _wait_report(send_id, result.waiting_for)
+    if result.next_step is NextStep.QUOTA_WAIT:
+        # Nothing to retry today: the watchdog dispatches the rows once the quota renews.
+        send_quota_wait(send_id=send_id, seconds=result.retry_in)
+        return result.as_dict()
     countdown = _retry_countdown(self, result)
     if countdown is not None:
         send_retry_due(send_id=send_id, seconds=countdown)

@@ -86,7 +86,7 @@ def _redis_script(url: str) -> Any:
     return redis_client(decode_responses=False).register_script(_LUA_TAKE)
 
 
-def _try_take(spec: BucketSpec, n: int) -> float:
+def try_take(spec: BucketSpec, n: int) -> float:
     """Seconds to wait before ``n`` tokens are available; 0 when they were taken."""
     if not settings.REDIS_URL:
         return _local_take(spec, n)
@@ -153,7 +153,7 @@ def tokens_take(
     limits err on the side of sending less.
     """
     for spec in specs:
-        while (wait := _try_take(spec, n)) > 0:
+        while (wait := try_take(spec, n)) > 0:
             if wait > max_wait:
                 return wait
             sleep(wait)

@@ -23,6 +23,24 @@ _NO_SUCH_MAILBOX_HINTS = (
 )
 
 
+# Deferrals that say "slow down" rather than "not this message": the mailbox provider (or the
+# relay in front of it) limits the rate. They shrink the provider's sending rate, and the row
+# goes back to the queue without counting an attempt: a throttled row is never failed for it.
+_THROTTLE_CODES = {421, 450, 451}
+_THROTTLE_HINTS = ("4.7.", "rate", "throttl", "too many", "try again later", "slow down")
+
+
+def is_throttle(code: int, text: str) -> bool:
+    """Whether a reply asks the sender to slow down (421, or 450/451 or a 4.7.x about rates)."""
+    if code == 421:
+        return True
+    lowered = text.lower()
+    return 400 <= code < 500 and (
+        (code in _THROTTLE_CODES and any(hint in lowered for hint in _THROTTLE_HINTS))
+        or lowered.startswith("4.7.")
+    )
+
+
 class Outcome(StrEnum):
     SENT = "sent"
     TRANSIENT = "transient"  # 4xx, timeout, dropped connection: try again later
@@ -42,6 +60,10 @@ class SmtpResult:
     @property
     def summary(self) -> str:
         return f"{self.code} {self.text}".strip()[:500]
+
+    @property
+    def throttled(self) -> bool:
+        return self.attempted and is_throttle(self.code, self.text)
 
 
 def classify(code: int, text: str) -> Outcome:

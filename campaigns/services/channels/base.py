@@ -46,6 +46,9 @@ class ChannelResult:
     # back to the queue and the batch retries with backoff. Never a failure.
     attempted: bool = True
     esp_message_id: str = ""
+    # The server or the ESP asked us to slow down (SMTP 421, 4.7.x, HTTP 429): the provider's
+    # rate shrinks, and the row goes back to the queue without counting an attempt.
+    throttled: bool = False
 
     @property
     def summary(self) -> str:
@@ -53,7 +56,13 @@ class ChannelResult:
 
     @classmethod
     def of_smtp(cls, result: SmtpResult) -> ChannelResult:
-        return cls(result.outcome, result.code, result.text, attempted=result.attempted)
+        return cls(
+            result.outcome,
+            result.code,
+            result.text,
+            attempted=result.attempted,
+            throttled=result.throttled,
+        )
 
 
 class Channel(ABC):

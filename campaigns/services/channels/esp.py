@@ -47,17 +47,19 @@ def postmark_result(answer: dict[str, Any]) -> ChannelResult:
         return ChannelResult(Outcome.NO_MAILBOX, code, text)
     if code in POSTMARK_PERMANENT:
         return ChannelResult(Outcome.PERMANENT, code, text)
-    return ChannelResult(Outcome.TRANSIENT, code, text, attempted=False)
+    throttled = code == 429 or any(hint in text.lower() for hint in _THROTTLED_HINTS)
+    return ChannelResult(Outcome.TRANSIENT, code, text, attempted=False, throttled=throttled)
 
 
 def http_failure(status: int | None, text: str) -> ChannelResult:
     """A whole API call that failed, by its HTTP status (None: no answer at all)."""
     lowered = text.lower()
-    if status is None or status == 429 or status >= 500 or status in (401, 403, 408):
+    throttled = status == 429 or any(hint in lowered for hint in _THROTTLED_HINTS)
+    if status is None or status >= 500 or status in (401, 403, 408) or throttled:
         # Throttled, the ESP failing, or our credentials refused: nothing against the message.
-        return ChannelResult(Outcome.TRANSIENT, status or 0, text, attempted=False)
-    if any(hint in lowered for hint in _THROTTLED_HINTS):
-        return ChannelResult(Outcome.TRANSIENT, status, text, attempted=False)
+        return ChannelResult(
+            Outcome.TRANSIENT, status or 0, text, attempted=False, throttled=throttled
+        )
     if any(hint in lowered for hint in _NO_MAILBOX_HINTS):
         return ChannelResult(Outcome.NO_MAILBOX, status, text)
     return ChannelResult(Outcome.PERMANENT, status, text)

@@ -27,6 +27,7 @@ from campaigns.services.delivery.control import (
 )
 from campaigns.services.delivery.dispatch import BatchPublisher, LaunchPublisher, send_dispatch
 from campaigns.services.delivery.health import (
+    send_quota_wait,
     send_retry_due,
     send_wait_begin,
     send_wait_end,
@@ -66,6 +67,7 @@ __all__ = [
     "send_dispatch",
     "send_launch",
     "send_pause",
+    "send_quota_wait",
     "send_resume",
     "send_retry_due",
     "send_wait_begin",

@@ -9,7 +9,6 @@ messages (``outcomes``), waiting out a database that went away. Only the channel
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from django.db.models import Q
 from django.utils import timezone
 
 from campaigns.models import Delivery, Recipient, Send, Service
-from campaigns.services import ratelimit
 from campaigns.services.audiences import unsubscribe_url
 from campaigns.services.channels import Channel, ChannelResult, Composed, Outgoing, channel_for
 from campaigns.services.delivery.compiled import compiled_for_send
@@ -39,7 +37,9 @@ from campaigns.services.delivery.outcomes import (
     rows_skip,
 )
 from campaigns.services.delivery.state import ControlProbe, journal_drop
+from campaigns.services.guardrails import send_guard
 from campaigns.services.mime import WireFrame
+from campaigns.services.pacing import Grant, Pacer, Provider, WaitReason, provider_of
 from campaigns.services.rendering import (
     CompiledCampaign,
     message_render,
@@ -222,29 +222,14 @@ class _Loop:
     control: ControlProbe
     compiled: CompiledCampaign
     frame: WireFrame
-    buckets: list[ratelimit.BucketSpec]
+    pacer: Pacer
     pending: Pending
     transient_streak: int = 0
     # Claimed rows to hand back: the channel never got them (refused before sending).
     back: list[Delivery] = field(default_factory=list)
 
 
-def _buckets(send: Send, channel: Channel) -> list[ratelimit.BucketSpec]:
-    """The rate buckets of the send; an ESP channel's server buckets are its own, not the
-    SMTP relay's (the same configured rates, counted per channel)."""
-    specs = ratelimit.buckets_for(
-        campaign_id=send.campaign_id, campaign_per_minute=send.campaign.rate_limit_per_minute
-    )
-    if channel.bucket_prefix is None:
-        return specs
-    server = f"smtp:{settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
-    return [
-        dataclasses.replace(spec, name=spec.name.replace(server, channel.bucket_prefix, 1))
-        for spec in specs
-    ]
-
-
-def _group_size(channel: Channel, buckets: list[ratelimit.BucketSpec]) -> int:
+def _group_size(channel: Channel, pacer: Pacer) -> int:
     """Messages per hand-over to the channel.
 
     Never more than a flush (a crash re-sends at most the group in flight), nor than any rate
@@ -252,7 +237,7 @@ def _group_size(channel: Channel, buckets: list[ratelimit.BucketSpec]) -> int:
     tokens at once, and a bucket never holds more than its capacity.
     """
     share = settings.OPSDASH_RATE_FALLBACK_SHARE
-    capacities = [int(max(1.0, spec.capacity / share)) for spec in buckets]
+    capacities = [int(max(1.0, capacity / share)) for capacity in pacer.capacities]
     return max(1, min(channel.max_batch, settings.OPSDASH_DELIVERY_FLUSH_EVERY, *capacities))
 
 
@@ -268,10 +253,10 @@ def _send_rows(
     compiled, frame = compiled_for_send(send)
     channel = channel_for(send.channel)
     flush_every = settings.OPSDASH_DELIVERY_FLUSH_EVERY
-    buckets = _buckets(send, channel)
-    size = _group_size(channel, buckets)
+    pacer = Pacer(send=send, channel=channel)
+    size = _group_size(channel, pacer)
     pending = Pending()
-    loop = _Loop(lease, channel, ControlProbe(send.pk, task_id), compiled, frame, buckets, pending)
+    loop = _Loop(lease, channel, ControlProbe(send.pk, task_id), compiled, frame, pacer, pending)
     reached = 0
     flushed_at = time.monotonic()
     try:
@@ -293,6 +278,7 @@ def _send_rows(
                     _flush(
                         send_id=send.pk, pending=pending, lease=lease, watch=watch, result=result
                     )
+                    pacer.sync()
                     flushed_at = time.monotonic()
                 if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
                     result.deferred = "the server keeps answering with temporary errors"
@@ -305,6 +291,7 @@ def _send_rows(
         # DeliveryInterrupted leaves the rows ``sending`` under this task id, and the journal
         # tells the task's next run which of them the channel accepted.
         _flush(send_id=send.pk, pending=pending, lease=lease, watch=watch, result=result)
+        pacer.sync()
         if lease.held:  # a run that lost its batch to another leaves the rows to that run
             back = loop.back + rows[reached:]
             rows_release(send_id=send.pk, task_id=task_id, rows=back, result=result)
@@ -323,6 +310,7 @@ def _flush(
         interrupted=watch.database_lost,
     )
     watch.after_flush()
+    send_guard(send_id=send_id)
 
 
 def _send_group(*, loop: _Loop, rows: list[Delivery], result: BatchResult) -> bool:
@@ -351,16 +339,33 @@ def _send_group(*, loop: _Loop, rows: list[Delivery], result: BatchResult) -> bo
         outcome_record(row=row, outcome=problem, pending=loop.pending)
     if not composed:
         return True
-    wait = ratelimit.tokens_take(
-        loop.buckets, len(composed), max_wait=settings.OPSDASH_RATE_MAX_WAIT_SECONDS
-    )
-    if wait > 0:
-        result.next_step, result.retry_in = NextStep.RATE_LIMITED, wait
-        result.deferred = "rate limit"
+    if (grant := _pace(loop.pacer, [row for row, _ in composed])).granted is False:
+        result.next_step, result.retry_in = _NEXT_STEP[grant.reason], grant.wait
+        result.deferred = "warm-up quota" if grant.reason is WaitReason.WARMUP else "rate limit"
         loop.back += [row for row, _ in composed]
         return False
     outcomes = loop.channel.send([message for _, message in composed])
     return _record_group(loop=loop, sent=composed, outcomes=outcomes, result=result)
+
+
+_NEXT_STEP = {WaitReason.RATE: NextStep.RATE_LIMITED, WaitReason.WARMUP: NextStep.QUOTA_WAIT}
+
+
+def _pace(pacer: Pacer, rows: list[Delivery]) -> Grant:
+    """Takes the group's tokens, provider by provider, sleeping out short waits."""
+    counts: dict[Provider, int] = {}
+    for row in rows:
+        provider = provider_of(row.recipient.email)
+        counts[provider] = counts.get(provider, 0) + 1
+    for provider, n in counts.items():
+        while not (grant := pacer.take(provider, n)).granted:
+            if (
+                grant.reason is not WaitReason.RATE
+                or grant.wait > settings.OPSDASH_RATE_MAX_WAIT_SECONDS
+            ):
+                return grant
+            time.sleep(grant.wait)
+    return Grant(True)
 
 
 def _record_group(
@@ -374,6 +379,7 @@ def _record_group(
     never got (no connection, throttled) goes back, and the batch stops after this group."""
     going_on = True
     for (row, _), outcome in zip(sent, outcomes, strict=True):
+        loop.pacer.observe(provider_of(row.recipient.email), outcome)
         if not outcome.attempted:
             result.deferred, going_on = outcome.summary, False
             loop.back.append(row)

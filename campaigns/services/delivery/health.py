@@ -128,3 +128,10 @@ def send_retry_due(*, send_id: int, seconds: float) -> None:
         )
     except DatabaseError:
         connection.close()
+
+
+def send_quota_wait(*, send_id: int, seconds: float) -> None:
+    """The send waits for tomorrow's warm-up quota: shown on its page instead of a stall, and
+    its queued rows are dispatched again by the watchdog once the quota renews."""
+    send_retry_due(send_id=send_id, seconds=seconds)
+    send_wait_begin(send_id=send_id, service=Service.WARMUP)

@@ -40,6 +40,9 @@ class NextStep(StrEnum):
     STOPPED = "stopped"  # the send is not running (``BatchResult.stopped`` says which status)
     BUSY = "busy"  # another run of this same task still holds the batch: look again later
     RATE_LIMITED = "rate_limited"  # rows requeued until the rate limit allows, in ``retry_in``
+    # Rows requeued because the warm-up plan allows no more today: the task ends, and the
+    # watchdog dispatches them again once the quota renews (``retry_in`` seconds from now).
+    QUOTA_WAIT = "quota_wait"
     BACKOFF = "backoff"  # rows requeued after temporary SMTP trouble: the usual backoff
     WAIT_SERVICE = "wait_service"  # a service is out (``BatchResult.waiting_for``): retry soon
 
@@ -62,7 +65,7 @@ class BatchResult:
     skipped: int = 0
     requeued: int = 0
     next_step: NextStep = NextStep.DONE
-    # RATE_LIMITED: seconds until the rate limit has a token again.
+    # RATE_LIMITED, QUOTA_WAIT: seconds until the rate limit or the quota has room again.
     retry_in: float = 0.0
     # STOPPED: the send's status (paused, cancelled, or already closed).
     stopped: str = ""
@@ -77,7 +80,7 @@ class BatchResult:
             return
         if not self.requeued:
             self.next_step = NextStep.DONE
-        elif self.next_step is not NextStep.RATE_LIMITED:
+        elif self.next_step not in (NextStep.RATE_LIMITED, NextStep.QUOTA_WAIT):
             self.next_step = NextStep.BACKOFF
 
     def as_dict(self) -> dict[str, int | str]:
@@ -105,8 +108,13 @@ class Pending:
 
 def outcome_record(*, row: Delivery, outcome: ChannelResult | SmtpResult, pending: Pending) -> None:
     now = timezone.now()
-    row.attempts += 1
     row.updated_at = now
+    if outcome.outcome is not Outcome.SENT and outcome.throttled:
+        # The provider asked us to slow down: back to the queue, and no attempt counted.
+        row.status, row.last_error = Delivery.Status.QUEUED, _deferral_note(row, outcome)
+        pending.rows.append(row)
+        return
+    row.attempts += 1
     if outcome.outcome is Outcome.SENT:
         row.status, row.sent_at, row.smtp_response = Delivery.Status.SENT, now, outcome.summary
         if isinstance(outcome, ChannelResult):
@@ -122,6 +130,11 @@ def outcome_record(*, row: Delivery, outcome: ChannelResult | SmtpResult, pendin
         if outcome.outcome is Outcome.NO_MAILBOX:
             pending.no_mailbox.append(row.recipient_id)
     pending.rows.append(row)
+
+
+def _deferral_note(row: Delivery, outcome: ChannelResult | SmtpResult) -> str:
+    line = f"deferred at {row.updated_at:%Y-%m-%d %H:%M:%S} (not counted): {outcome.summary}"
+    return f"{row.last_error}\n{line}".strip()[-4000:]
 
 
 def _attempt_error(row: Delivery, outcome: ChannelResult | SmtpResult) -> str:
