@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -12,11 +13,14 @@ from typing import Any
 import kombu.pools
 import pytest
 from django.conf import settings
+from django.utils import timezone
+from django_celery_results.models import TaskResult
 from kombu import Exchange, Queue
 from pytest_django import Settings
 
 from campaigns.models import Delivery, Send
 from campaigns.publishers import publish_launch
+from campaigns.tasks import purge_task_results
 from opsdash.celery import EX_CONFIG, app, task_queues
 from opsdash.smtp_sink import SmtpSink
 from tests.factories import CampaignFactory, audience_with
@@ -28,6 +32,7 @@ RECIPIENTS = 30
 # One address in six answers 451 the first time it is offered: each such row is retried by the
 # batch's countdown retry, which with quorum queues travels through native delayed delivery.
 REFUSE_EVERY = 6
+LATER_SECONDS = 12
 WORKER_ENV = {
     "OPSDASH_QUORUM_QUEUES": "true",
     "OPSDASH_DELIVERY_BATCH_SIZE": "10",
@@ -82,12 +87,13 @@ def is_quorum(name: str) -> bool:
     return True
 
 
-def rabbitmqctl_types() -> dict[str, str] | None:
-    """Queue name -> type as RabbitMQ lists them, where rabbitmqctl runs (root on its host)."""
+def rabbitmqctl_queues(*columns: str) -> dict[str, list[str]] | None:
+    """Queue name -> the columns asked for, as RabbitMQ lists them, where rabbitmqctl runs (as
+    root on the broker's host, as in CI); None elsewhere."""
     if shutil.which("rabbitmqctl") is None:
         return None
     listing = subprocess.run(
-        ["rabbitmqctl", "-q", "list_queues", "name", "type"],
+        ["rabbitmqctl", "-q", "list_queues", "name", *columns],
         capture_output=True,
         text=True,
         timeout=60,
@@ -96,7 +102,34 @@ def rabbitmqctl_types() -> dict[str, str] | None:
     if listing.returncode != 0:
         return None
     rows = (line.split("\t") for line in listing.stdout.splitlines())
-    return {row[0]: row[1] for row in rows if len(row) == 2}
+    return {row[0]: row[1:] for row in rows if len(row) == len(columns) + 1}
+
+
+def assert_countdowns_wait_in_rabbitmq(worker: CeleryProcess) -> None:
+    """A sub-second countdown is accepted (sent as one second), and a longer one waits in
+    RabbitMQ's delay queues, not unacknowledged in the worker, then runs on time."""
+    published = timezone.now()
+    quick = purge_task_results.apply_async(countdown=0.3)
+    later = purge_task_results.apply_async(countdown=LATER_SECONDS)
+    time.sleep(3)
+    listed = rabbitmqctl_queues("messages_ready", "messages_unacknowledged")
+    if listed is not None:
+        delayed = sum(int(row[0]) for name, row in listed.items() if "celery_delayed_" in name)
+        assert delayed >= 1
+        assert all(listed[name] == ["0", "0"] for name in settings.QUEUES)
+    wait_for(
+        lambda: (
+            TaskResult.objects.filter(task_id__in=[quick.id, later.id], status="SUCCESS")
+            .distinct()
+            .count()
+            == 2
+        ),
+        timeout=LATER_SECONDS + 30,
+        what="both countdown tasks to run",
+        logs=worker.log,
+    )
+    done = TaskResult.objects.get(task_id=later.id).date_done
+    assert (done - published).total_seconds() >= LATER_SECONDS - 1
 
 
 class RefuseOnce:
@@ -125,11 +158,10 @@ def test_a_send_over_quorum_queues_retries_with_countdown_and_reaches_everyone_o
 
     with CeleryProcess.worker(smtp_port=smtp_sink.port, extra_env=WORKER_ENV) as worker:
         assert all(is_quorum(name) for name in settings.QUEUES)
-        listed = rabbitmqctl_types()
+        listed = rabbitmqctl_queues("type")
         if listed is not None:
-            assert {name: listed.get(name) for name in settings.QUEUES} == dict.fromkeys(
-                settings.QUEUES, "quorum"
-            )
+            types = {name: listed.get(name, ["missing"])[0] for name in settings.QUEUES}
+            assert types == dict.fromkeys(settings.QUEUES, "quorum")
 
         publish_launch(campaign.pk, "once", Send.Trigger.MANUAL, None)
         wait_for(
@@ -138,6 +170,7 @@ def test_a_send_over_quorum_queues_retries_with_countdown_and_reaches_everyone_o
             what="the send to complete",
             logs=worker.log,
         )
+        assert_countdowns_wait_in_rabbitmq(worker)
         log = worker.log()
 
     by_recipient = Counter(message["To"].addresses[0].addr_spec for message in smtp_sink.messages)
@@ -154,8 +187,9 @@ def test_a_send_over_quorum_queues_retries_with_countdown_and_reaches_everyone_o
 def test_a_worker_refuses_to_start_on_queues_of_the_other_type(
     quorum: None, smtp_sink: SmtpSink
 ) -> None:
-    with CeleryProcess.worker(smtp_port=smtp_sink.port, extra_env=WORKER_ENV):
-        pass  # declares the quorum queues
+    with app.connection_for_write() as conn:
+        for queue in app.amqp.queues.values():  # quorum, as a quorum worker declares them
+            queue.bind(conn.channel()).declare()
 
     classic = CeleryProcess.worker(smtp_port=smtp_sink.port)
     with pytest.raises(RuntimeError, match="celery exited early"):
