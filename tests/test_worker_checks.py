@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from kombu import Queue
+from pytest_django import Settings
 
-from opsdash.celery import EX_CONFIG, task_queues
+from opsdash.celery import EX_CONFIG, system_check_errors, task_queues
 from tests.processes import CeleryProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,3 +67,13 @@ def test_quorum_queues_without_rabbitmq_are_refused_at_start() -> None:
 
     assert result.returncode != 0
     assert "OPSDASH_QUORUM_QUEUES=true needs RabbitMQ" in result.stderr
+
+
+def test_only_unsilenced_check_errors_stop_a_worker(settings: Settings) -> None:
+    settings.OPSDASH_DKIM_DOMAIN = "example.com"
+    settings.OPSDASH_DKIM_SELECTOR = "opsdash2026"
+    settings.OPSDASH_DKIM_PRIVATE_KEY = "not a PEM key"
+    assert [line.split(":")[0] for line in system_check_errors()] == ["campaigns.E104"]
+
+    settings.SILENCED_SYSTEM_CHECKS = ["campaigns.E104"]
+    assert system_check_errors() == []
