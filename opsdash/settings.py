@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.templatetags.static import static
 from django.utils.translation import gettext_lazy as _
 
@@ -348,6 +349,12 @@ QUEUE_IMPORTS = f"{QUEUE_PREFIX}imports"
 QUEUE_DEFAULT = f"{QUEUE_PREFIX}default"
 # Every queue, in the order the status panel lists them; workers and the app declare these.
 QUEUES = (QUEUE_DELIVERY, QUEUE_PRIORITY, QUEUE_IMPORTS, QUEUE_DEFAULT)
+# Declares every queue above as a RabbitMQ quorum queue (replicated across a cluster's nodes)
+# bound to a topic exchange, so that countdown retries go through Celery's native delayed
+# delivery instead of waiting unacked in a worker. Needs RabbitMQ 3.10 or later; a queue that
+# exists already as a classic queue cannot change type (docs/operations.md, "RabbitMQ and
+# Celery settings that matter", has the migration).
+OPSDASH_QUORUM_QUEUES = env_bool("OPSDASH_QUORUM_QUEUES", False)
 
 _BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_optional("CELERY_BROKER_URL") or (
@@ -366,6 +373,13 @@ if CELERY_BROKER_URL.startswith("filesystem"):
 else:
     # Publisher confirms: publish() returns only once RabbitMQ has taken the message.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+if OPSDASH_QUORUM_QUEUES and not CELERY_BROKER_URL.startswith(("amqp", "pyamqp")):
+    raise ImproperlyConfigured(
+        "OPSDASH_QUORUM_QUEUES=true needs RabbitMQ: set CELERY_BROKER_URL to an amqp:// URL."
+    )
+# The delayed-delivery queues Celery declares for countdown retries when quorum queues are on:
+# quorum too, so a retry waiting in them survives the loss of a cluster node.
+CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = "quorum"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # django_celery_results' table, through a backend that reconnects and retries (about 30 s of
 # backoff) when the database drops the connection, so a result is never left at STARTED by a
