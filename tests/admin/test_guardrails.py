@@ -111,7 +111,7 @@ def test_the_dashboard_lists_guardrail_pauses_for_everyone() -> None:
 
     assert 'id="dashboard-guardrails"' in html
     assert f'data-guardrail-send="{send.pk}"' in html
-    assert "26 of 400 messages (6.50 %); the guardrail is 5 %" in html
+    assert "6.50 % (26 of 400 messages), above the 5 % guardrail" in html
 
 
 def test_the_dashboard_has_no_block_without_guardrail_pauses() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
@@ -450,3 +451,29 @@ def test_the_dashboard_lists_sends_paused_by_a_guardrail_only() -> None:
     assert pause.figures_line == "11 of 200 messages (5.50 %); the guardrail is 5 %"
     assert guardrail_pause_of(Send.objects.get(pk=by_hand.pk)) is None
     assert pause.at != "—" and timezone.now()
+
+
+# --- Cost ------------------------------------------------------------------------------------
+
+
+def test_a_check_after_a_flush_costs_one_query_when_the_counters_rule_it_out(
+    django_assert_num_queries: Callable[..., Any],
+) -> None:
+    send, _ = running_send(3)
+    counters(send, sent_count=5000, failed_count=40, bounced_count=10, complained_count=2)
+
+    with django_assert_num_queries(1):
+        assert send_guard(send_id=send.pk) is None
+
+
+def test_notes_of_a_batch_that_writes_no_outcome_are_checked_by_themselves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An ESP answering 429 to every call: rows go back without an outcome write.
+    send, _ = running_send(3)
+    note(send, "google", deferred=99, accepted=0)
+    monkeypatch.setattr("campaigns.services.guardrails.NOTE_FLUSH_SECONDS", 0.0)
+
+    guard_note(send_id=send.pk, provider="google", result=THROTTLED)
+
+    assert Send.objects.get(pk=send.pk).guardrail == Guardrail.DEFERRALS
