@@ -6,8 +6,9 @@ Three guardrails watch a running send (thresholds in settings, OPSDASH_GUARDRAIL
   afterwards, over the messages sent (accepted plus those refusals);
 - complaints: complaints reported, over the same messages;
 - deferrals: of one mailbox provider's attempts in a recent window, the share it deferred
-  ("slow down"). The batch loop tells ``guard_note`` each answer; notes are kept in memory and
-  written to Redis (a hash per send and minute) with the next ``send_guard``.
+  ("slow down", SMTP 421 or 4.7.x; an ESP's HTTP 429 limits its API, not the provider). The
+  batch loop tells ``guard_note`` each answer; notes are kept in memory and written to Redis
+  (a hash per send and minute) with the next ``send_guard``.
 
 The rates count only once the send has OPSDASH_GUARDRAIL_MIN_MESSAGES messages (deferrals: the
 provider has OPSDASH_GUARDRAIL_DEFERRAL_MIN_ATTEMPTS attempts in the window), and a rate pauses
@@ -269,9 +270,11 @@ _NOTES = _Notes()
 
 def guard_note(*, send_id: int, provider: str, result: ChannelResult) -> None:
     """Notes one channel answer for a message to ``provider`` (called by the batch loop for
-    every message handed over). A message the server never saw (no connection) is no attempt
-    of the provider's; a deferral that asks to slow down counts as a deferred attempt."""
-    if not settings.OPSDASH_GUARDRAIL_ENABLED or not (result.attempted or result.throttled):
+    every message handed over). A deferral that asks to slow down (SMTP 421, 4.7.x) counts as
+    a deferred attempt. A message the server never saw is no attempt of the provider's: no
+    connection, or an ESP refusing the API call (HTTP 429 is the ESP's own rate limit, not
+    the mailbox provider deferring)."""
+    if not settings.OPSDASH_GUARDRAIL_ENABLED or not result.attempted:
         return
     if _NOTES.add(send_id, str(provider), result.throttled):
         send_guard(send_id=send_id)

@@ -262,6 +262,7 @@ def test_applied_bounce_events_pause_the_send(smtp_sink: SmtpSink, settings: Set
 THROTTLED = ChannelResult(Outcome.TRANSIENT, 421, "4.7.0 slow down", throttled=True)
 ACCEPTED = ChannelResult(Outcome.SENT, 250, "OK")
 NO_CONNECTION = ChannelResult(Outcome.TRANSIENT, 0, "cannot connect", attempted=False)
+ESP_429 = ChannelResult(Outcome.TRANSIENT, 429, "rate limit", attempted=False, throttled=True)
 
 
 def note(send: Send, provider: str, deferred: int, accepted: int) -> None:
@@ -292,11 +293,12 @@ def test_deferrals_below_the_minimum_attempts_never_pause() -> None:
     assert send_guard(send_id=send.pk) is None
 
 
-def test_messages_the_server_never_saw_are_not_attempts() -> None:
+def test_messages_the_server_or_the_esp_never_took_are_not_attempts() -> None:
     send, _ = running_send(3)
     note(send, "google", deferred=40, accepted=59)
     for _ in range(50):
         guard_note(send_id=send.pk, provider="google", result=NO_CONNECTION)
+        guard_note(send_id=send.pk, provider="google", result=ESP_429)
 
     assert send_guard(send_id=send.pk) is None  # 99 attempts: below the minimum
 
