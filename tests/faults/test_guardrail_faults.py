@@ -13,7 +13,7 @@ import time
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from campaigns.models import Delivery, Guardrail, Send
+from campaigns.models import AuditEntry, Delivery, Guardrail, Send
 from campaigns.publishers import publish_batch
 from campaigns.services import delivery
 from opsdash.smtp_sink import SmtpSink
@@ -36,11 +36,22 @@ def _index(address: str) -> int:
     return int(address.partition("@")[0].rsplit("-", 1)[1])
 
 
+# When the sink was asked for each address (RCPT TO, the start of its SMTP transaction).
+ASKED_AT: dict[str, float] = {}
+
+
 def _missing_mailbox(address: str) -> str | None:
+    ASKED_AT[address] = time.time()
     if address == APPROVER_EMAIL:
         return None
     i = _index(address)
     return "550 5.1.1 No such user" if i < GONE_BELOW and i % GONE_EVERY == 0 else None
+
+
+def _accepted_after(sink: SmtpSink, moment: float) -> int:
+    """Campaign messages at the sink whose SMTP transaction began after ``moment``."""
+    addresses = {m["To"].addresses[0].addr_spec for m in sink.messages} - {APPROVER_EMAIL}
+    return sum(1 for address in addresses if ASKED_AT.get(address, 0.0) > moment)
 
 
 def _campaign_messages(sink: SmtpSink) -> int:
@@ -59,6 +70,7 @@ def test_a_guardrail_pause_is_exact_and_an_approved_resume_sends_the_rest_once(
     smtp_sink: SmtpSink, worker_factory: list[CeleryProcess], report: list[str]
 ) -> None:
     approver = _approver()
+    ASKED_AT.clear()
     smtp_sink.rule = _missing_mailbox
     env = {**FAULT_ENV, "OPSDASH_GUARDRAIL_MIN_MESSAGES": str(MINIMUM)}
     worker_factory.append(fault_worker(smtp_sink, env).start())
@@ -76,22 +88,29 @@ def test_a_guardrail_pause_is_exact_and_an_approved_resume_sends_the_rest_once(
         what="the batches to hand their rows back",
     )
     time.sleep(3)  # a message sent after the pause would arrive by now
+    send.refresh_from_db()
     rows = Delivery.objects.filter(send=send)
     sent_rows = rows.filter(status=Delivery.Status.SENT)
     at_pause = _campaign_messages(smtp_sink)
-    # Recorded after the pause: answered by SMTP after the pause was committed, so in flight
-    # then (the other batch's message) or, were the pause not exact, sent after it.
-    after_trip = sent_rows.filter(sent_at__gt=send.guardrail_at).count()
+    # The pause's audit entry is written in its transaction after the Send's UPDATE: the
+    # moment the pause takes effect, but for the commit and the status going to Redis. A
+    # message whose SMTP transaction began after it was in flight then (the other batch had
+    # read the status just before); guardrail_at is when the guardrail decided.
+    paused_at = AuditEntry.objects.get(send=send, action=AuditEntry.Action.PAUSED).created_at
+    assert send.guardrail_at is not None
+    in_flight = _accepted_after(smtp_sink, paused_at.timestamp())
+    since_decision = _accepted_after(smtp_sink, send.guardrail_at.timestamp())
     trip = send.guardrail_state["trip"]
     report.append(
         f"tripped at {trip['count']} of {trip['base']} messages ({trip['percent']:.1f} %); "
-        f"{at_pause} at the sink, {sent_rows.count()} sent rows, "
-        f"{after_trip} recorded after the pause (in flight), "
+        f"{at_pause} at the sink, {sent_rows.count()} sent rows; {in_flight} begun after the "
+        f"pause (in flight), {since_decision} after the guardrail decided "
+        f"({(paused_at - send.guardrail_at).total_seconds() * 1000:.0f} ms before the pause); "
         f"{rows.filter(status=Delivery.Status.QUEUED).count()} still queued"
     )
     assert at_pause == sent_rows.count() == send.sent_count
-    # At most one message per batch sending at once: the one it had handed to SMTP already.
-    assert after_trip <= WORKER_CONCURRENCY
+    # At most one message per batch sending at once: the one it had cleared already.
+    assert in_flight <= WORKER_CONCURRENCY
     assert trip["base"] >= MINIMUM and trip["percent"] > 5.0
     time.sleep(2)
     assert _campaign_messages(smtp_sink) == at_pause  # and nothing leaves while paused
