@@ -38,6 +38,7 @@ from campaigns.services.delivery import (
     test_message_send,
 )
 from campaigns.services.events.apply import events_apply
+from campaigns.services.guardrail_notices import guardrail_notify
 
 logger = logging.getLogger(__name__)
 
@@ -267,8 +268,6 @@ def run_import(self: Task[Any, Any], import_job_id: int) -> dict[str, Any]:
 def notify_guardrail(self: Task[Any, Any], send_id: int) -> dict[str, int]:
     # The approvers' email about a guardrail pause; an SMTP server that is away is retried
     # for a few minutes (the pause itself is on the dashboard and the send page meanwhile).
-    from campaigns.services.guardrails import guardrail_notify
-
     try:
         return {"emailed": guardrail_notify(send_id=send_id)}
     except (OSError, smtplib.SMTPException) as exc:

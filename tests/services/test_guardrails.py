@@ -30,14 +30,8 @@ from campaigns.services.channels import ChannelResult
 from campaigns.services.delivery import batch_deliver, send_launch, send_pause, send_resume
 from campaigns.services.delivery.control import send_guardrail_pause
 from campaigns.services.events.apply import events_apply
-from campaigns.services.guardrails import (
-    above,
-    approvers_emails,
-    guard_note,
-    guard_window_clear,
-    guardrail_notify,
-    send_guard,
-)
+from campaigns.services.guardrail_notices import approvers_emails, guardrail_notify
+from campaigns.services.guardrails import above, guard_note, guard_window_clear, send_guard
 from campaigns.services.smtp import Outcome
 from opsdash.smtp_sink import SmtpSink
 from tests.factories import AudienceFactory, CampaignFactory, UserFactory
