@@ -26,6 +26,7 @@ from campaigns.selectors.dashboard import (
     dashboard_stats,
     onboarding_steps,
 )
+from campaigns.selectors.guardrails import guardrail_paused_sends
 from campaigns.selectors.health import clock, service_label
 from campaigns.selectors.system import system_status
 
@@ -60,6 +61,7 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
             "chart_data": json.dumps(outcomes_chart(stats["outcomes"])),
             "chart_options": json.dumps(CHART_OPTIONS),
             "onboarding": onboarding_steps(),
+            "guardrail_pauses": guardrail_paused_sends(),
             "services_out": services_out(
                 cache_down_since=cache_unavailable_since(), waiting=stats["waiting_sends"]
             ),

@@ -62,3 +62,11 @@ def publish_import(import_job_id: int) -> str:
     task_link_record(task_id=task_id, kind=TaskLink.Kind.IMPORT, import_job_id=import_job_id)
     run_import.apply_async(kwargs={"import_job_id": import_job_id}, task_id=task_id)
     return task_id
+
+
+def publish_guardrail_notice(send_id: int) -> None:
+    """The approvers' email about a send a guardrail paused. No publish retries: the worker
+    that paused the send must not wait on a broker that is away."""
+    from campaigns.tasks import notify_guardrail
+
+    notify_guardrail.apply_async(kwargs={"send_id": send_id}, retry=False)

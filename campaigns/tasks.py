@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import smtplib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -37,6 +38,7 @@ from campaigns.services.delivery import (
     test_message_send,
 )
 from campaigns.services.events.apply import events_apply
+from campaigns.services.guardrail_notices import guardrail_notify
 
 logger = logging.getLogger(__name__)
 
@@ -260,3 +262,13 @@ def run_import(self: Task[Any, Any], import_job_id: int) -> dict[str, Any]:
 
     job = import_job_run(import_job_id=import_job_id)
     return {"import_job_id": job.pk, "status": job.status, "message": job.message}
+
+
+@shared_task(bind=True, name="campaigns.tasks.notify_guardrail", max_retries=5)
+def notify_guardrail(self: Task[Any, Any], send_id: int) -> dict[str, int]:
+    # The approvers' email about a guardrail pause; an SMTP server that is away is retried
+    # for a few minutes (the pause itself is on the dashboard and the send page meanwhile).
+    try:
+        return {"emailed": guardrail_notify(send_id=send_id)}
+    except (OSError, smtplib.SMTPException) as exc:
+        raise self.retry(exc=exc, countdown=30 * (self.request.retries + 1)) from exc

@@ -250,6 +250,23 @@ ANYMAIL: dict[str, object] = dict(env_prefixed("ANYMAIL_"))
 # after this many within this many days (a hard bounce or a complaint suppresses at once).
 OPSDASH_SOFT_BOUNCE_LIMIT = env_int("OPSDASH_SOFT_BOUNCE_LIMIT", 3, minimum=1)
 OPSDASH_SOFT_BOUNCE_WINDOW_DAYS = env_int("OPSDASH_SOFT_BOUNCE_WINDOW_DAYS", 7, minimum=1)
+# Guardrails (docs/operations.md, "Guardrails"): a running send pauses itself once it has sent
+# at least OPSDASH_GUARDRAIL_MIN_MESSAGES and its hard-bounce or complaint rate (percent of the
+# messages sent) is above its threshold, or when more than OPSDASH_GUARDRAIL_DEFERRAL_PERCENT of
+# one mailbox provider's attempts in the last OPSDASH_GUARDRAIL_DEFERRAL_WINDOW_SECONDS were
+# deferred, over at least OPSDASH_GUARDRAIL_DEFERRAL_MIN_ATTEMPTS attempts. Approvers are told
+# by email; only an approver resumes such a send.
+OPSDASH_GUARDRAIL_ENABLED = env_bool("OPSDASH_GUARDRAIL_ENABLED", True)
+OPSDASH_GUARDRAIL_MIN_MESSAGES = env_int("OPSDASH_GUARDRAIL_MIN_MESSAGES", 200, minimum=1)
+OPSDASH_GUARDRAIL_HARD_BOUNCE_PERCENT = env_float("OPSDASH_GUARDRAIL_HARD_BOUNCE_PERCENT", 5.0)
+OPSDASH_GUARDRAIL_COMPLAINT_PERCENT = env_float("OPSDASH_GUARDRAIL_COMPLAINT_PERCENT", 0.1)
+OPSDASH_GUARDRAIL_DEFERRAL_PERCENT = env_float("OPSDASH_GUARDRAIL_DEFERRAL_PERCENT", 30.0)
+OPSDASH_GUARDRAIL_DEFERRAL_MIN_ATTEMPTS = env_int(
+    "OPSDASH_GUARDRAIL_DEFERRAL_MIN_ATTEMPTS", 100, minimum=1
+)
+OPSDASH_GUARDRAIL_DEFERRAL_WINDOW_SECONDS = env_int(
+    "OPSDASH_GUARDRAIL_DEFERRAL_WINDOW_SECONDS", 600, minimum=60
+)
 # Bounce mail on the SMTP channel: each message goes out with the envelope sender
 # bounces+<signed token>@OPSDASH_BOUNCE_DOMAIN (VERP), and the MTA forwards that domain's mail
 # to `manage.py bounces`, which listens on OPSDASH_BOUNCE_HOST:OPSDASH_BOUNCE_PORT speaking

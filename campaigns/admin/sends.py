@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import F
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -33,12 +34,14 @@ from campaigns.selectors import sends as send_selectors
 from campaigns.selectors.cache import cache_probe
 from campaigns.selectors.deliveries import delivery_timeline
 from campaigns.selectors.feedback import send_feedback
+from campaigns.selectors.guardrails import guardrail_acceptance_of, guardrail_pause_of
 from campaigns.selectors.health import clock, send_wait
 from campaigns.selectors.occurrence import occurrence_words, send_label
 from campaigns.selectors.tasks import task_lines
 from campaigns.services.audit import By
 from campaigns.services.controls import Control, Offer
 from campaigns.services.delivery import send_cancel, send_pause, send_resume
+from campaigns.services.delivery.control import guardrail_resume_refusal
 from campaigns.services.transitions import send_controls_for
 
 # A running send held up by Redis or the database reads "waiting", in the warning colour.
@@ -47,6 +50,15 @@ SEND_STATUS_COLOURS = {**STATUS_COLOURS, "waiting": "warning"}
 
 class SendService(Protocol):
     def __call__(self, *, send_id: int, by: By) -> Send: ...
+
+
+class GuardrailResumeForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=500,
+        help_text="Why the send may go on (the list was cleaned, the provider stopped "
+        "deferring...). It goes into the audit trail.",
+    )
 
 
 class SendControlMixin(CampaignPermissions):
@@ -74,6 +86,39 @@ class SendControlMixin(CampaignPermissions):
     def resume(self, request: HttpRequest, object_id: Any) -> HttpResponse:
         success = "Resumed: the remaining recipients are being sent."
         return self._control(request, object_id, send_resume, success)
+
+    @action(
+        description="Resume after a guardrail", permissions=["send", "approve"], icon="play_arrow"
+    )
+    def resume_guardrail(self, request: HttpRequest, object_id: Any) -> HttpResponse:
+        """A send a guardrail paused: a page with what it measured and a form asking why it
+        may go on; the resume service checks the approver and audits the reason."""
+        send = Send.objects.select_related("campaign").filter(pk=object_id).first()
+        if send is None:
+            raise Http404("No such send.")
+        pause = guardrail_pause_of(send)
+        if pause is None:  # resumed or cancelled meanwhile: the send's page says what it is
+            return HttpResponseRedirect(self._back(object_id))
+        form = GuardrailResumeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                send_resume(send_id=send.pk, by=request.user, reason=form.cleaned_data["reason"])
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, "Resumed: the remaining recipients are being sent.")
+                return HttpResponseRedirect(self._back(object_id))
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": Send._meta,
+            "original": send,
+            "title": f"Resume “{send.campaign.name}” after a guardrail",
+            "form": form,
+            "guardrail_pause": pause,
+            "refusal": guardrail_resume_refusal(by=request.user, reason="-"),
+            "back": self._back(object_id),
+        }
+        return TemplateResponse(request, "admin/campaigns/send/resume_guardrail.html", context)
 
     @action(description="Cancel", permissions=["send"], icon="cancel")
     def cancel(self, request: HttpRequest, object_id: Any) -> HttpResponse:
@@ -163,8 +208,13 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         "unsubscribed_count",
         "opened_count",
         "clicked_count",
+        # Drawn above the page by send_guardrail.html, with the figures and the threshold.
+        "paused_reason",
+        "guardrail",
+        "guardrail_at",
+        "guardrail_state",
     )
-    actions_detail = ("pause", "resume", "cancel")
+    actions_detail = ("pause", "resume", "resume_guardrail", "cancel")
     show_full_result_count = False
     change_form_outer_before_template = "admin/campaigns/send_services.html"
     change_form_outer_after_template = "admin/campaigns/send_audit.html"
@@ -213,8 +263,12 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
 
     def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
         """Only the controls the send's status allows (the Send state machine decides)."""
-        status = Send.objects.filter(pk=object_id).values_list("status", flat=True).first()
-        offered = set(send_controls_for(str(status)))
+        row = Send.objects.filter(pk=object_id).values_list("status", "guardrail").first()
+        status, guardrail = row or ("", "")
+        offered: set[str] = set(send_controls_for(str(status)))
+        # A guardrail's pause is resumed through the page asking why (approvers only).
+        if status == Send.Status.PAUSED and guardrail and "resume" in offered:
+            offered = (offered - {"resume"}) | {"resume_guardrail"}
         prefix = "campaigns_send_"  # Unfold names each action <app>_<model>_<method>
         actions = super().get_actions_detail(request, object_id)
         return [a for a in actions if a.action_name.removeprefix(prefix) in offered]
@@ -232,8 +286,9 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         cache_down_since = cache_probe()
         extra_context["cache_down_since"] = cache_down_since and clock(cache_down_since)
         if object_id.isdigit():
-            send = Send.objects.filter(pk=object_id).only("status", "finished_at").first()
+            send = Send.objects.select_related("campaign").filter(pk=object_id).first()
             extra_context["send_live_poll"] = send is not None and send_selectors.send_polls(send)
+            extra_context.update(self._guardrail_context(request, send))
             outcome = request.GET.get("outcome", "")
             email = request.GET.get("email", "")
             results = send_selectors.send_task_results(send_id=int(object_id))
@@ -251,6 +306,18 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
             )
         response: HttpResponse = super().change_view(request, object_id, form_url, extra_context)
         return response
+
+    def _guardrail_context(self, request: HttpRequest, send: Send | None) -> dict[str, Any]:
+        """The guardrail's pause above the page (what it measured, who may resume), or the
+        last approved resume of a send that runs on after one."""
+        if send is None:
+            return {}
+        return {
+            "guardrail_pause": guardrail_pause_of(send),
+            "guardrail_acceptance": guardrail_acceptance_of(send),
+            "guardrail_may_resume": self.has_approve_permission(request)
+            and self.has_send_permission(request),
+        }
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # A stalled reason is news only when there is one; an empty one reads as a problem.

@@ -420,6 +420,9 @@ EXPECTED: dict[str, Codes] = {
     **model_routes("campaigns/send"),
     "admin/campaigns/send/<path:object_id>/pause/": (403, 405, 403, 302),
     "admin/campaigns/send/<path:object_id>/resume/": (403, 405, 403, 302),
+    # A guardrail's pause is resumed by approvers, through a page asking why; a send no
+    # guardrail paused (this one) sends them back to its page.
+    "admin/campaigns/send/<path:object_id>/resume_guardrail/": (403, 302, 403, 302),
     "admin/campaigns/send/<path:object_id>/cancel/": APPROVER,  # GET: the confirmation
     "admin/campaigns/send/<path:object_id>/live/": READ,  # the send page's refresh (JSON)
     **model_routes("campaigns/delivery"),

@@ -7,19 +7,25 @@ and records who pressed the button.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists
 from django.utils import timezone
 
-from campaigns.models import AuditEntry, Delivery, Send
-from campaigns.publishers import publish_batch
+from campaigns.models import AuditEntry, Delivery, Guardrail, Send
+from campaigns.publishers import publish_batch, publish_guardrail_notice
 from campaigns.selectors.deliveries import send_status_counts
-from campaigns.services.audit import By, audit_record
+from campaigns.selectors.guardrails import APPROVE_PERMISSION, send_figures
+from campaigns.services.audit import By, acting_user, audit_record
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
 from campaigns.services.delivery.state import control_publish
 from campaigns.services.transitions import IllegalTransition, campaign_mirror_send, send_move
+
+logger = logging.getLogger(__name__)
 
 Status = Send.Status
 
@@ -34,15 +40,109 @@ def send_pause(*, send_id: int, by: By) -> Send:
     return send
 
 
-def send_resume(*, send_id: int, by: By, publish: BatchPublisher = publish_batch) -> Send:
-    """Runs a paused send again and dispatches its queued rows once the move is committed."""
+def send_guardrail_pause(
+    *,
+    send_id: int,
+    guardrail: Guardrail,
+    reason: str,
+    state: dict[str, Any],
+    notify: Callable[[int], None] | None = None,
+) -> bool:
+    """A guardrail pauses a running send, as the system: the same move as a person's pause
+    (every worker stops before its next message), with the guardrail, its reason and what it
+    measured written in the same UPDATE. Returns whether this call paused it; a send already
+    paused, or finished meanwhile, keeps its state. The approvers' email is published after
+    commit, and a broker that does not take it never holds up the caller."""
+    extra = {
+        "paused_reason": reason[:500],
+        "guardrail": guardrail,
+        "guardrail_at": timezone.now(),
+        "guardrail_state": state,
+    }
+    try:
+        with transaction.atomic():
+            send, moved = _move(send_id=send_id, to=Status.PAUSED, **extra)
+            if moved:
+                changes = {"status": [Status.RUNNING, Status.PAUSED], "guardrail": guardrail}
+                audit_record(
+                    action=AuditEntry.Action.PAUSED,
+                    actor=None,
+                    send=send,
+                    changes={**changes, "reason": reason},
+                )
+                transaction.on_commit(lambda: _notify(notify or publish_guardrail_notice, send_id))
+    except IllegalTransition:  # completed or cancelled meanwhile: nothing left to pause
+        return False
+    return moved
+
+
+def _notify(notify: Callable[[int], None], send_id: int) -> None:
+    try:
+        notify(send_id)
+    except Exception:  # the pause stands; the dashboard and the send page still show it
+        logger.exception("Cannot publish the guardrail notice of send %s", send_id)
+
+
+def send_resume(
+    *, send_id: int, by: By, reason: str = "", publish: BatchPublisher = publish_batch
+) -> Send:
+    """Runs a paused send again and dispatches its queued rows once the move is committed.
+
+    A send a guardrail paused is resumed only by an approver, with a reason: both go into
+    the audit trail, and the send's figures at that moment become the accepted baseline the
+    guardrails measure from afterwards (services/guardrails.py).
+    """
     with transaction.atomic():
-        before = _status_of(send_id)
-        send, moved = _move(send_id=send_id, to=Status.RUNNING, last_progress_at=timezone.now())
+        current = Send.objects.select_for_update().get(pk=send_id)
+        extra: dict[str, Any] = {}
+        if current.status == Status.PAUSED and current.guardrail:
+            extra = _guardrail_release(current, by=by, reason=reason)
+        send, moved = _move(
+            send_id=send_id, to=Status.RUNNING, last_progress_at=timezone.now(), **extra
+        )
         if moved:  # a second press finds it running: nothing to record or dispatch again
-            _audit(send, action=AuditEntry.Action.RESUMED, by=by, before=before)
+            changes: dict[str, Any] = {"status": [current.status, send.status]}
+            if extra:
+                changes |= {"guardrail": current.guardrail, "reason": reason.strip()}
+            audit_record(action=AuditEntry.Action.RESUMED, actor=by, send=send, changes=changes)
             transaction.on_commit(lambda: send_dispatch(send_id=send_id, publish=publish))
+            if extra:
+                transaction.on_commit(lambda: _window_clear(send_id))
     return send
+
+
+def guardrail_resume_refusal(*, by: By, reason: str = "") -> str:
+    """Why ``by`` may not resume a send a guardrail paused ("" when they may)."""
+    user = acting_user(by)
+    if user is None or not user.has_perm(APPROVE_PERMISSION):
+        return "A guardrail paused this send: only an approver can resume it"
+    if not reason.strip():
+        return "Say why the send may go on: the reason goes into the audit trail"
+    return ""
+
+
+def _guardrail_release(send: Send, *, by: By, reason: str) -> dict[str, Any]:
+    """The fields an approved resume writes: the pause cleared, and the figures accepted."""
+    if refusal := guardrail_resume_refusal(by=by, reason=reason):
+        raise ValidationError(f"{refusal}.")
+    user = acting_user(by)
+    accepted = {
+        **send_figures(send).as_dict(),
+        "at": timezone.now().isoformat(),
+        "by": user.get_username() if user else "",
+        "reason": reason.strip()[:500],
+        "guardrail": send.guardrail,
+    }
+    state = dict(send.guardrail_state or {})
+    state["accepted"] = accepted
+    state["resumes"] = [*state.get("resumes", []), accepted][-20:]
+    return {"paused_reason": "", "guardrail": "", "guardrail_at": None, "guardrail_state": state}
+
+
+def _window_clear(send_id: int) -> None:
+    from campaigns.services.guardrails import guard_window_clear  # it imports this package
+
+    guard_window_clear(send_id=send_id)
 
 
 def send_cancel(*, send_id: int, by: By) -> Send:

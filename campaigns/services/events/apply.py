@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from campaigns.models import Delivery, DeliveryEvent, Send, Suppression
 from campaigns.services.events.store import apply_pending_clear, health_received_add
+from campaigns.services.guardrails import send_guard
 from campaigns.services.suppressions import SuppressionIn, suppressions_add
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class ApplyResult:
     events: int = 0
     counted: int = 0  # first-time marks set on deliveries (so counter increments)
     suppressed: int = 0  # addresses newly on the suppression list
+    # Sends whose bounce or complaint counters the last chunk moved: their guardrails are
+    # checked once the chunk is committed.
+    to_guard: set[int] = field(default_factory=set)
 
 
 def events_apply(*, chunk_size: int = CHUNK_SIZE, max_chunks: int = 1000) -> ApplyResult:
@@ -67,9 +71,17 @@ def events_apply(*, chunk_size: int = CHUNK_SIZE, max_chunks: int = 1000) -> App
     apply_pending_clear()
     result = ApplyResult()
     for _ in range(max_chunks):
-        if chunk_apply(chunk_size=chunk_size, result=result) < chunk_size:
+        held = chunk_apply(chunk_size=chunk_size, result=result)
+        _guard(result)
+        if held < chunk_size:
             break
     return result
+
+
+def _guard(result: ApplyResult) -> None:
+    for send_id in sorted(result.to_guard):
+        send_guard(send_id=send_id)
+    result.to_guard.clear()
 
 
 @transaction.atomic
@@ -94,7 +106,7 @@ def chunk_apply(*, chunk_size: int, result: ApplyResult) -> int:
     _received_count(ids)
     _deliveries_link(ids)
     events = list(DeliveryEvent.objects.filter(pk__in=ids).order_by("id").values(*_FIELDS))
-    result.counted += _counters_apply(ids, events)
+    result.counted += _counters_apply(ids, events, to_guard=result.to_guard)
     result.suppressed += _suppress(events)
     DeliveryEvent.objects.filter(pk__in=ids).update(applied_at=timezone.now())
     result.events += len(ids)
@@ -152,7 +164,11 @@ def _our_message_ids_link(ids: list[int]) -> None:
             DeliveryEvent.objects.filter(pk__in=events).update(delivery_id=delivery_id)
 
 
-def _counters_apply(ids: list[int], events: list[dict[str, object]]) -> int:
+# The counters the guardrails read (services/guardrails.py).
+_GUARDED = {"bounced_count", "complained_count"}
+
+
+def _counters_apply(ids: list[int], events: list[dict[str, object]], *, to_guard: set[int]) -> int:
     """Per counted kind: the deliveries whose first-time column is still empty take the
     earliest event's time; each Send's counter moves by the rows that changed."""
     kinds = {str(e["kind"]) for e in events if e["delivery_id"] is not None} & set(COUNTED)
@@ -162,9 +178,9 @@ def _counters_apply(ids: list[int], events: list[dict[str, object]]) -> int:
         for send_id, changed in _first_marks(ids, kind, f"{name}_at").items():
             moves[send_id][f"{name}_count"] += changed
     for send_id, counts in moves.items():
-        Send.objects.filter(pk=send_id).update(
-            **{field: F(field) + n for field, n in counts.items()}
-        )
+        Send.objects.filter(pk=send_id).update(**{name: F(name) + n for name, n in counts.items()})
+        if _GUARDED & set(counts):
+            to_guard.add(send_id)
     return sum(sum(c.values()) for c in moves.values())
 
 
