@@ -84,7 +84,7 @@ def test_relative_and_script_links_warn_and_name_them() -> None:
         if f.group == "Message" and f.code.startswith("links")
     )
     assert finding.code == "links_not_absolute" and finding.severity is Severity.WARN
-    assert "3 of 6 links" in finding.message
+    assert "(3 of 6)" in finding.message
     for link in ("/offers", "javascript:alert(1)", "#top"):
         assert f"“{link}”" in finding.message
 

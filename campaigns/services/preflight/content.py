@@ -201,8 +201,8 @@ def links_check(html: str) -> Finding:
             "links_not_absolute",
             WARN,
             title,
-            f"{len(bad)} of {len(links)} links go nowhere in a mail client (use full https:// "
-            f"addresses, or mailto:): {shown}{more}.",
+            f"Links that go nowhere in a mail client ({len(bad)} of {len(links)}): {shown}{more}. "
+            "Use full https:// addresses, or mailto:.",
         )
     return _finding("links_ok", OK, title, f"All {len(links)} links are absolute.")
 
