@@ -62,6 +62,11 @@ def preflight_panel(*, campaign: Campaign, user: Any) -> PreflightPanel | None:
     )
 
 
+def preflight_blocking(*, campaign: Campaign) -> list[Finding]:
+    """The blocking findings no override covers: the confirmation page says them up front."""
+    return uncovered_blocking(campaign, preflight_run(campaign=campaign))
+
+
 class PreflightViews:
     """POST-only endpoints of the panel; both go back to the panel on the campaign page."""
 

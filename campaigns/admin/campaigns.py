@@ -28,7 +28,11 @@ from campaigns.admin.base import (
     run_service,
 )
 from campaigns.admin.campaign_form import CampaignForm
-from campaigns.admin.campaign_preflight import PreflightViews, preflight_panel
+from campaigns.admin.campaign_preflight import (
+    PreflightViews,
+    preflight_blocking,
+    preflight_panel,
+)
 from campaigns.admin.campaign_toolbar import CONTROL_ACTIONS, LABELS, toolbar
 from campaigns.admin.campaign_views import CampaignToolViews
 from campaigns.models import Audience, Campaign, SeedList
@@ -371,7 +375,12 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     ) -> HttpResponse:
         plan = campaign_selectors.campaign_send_plan(campaign=campaign)
         return self._confirm(
-            request, campaign, control, plan=plan, schedule=schedule_describe(campaign)
+            request,
+            campaign,
+            control,
+            plan=plan,
+            schedule=schedule_describe(campaign),
+            preflight_blocking=preflight_blocking(campaign=campaign),
         )
 
     @action(description="Send now", permissions=["send"], icon="send")

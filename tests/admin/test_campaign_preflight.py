@@ -101,3 +101,16 @@ def test_recheck_asks_dns_again(blocked: Campaign, good_dns: FakeResolver, domai
     url = reverse("admin:campaigns_campaign_preflight_recheck", args=[blocked.pk])
     assert client.post(url).status_code == 302
     assert "Sending is blocked" not in page(client, blocked)
+
+
+def test_the_send_confirmation_says_up_front_what_blocks(blocked: Campaign) -> None:
+    url = reverse("admin:campaigns_campaign_send_now", args=[blocked.pk])
+    html = client_of("approver").get(url).content.decode()
+    assert 'id="confirm-preflight"' in html and "(dmarc_missing)" in html
+
+
+def test_a_confirmation_with_nothing_blocking_says_nothing(settings: Settings) -> None:
+    settings.OPSDASH_PREFLIGHT_DNS = False
+    campaign = CampaignFactory.create(audiences=[AudienceFactory.create()])
+    url = reverse("admin:campaigns_campaign_schedule_campaign", args=[campaign.pk])
+    assert 'id="confirm-preflight"' not in client_of("approver").get(url).content.decode()

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+
+import dns.message
+import dns.rcode
+import dns.rdtypes.ANY.TXT
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from dns.rdataclass import IN
+from dns.rdatatype import TXT
 from pytest_django import Settings
 
 from campaigns.models import Campaign
@@ -15,7 +23,7 @@ from campaigns.services.preflight import (
     preflight_run,
 )
 from campaigns.services.preflight.authentication import authentication_findings, sender_of
-from campaigns.services.preflight.dns import org_domain
+from campaigns.services.preflight.dns import DnspythonResolver, DnsUnavailable, org_domain
 from tests.services.preflight_fakes import (
     SELECTOR,
     FakeResolver,
@@ -233,3 +241,56 @@ def test_with_dns_checks_off_nothing_is_looked_up_and_it_says_so(
     off = next(f for f in report.findings if f.code == "dns_off")
     assert off.severity is Severity.WARN and "DNS checks are off" in off.message
     assert good_dns.asked == [] and report.blocking == []
+
+
+def test_a_dns_server_that_never_answers_is_could_not_check(settings: Settings) -> None:
+    """The real resolver against a UDP socket that swallows every query: a timeout, reported."""
+    settings.OPSDASH_PREFLIGHT_DNS_TIMEOUT_SECONDS = 0.5
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        resolver = DnspythonResolver(nameservers=["127.0.0.1"], port=silent.getsockname()[1])
+        with pytest.raises(DnsUnavailable, match="timed out"):
+            resolver.resolve("example.test", "TXT")
+
+
+class TinyDns:
+    """A one-zone DNS server on a local UDP port: TXT answers from ``records``, NXDOMAIN else."""
+
+    def __init__(self, records: dict[str, list[list[bytes]]]) -> None:
+        self.records = records
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            response = dns.message.make_response(query)
+            name = query.question[0].name.to_text().rstrip(".")
+            if name in self.records:
+                rrset = response.find_rrset(
+                    response.answer, query.question[0].name, IN, TXT, create=True
+                )
+                for strings in self.records[name]:
+                    rrset.add(dns.rdtypes.ANY.TXT.TXT(IN, TXT, strings), ttl=60)
+            else:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            self.sock.sendto(response.to_wire(), peer)
+
+
+def test_the_real_resolver_joins_a_records_strings_and_reads_nxdomain_as_none() -> None:
+    server = TinyDns({"example.test": [[b"v=spf1 ip4:192.0.2.1 ", b"-all"], [b"other"]]})
+    try:
+        resolver = DnspythonResolver(nameservers=["127.0.0.1"], port=server.port)
+        assert sorted(resolver.resolve("example.test", "TXT")) == [
+            "other",
+            "v=spf1 ip4:192.0.2.1 -all",
+        ]
+        assert resolver.resolve("_dmarc.example.test", "TXT") == []
+    finally:
+        server.sock.close()

@@ -51,11 +51,19 @@ class TxtResolver(Protocol):
 
 
 class DnspythonResolver:
-    """The system's resolvers through dnspython, each lookup bounded in time."""
+    """The system's resolvers through dnspython (or the given servers), each lookup bounded."""
+
+    def __init__(self, nameservers: list[str] | None = None, port: int = 53) -> None:
+        self.nameservers = nameservers
+        self.port = port
 
     def resolve(self, name: str, rdtype: str) -> list[str]:
-        resolver = dns.resolver.Resolver()
         try:
+            # Built per lookup, inside the try: a missing resolv.conf is "could not check" too.
+            resolver = dns.resolver.Resolver(configure=self.nameservers is None)
+            if self.nameservers is not None:
+                resolver.nameservers = list(self.nameservers)
+                resolver.port = self.port
             answer = resolver.resolve(
                 name, rdtype, lifetime=settings.OPSDASH_PREFLIGHT_DNS_TIMEOUT_SECONDS
             )
