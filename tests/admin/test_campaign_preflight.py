@@ -69,6 +69,10 @@ def test_an_approver_overrides_with_a_reason(blocked: Campaign) -> None:
     html = page(approver, blocked)
     assert 'data-code="dmarc_missing" data-severity="overridden"' in html
     assert "DMARC goes live at noon" in html and "Sending is blocked" not in html
+    trail = approver.get(
+        reverse("admin:campaigns_auditentry_changelist") + f"?campaign__id__exact={blocked.pk}"
+    ).content.decode()
+    assert "Pre-flight checks overridden" in trail and "dmarc_missing" in trail
 
 
 def test_an_override_without_a_reason_is_refused(blocked: Campaign) -> None:

@@ -4,8 +4,9 @@ organisational domain DMARC alignment compares.
 The checks ask ``txt_lookup`` and never dnspython directly, so tests give them a resolver of
 their own (no network) and every answer, "no such record" included, is cached for
 ``OPSDASH_PREFLIGHT_DNS_CACHE_SECONDS``: a campaign page drawn many times asks DNS once. A lookup
-that times out or whose server fails is not cached (it says nothing about the record) and
-reaches the checks as ``DnsUnavailable``, which they report as "could not check".
+that times out or whose server fails says nothing about the record: it is remembered for a few
+seconds only, and reaches the checks as ``DnsUnavailable``, which they report as "could not
+check".
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 _CACHE_PREFIX = "opsdash:preflight:dns:"
+_UNAVAILABLE_SECONDS = 30
 
 # The public suffixes with two labels that senders meet most: under them the organisational
 # domain has three labels (shop.co.uk). A full Public Suffix List is not a dependency here;
@@ -83,13 +85,24 @@ def _reason(exc: Exception) -> str:
 
 
 def txt_lookup(resolver: TxtResolver, name: str) -> list[str]:
-    """The TXT records at ``name``, from the cache when asked recently."""
+    """The TXT records at ``name``, from the cache when asked recently.
+
+    A lookup that could not be answered is remembered for a short while only
+    (``_UNAVAILABLE_SECONDS``): while DNS is down, pages that show the checks do not each wait
+    for the timeout again, and a Re-check asks at once.
+    """
     name = name.strip(".").lower()
     key = _cache_key(name)
     cached = cache.get(key)
     if isinstance(cached, list):
         return [str(record) for record in cached]
-    records = resolver.resolve(name, "TXT")  # DnsUnavailable goes up, uncached
+    if isinstance(cached, dict):
+        raise DnsUnavailable(str(cached.get("unavailable", "the DNS lookup failed")))
+    try:
+        records = resolver.resolve(name, "TXT")
+    except DnsUnavailable as exc:
+        cache.set(key, {"unavailable": str(exc)}, _UNAVAILABLE_SECONDS)
+        raise
     cache.set(key, records, settings.OPSDASH_PREFLIGHT_DNS_CACHE_SECONDS)
     return records
 
