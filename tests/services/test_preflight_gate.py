@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from pytest_django import Settings
 
 from campaigns.models import AuditEntry, Campaign, Send
 from campaigns.services import campaigns as services
@@ -149,3 +150,16 @@ def test_a_scheduled_fire_under_an_override_launches(blocked: Campaign) -> None:
     )
     services.campaign_schedule(campaign=blocked, by=UserFactory.create())
     assert services.campaign_fire_scheduled(campaign_id=blocked.pk, publish=no_launch) is not None
+
+
+def test_under_four_eyes_the_last_editor_cannot_override(
+    blocked: Campaign, settings: Settings
+) -> None:
+    settings.OPSDASH_FOUR_EYES = True
+    editor = UserFactory.create()
+    Campaign.objects.filter(pk=blocked.pk).update(last_edited_by=editor)
+    with pytest.raises(ValidationError, match="Four-eyes"):
+        campaign_preflight_override(
+            campaign=blocked, by=editor, reason="mine", report=preflight_run(campaign=blocked)
+        )
+    override(blocked)  # another approver may

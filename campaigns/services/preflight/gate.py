@@ -9,12 +9,13 @@ fires, so nothing leaves under findings nobody looked at.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from campaigns.models import AuditEntry, Campaign
-from campaigns.services.audit import By, acting_user, audit_record
+from campaigns.services.audit import By, acting_user, acting_user_id, audit_record
 from campaigns.services.preflight.report import Finding, PreflightReport
 
 
@@ -54,6 +55,13 @@ def campaign_preflight_override(
     if not codes:
         raise ValidationError("No pre-flight check blocks this campaign: nothing to override.")
     Campaign.objects.select_for_update().filter(pk=campaign.pk).exists()
+    campaign.refresh_from_db()
+    if settings.OPSDASH_FOUR_EYES and acting_user_id(by) == campaign.last_edited_by_id:
+        # As with an approval: the override is a second person's judgement.
+        raise ValidationError(
+            "Four-eyes rule: the last editor of a campaign cannot override its pre-flight "
+            "checks; ask another approver."
+        )
     campaign.preflight_override_by = acting_user(by)
     campaign.preflight_override_at = timezone.now()
     campaign.preflight_override_reason = reason[:500]
