@@ -571,6 +571,8 @@ class AuditEntry(models.Model):
         APPROVED = "approved", "Approved"
         APPROVAL_CLEARED = "approval_cleared", "Approval cleared"
         SEND_REFUSED = "send_refused", "Send refused"
+        PREFLIGHT_OVERRIDDEN = "preflight_overridden", "Pre-flight checks overridden"
+        PREFLIGHT_OVERRIDE_CLEARED = "preflight_override_cleared", "Pre-flight override cleared"
         SCHEDULED = "scheduled", "Scheduled"
         UNSCHEDULED = "unscheduled", "Unscheduled"
         SENT = "sent", "Sent"

@@ -281,6 +281,14 @@ OPSDASH_BOUNCE_PROTOCOL = env_choice("OPSDASH_BOUNCE_PROTOCOL", "smtp", ("smtp",
 OPSDASH_DKIM_DOMAIN = env_str("OPSDASH_DKIM_DOMAIN", "")
 OPSDASH_DKIM_SELECTOR = env_str("OPSDASH_DKIM_SELECTOR", "")
 OPSDASH_DKIM_PRIVATE_KEY = env_str("OPSDASH_DKIM_PRIVATE_KEY", "")
+# Pre-flight checks (docs/operations.md, "Pre-flight checks"): look up the From domain's SPF,
+# DKIM and DMARC records before a campaign is scheduled or sent. On in production; off by
+# default elsewhere, where From addresses are example domains and a local catcher takes the
+# mail (the checks then say "not checked"). Answers are cached; a lookup that takes longer than
+# the timeout is reported as "could not check", never as a failure.
+OPSDASH_PREFLIGHT_DNS = env_bool("OPSDASH_PREFLIGHT_DNS", PRODUCTION)
+OPSDASH_PREFLIGHT_DNS_TIMEOUT_SECONDS = env_float("OPSDASH_PREFLIGHT_DNS_TIMEOUT_SECONDS", 3.0)
+OPSDASH_PREFLIGHT_DNS_CACHE_SECONDS = env_int("OPSDASH_PREFLIGHT_DNS_CACHE_SECONDS", 300, minimum=0)
 
 # --- opsdash --------------------------------------------------------------------------------
 OPSDASH_PUBLIC_URL = env_str("OPSDASH_PUBLIC_URL", "http://localhost:8000").rstrip("/")

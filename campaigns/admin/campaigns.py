@@ -28,6 +28,11 @@ from campaigns.admin.base import (
     run_service,
 )
 from campaigns.admin.campaign_form import CampaignForm
+from campaigns.admin.campaign_preflight import (
+    PreflightViews,
+    preflight_blocking,
+    preflight_panel,
+)
 from campaigns.admin.campaign_toolbar import CONTROL_ACTIONS, LABELS, toolbar
 from campaigns.admin.campaign_views import CampaignToolViews
 from campaigns.models import Audience, Campaign, SeedList
@@ -148,7 +153,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_urls(self) -> list[URLPattern]:
-        return [*CampaignToolViews(self).urls(), *super().get_urls()]
+        return [*CampaignToolViews(self).urls(), *PreflightViews(self).urls(), *super().get_urls()]
 
     def get_actions_detail(self, request: HttpRequest, object_id: int | str) -> list[Any]:
         """The toolbar's buttons: exactly the controls services.controls offers this user now."""
@@ -183,6 +188,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
             context["campaign_reader_only"] = not offers
             context["may_send_test"] = request.user.has_perm("campaigns.send_test_campaign")
             context["seed_lists"] = list(SeedList.objects.all()[:100])
+            context["preflight"] = preflight_panel(campaign=obj, user=request.user)
         response: HttpResponse = super().render_change_form(
             request, context, add, change, form_url, obj
         )
@@ -369,7 +375,12 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     ) -> HttpResponse:
         plan = campaign_selectors.campaign_send_plan(campaign=campaign)
         return self._confirm(
-            request, campaign, control, plan=plan, schedule=schedule_describe(campaign)
+            request,
+            campaign,
+            control,
+            plan=plan,
+            schedule=schedule_describe(campaign),
+            preflight_blocking=preflight_blocking(campaign=campaign),
         )
 
     @action(description="Send now", permissions=["send"], icon="send")

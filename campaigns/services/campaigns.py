@@ -21,6 +21,7 @@ from campaigns.services.approval import approval_clear, approval_problem
 from campaigns.services.audit import By, acting_user, acting_user_id, audit_record
 from campaigns.services.delivery import BatchPublisher, LaunchPublisher, send_cancel, send_launch
 from campaigns.services.delivery.compiled import FROZEN_FIELDS
+from campaigns.services.preflight import preflight_override_clear, preflight_problem, preflight_run
 from campaigns.services.rendering import (
     TemplateProblem,
     address_check,
@@ -253,6 +254,11 @@ def _edit_consequences(*, campaign: Campaign, stored: Campaign, by: By) -> None:
     if stored.approved_at is not None:
         campaign.approved_by_id, campaign.approved_at = stored.approved_by_id, stored.approved_at
         approval_clear(campaign=campaign, by=by, reason="edited after its approval")
+    if stored.preflight_override_at is not None:
+        for name in ("by_id", "at", "reason", "codes"):
+            field = f"preflight_override_{name}"
+            setattr(campaign, field, getattr(stored, field))
+        preflight_override_clear(campaign=campaign, by=by, reason="edited after the override")
 
 
 def _lock(campaign: Campaign) -> None:
@@ -279,6 +285,12 @@ def _require_four_eyes(campaign: Campaign, by: By) -> None:
         raise IllegalTransition(f"Four-eyes rule: “{campaign.name}” cannot go yet: {problem}.")
 
 
+def _require_preflight(campaign: Campaign) -> None:
+    """Blocking pre-flight findings no approver's override covers refuse the send."""
+    if problem := preflight_problem(campaign, preflight_run(campaign=campaign)):
+        raise IllegalTransition(problem)
+
+
 @transaction.atomic
 def campaign_schedule(*, campaign: Campaign, by: By) -> Campaign:
     if campaign.schedule_kind == Campaign.ScheduleKind.MANUAL:
@@ -287,6 +299,7 @@ def campaign_schedule(*, campaign: Campaign, by: By) -> Campaign:
     campaign_check(campaign=campaign)
     _require_audience(campaign)
     _require_four_eyes(campaign, by)
+    _require_preflight(campaign)
     campaign_move(campaign, to=Campaign.Status.SCHEDULED, via=CampaignControl.SCHEDULE)
     campaign_schedule_sync(campaign=campaign)
     audit_record(
@@ -337,6 +350,7 @@ def campaign_send_now(
         campaign_check(campaign=campaign, past_ok=True)
         _require_audience(campaign)
         _require_four_eyes(campaign, by)
+        _require_preflight(campaign)
         if campaign.is_recurring:
             key = f"manual:{timezone.now():%Y-%m-%dT%H:%M}"
         else:
@@ -391,13 +405,17 @@ def campaign_fire_scheduled(
 ) -> Send | None:
     """What Beat's PeriodicTask runs: launches the occurrence due now, at most once.
 
-    A campaign whose approval no longer covers it (four-eyes) does not launch: it goes back to
-    draft without its PeriodicTask, audited, and waits for a new approval.
+    A campaign whose approval no longer covers it (four-eyes), or that a blocking pre-flight
+    finding no override covers stops (a record withdrawn since it was scheduled, say), does not
+    launch: it goes back to draft without its PeriodicTask, audited, and waits for staff.
     """
     campaign = Campaign.objects.get(pk=campaign_id)
     if campaign.status != Campaign.Status.SCHEDULED:
         return None
-    if problem := approval_problem(campaign):
+    problem = approval_problem(campaign) or preflight_problem(
+        campaign, preflight_run(campaign=campaign)
+    )
+    if problem:
         _fire_refuse(campaign=campaign, problem=problem)
         return None
     key = occurrence_key_for(campaign)

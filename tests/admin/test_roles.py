@@ -415,6 +415,9 @@ EXPECTED: dict[str, Codes] = {
     "admin/campaigns/campaign/<path:object_id>/duplicate/": (405, 403, 403, 302),
     "admin/campaigns/campaign/<int:object_id>/send-test/": (405, 405, 405, 302),
     "admin/campaigns/campaign/<int:object_id>/sends/<path:key>/": READ,  # on to the send
+    # The Pre-flight panel: Re-check for every reader, the override for approvers (POST only).
+    "admin/campaigns/campaign/<int:object_id>/preflight/recheck/": (405, 405, 405, 302),
+    "admin/campaigns/campaign/<int:object_id>/preflight/override/": (405, 405, 405, 302),
     # Seed lists: kept by those who may send tests (editors).
     **model_routes("campaigns/seedlist", read=EDITOR, add=EDITOR, delete=EDITOR),
     **model_routes("campaigns/send"),
@@ -475,6 +478,8 @@ POST_EXPECTED: dict[str, Codes] = {
     "admin/campaigns/campaign/<path:object_id>/cancel_campaign/": (403, 302, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/duplicate/": (302, 403, 403, 302),
     "admin/campaigns/campaign/<int:object_id>/send-test/": (302, 403, 403, 302),
+    "admin/campaigns/campaign/<int:object_id>/preflight/recheck/": REDIRECT,
+    "admin/campaigns/campaign/<int:object_id>/preflight/override/": (403, 302, 403, 302),
     "admin/campaigns/send/<path:object_id>/pause/": (403, 302, 403, 302),
     "admin/campaigns/send/<path:object_id>/resume/": (403, 302, 403, 302),
     "admin/campaigns/send/<path:object_id>/cancel/": (403, 302, 403, 302),

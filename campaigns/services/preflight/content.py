@@ -1,0 +1,233 @@
+"""The message checks: the unsubscribe headers as the send writes them, the size Gmail clips
+at, a text part, and links a mail client can follow.
+
+The campaign is rendered for the sample recipient and composed by its own channel, exactly as
+a send composes each message (``Channel.compose``), so the headers checked are the headers sent.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterable
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+
+from campaigns.models import Campaign
+from campaigns.selectors.campaigns import preview_recipient
+from campaigns.services.audiences import unsubscribe_url
+from campaigns.services.channels import Outgoing, channel_for
+from campaigns.services.mime import wire_frame
+from campaigns.services.preflight.report import Finding, Group, Severity
+from campaigns.services.rendering import (
+    RenderedMessage,
+    TemplateProblem,
+    campaign_compile_for,
+    message_render,
+)
+
+BLOCK, WARN, OK = Severity.BLOCK, Severity.WARN, Severity.OK
+# Gmail shows "[Message clipped]" and hides the rest of a message whose HTML passes 102 KB.
+GMAIL_CLIP_BYTES = 102 * 1024
+ONE_CLICK = "List-Unsubscribe=One-Click"
+_LINK_SCHEMES = ("http", "https", "mailto")
+_SHOWN_LINKS = 5
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The campaign as its channel would send it to the sample recipient."""
+
+    rendered: RenderedMessage
+    headers: dict[str, str]  # lower-case names; empty when the channel could not compose it
+    compose_problem: str
+
+
+def content_findings(campaign: Campaign) -> list[Finding]:
+    try:
+        sample = sample_compose(campaign)
+    except TemplateProblem as exc:
+        return [
+            _finding(
+                "content_unrenderable", BLOCK, "Content", f"The campaign does not render: {exc}"
+            )
+        ]
+    return [
+        *unsubscribe_check(sample),
+        size_check(sample.rendered.html),
+        text_part_check(sample.rendered),
+        links_check(sample.rendered.html),
+    ]
+
+
+def _finding(code: str, severity: Severity, title: str, message: str) -> Finding:
+    return Finding(code, severity, title, message, group=Group.MESSAGE)
+
+
+def sample_compose(campaign: Campaign) -> Sample:
+    """Renders for the sample recipient and composes through the campaign's channel."""
+    compiled = campaign_compile_for(campaign)
+    recipient = preview_recipient(email="") or {}
+    url = unsubscribe_url(recipient_id=0, send_id=0)
+    rendered = message_render(compiled, recipient=recipient, unsubscribe_url=url)
+    outgoing = Outgoing(
+        delivery_id=0,
+        frame=wire_frame(compiled),
+        rendered=rendered,
+        to_email=str(recipient.get("email", "sample@example.com")),
+        to_name="Sample Recipient",
+        message_id=f"<preflight@{settings.OPSDASH_MESSAGE_ID_DOMAIN}>",
+        unsubscribe_url=url,
+    )
+    try:
+        # No connection is opened: compose only builds the message in the channel's form.
+        payload = channel_for(campaign.channel).compose(outgoing).payload
+    except Exception as exc:  # a channel that cannot be built fails the send too; say why
+        return Sample(rendered, {}, f"{type(exc).__name__}: {exc}")
+    return Sample(rendered, composed_headers(payload), "")
+
+
+def composed_headers(payload: object) -> dict[str, str]:
+    """The headers of a composed message, whichever channel composed it: SMTP bytes, an
+    anymail message, or Postmark's (token, JSON fields)."""
+    if isinstance(payload, bytes):
+        parsed = email.message_from_bytes(payload, policy=email.policy.default)
+        return {name.lower(): str(value) for name, value in parsed.items()}
+    if isinstance(payload, EmailMessage):
+        return {str(k).lower(): str(v) for k, v in payload.extra_headers.items()}
+    if isinstance(payload, tuple) and len(payload) == 2 and isinstance(payload[1], dict):
+        fields: dict[str, Any] = payload[1]
+        return {str(h["Name"]).lower(): str(h["Value"]) for h in fields.get("Headers", [])}
+    return {}
+
+
+def unsubscribe_check(sample: Sample) -> list[Finding]:
+    title = "One-click unsubscribe"
+    if sample.compose_problem:
+        return [
+            _finding(
+                "unsubscribe_unchecked",
+                WARN,
+                title,
+                f"The campaign's channel could not compose a message: {sample.compose_problem}",
+            )
+        ]
+    link = sample.headers.get("list-unsubscribe", "").strip()
+    post = sample.headers.get("list-unsubscribe-post", "").strip()
+    if not link:
+        return [
+            _finding(
+                "list_unsubscribe_missing",
+                BLOCK,
+                title,
+                "Messages carry no List-Unsubscribe header.",
+            )
+        ]
+    if post != ONE_CLICK:
+        return [
+            _finding(
+                "list_unsubscribe_post_missing",
+                BLOCK,
+                title,
+                f"Messages carry no “List-Unsubscribe-Post: {ONE_CLICK}” header (RFC 8058), "
+                "which Gmail and Yahoo require of bulk mail.",
+            )
+        ]
+    found = [
+        _finding(
+            "list_unsubscribe_ok",
+            OK,
+            title,
+            f"List-Unsubscribe {link} with one-click unsubscribe (List-Unsubscribe-Post).",
+        )
+    ]
+    if not link.strip("<>").lower().startswith("https://"):
+        found.append(
+            _finding(
+                "list_unsubscribe_not_https",
+                WARN,
+                "Unsubscribe address",
+                f"The unsubscribe link {link} is not HTTPS: one-click unsubscribe (RFC 8058) "
+                "needs an https:// address that recipients' providers can reach. Set "
+                "OPSDASH_PUBLIC_URL to the site's public https address.",
+            )
+        )
+    return found
+
+
+def size_check(html: str) -> Finding:
+    title = "Message size"
+    size = len(html.encode("utf-8"))
+    shown = f"{size / 1024:.1f} KB"
+    if size > GMAIL_CLIP_BYTES:
+        return _finding(
+            "html_clipped",
+            WARN,
+            title,
+            f"The HTML body is {shown}: Gmail clips messages over 102 KB and hides the rest, "
+            "the unsubscribe link included. Shorten it or move content to a web page.",
+        )
+    return _finding("html_size_ok", OK, title, f"The HTML body is {shown}, under Gmail's 102 KB.")
+
+
+def text_part_check(rendered: RenderedMessage) -> Finding:
+    title = "Text part"
+    if not rendered.text.strip():
+        return _finding(
+            "text_missing",
+            WARN,
+            title,
+            "The text body is empty: the text part is made by stripping the HTML's tags, which "
+            "reads poorly and some filters count against. Write a text body.",
+        )
+    return _finding("text_ok", OK, title, "The message has a text part.")
+
+
+def links_check(html: str) -> Finding:
+    title = "Links"
+    if not html.strip():
+        return _finding("links_ok", OK, title, "No HTML body, so no links to check.")
+    links = list(_links(html))
+    bad = [link for link in links if not _absolute(link)]
+    if bad:
+        shown = ", ".join(f"“{link}”" for link in bad[:_SHOWN_LINKS])
+        more = f" and {len(bad) - _SHOWN_LINKS} more" if len(bad) > _SHOWN_LINKS else ""
+        return _finding(
+            "links_not_absolute",
+            WARN,
+            title,
+            f"Links that go nowhere in a mail client ({len(bad)} of {len(links)}): {shown}{more}. "
+            "Use full https:// addresses, or mailto:.",
+        )
+    return _finding("links_ok", OK, title, f"All {len(links)} links are absolute.")
+
+
+def _absolute(link: str) -> bool:
+    parts = urlsplit(link.strip())
+    if parts.scheme.lower() == "mailto":
+        return bool(parts.path)
+    return parts.scheme.lower() in _LINK_SCHEMES and bool(parts.netloc)
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("a", "area"):
+            href = dict(attrs).get("href")
+            if href is not None:
+                self.links.append(href)
+
+
+def _links(html: str) -> Iterable[str]:
+    parser = _LinkParser()
+    parser.feed(html)
+    parser.close()
+    return parser.links
