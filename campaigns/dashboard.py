@@ -27,6 +27,7 @@ from campaigns.selectors.dashboard import (
     onboarding_steps,
 )
 from campaigns.selectors.health import clock, service_label
+from campaigns.selectors.pacing import pacing_panel
 from campaigns.selectors.system import system_status
 
 CHART_COLOURS = {
@@ -60,6 +61,7 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
             "chart_data": json.dumps(outcomes_chart(stats["outcomes"])),
             "chart_options": json.dumps(CHART_OPTIONS),
             "onboarding": onboarding_steps(),
+            "pacing": pacing_panel(),
             "services_out": services_out(
                 cache_down_since=cache_unavailable_since(), waiting=stats["waiting_sends"]
             ),

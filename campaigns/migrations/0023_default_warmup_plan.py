@@ -1,11 +1,21 @@
 """A default warm-up plan staff can edit or copy: 30 days from 50 to 50,000 messages per
-mailbox provider per day, doubling for the first week, then rising steadily."""
+mailbox provider per day, doubling for the first week, then rising steadily.
+
+Every role reads the warm-up plans and warm-ups; approvers, who decide what is sent, put a
+domain or channel on a plan and edit the plans."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.management import create_permissions
 from django.db import migrations
+
+READ = ["view_warmupplan", "view_warmup"]
+WRITE = [
+    f"{verb}_{model}" for verb in ("add", "change", "delete") for model in ("warmupplan", "warmup")
+]
+GRANTS = {"editor": READ, "approver": [*READ, *WRITE], "auditor": READ}
 
 NAME = "Standard 30 days"
 DAILY_LIMITS = [
@@ -31,7 +41,32 @@ def remove(apps: Any, schema_editor: Any) -> None:
     plan.objects.filter(name=NAME, warmups__isnull=True).delete()
 
 
+def grant(apps: Any, schema_editor: Any) -> None:
+    app_config = apps.get_app_config("campaigns")
+    stub = getattr(app_config, "models_module", None) is None
+    if stub:  # see 0002: create_permissions skips app configs without models
+        app_config.models_module = True
+    create_permissions(app_config, verbosity=0, apps=apps)
+    if stub:
+        app_config.models_module = None
+    group_model = apps.get_model("auth", "Group")
+    permission = apps.get_model("auth", "Permission")
+    for name, codenames in GRANTS.items():
+        group, _ = group_model.objects.get_or_create(name=name)
+        group.permissions.add(
+            *permission.objects.filter(content_type__app_label="campaigns", codename__in=codenames)
+        )
+
+
+def revoke(apps: Any, schema_editor: Any) -> None:
+    group_model = apps.get_model("auth", "Group")
+    for name, codenames in GRANTS.items():
+        group = group_model.objects.filter(name=name).first()
+        if group is not None:
+            group.permissions.remove(*group.permissions.filter(codename__in=codenames))
+
+
 class Migration(migrations.Migration):
     dependencies = [("campaigns", "0022_pacing_warmup_guardrails_preflight")]
 
-    operations = [migrations.RunPython(create, remove)]
+    operations = [migrations.RunPython(create, remove), migrations.RunPython(grant, revoke)]

@@ -119,8 +119,10 @@ def provider_of_mx(hosts: Iterable[str]) -> Provider:
     return Provider.OTHER
 
 
-def provider_of_domain(domain: str) -> Provider:
-    """The provider of a domain: the table first, then (when enabled) its MX records."""
+def provider_of_domain(domain: str, *, lookup: bool = True) -> Provider:
+    """The provider of a domain: the table first, then (when enabled) its MX records.
+
+    ``lookup=False`` (a page) uses only answers already known, never asking DNS."""
     domain = domain.strip().lower().rstrip(".")
     if (known := PROVIDER_DOMAINS.get(domain)) is not None:
         return known
@@ -128,13 +130,15 @@ def provider_of_domain(domain: str) -> Provider:
         return Provider.OTHER
     if (memo := _memo.get(domain)) is not None:
         return memo
-    provider = _mx_cached(domain)
+    provider = _mx_cached(domain, lookup=lookup)
+    if not lookup:
+        return provider
     with _memo_lock:
         _memo[domain] = provider
     return provider
 
 
-def _mx_cached(domain: str) -> Provider:
+def _mx_cached(domain: str, *, lookup: bool) -> Provider:
     key = f"pacing:mx:{domain}"
     try:
         cached = cache.get(key)
@@ -142,6 +146,8 @@ def _mx_cached(domain: str) -> Provider:
         cached = None
     if cached in Provider.values:
         return Provider(cached)
+    if not lookup:
+        return Provider.OTHER
     try:
         provider, ttl = provider_of_mx(_resolver(domain)), MX_CACHE_SECONDS
     except Exception as exc:  # no MX, NXDOMAIN, timeout: counted as OTHER for a while
