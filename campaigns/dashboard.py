@@ -80,7 +80,7 @@ def services_out(
         outages[redis] = ServiceOutage(service_label(redis), clock(cache_down_since), "this page")
     for item in waiting:  # the longest waiting first, so the first send gives the start
         wait = item.wait
-        if wait.service not in outages:
+        if wait.service not in outages and wait.service != Service.WARMUP:  # a plan, not down
             count = sum(1 for other in waiting if other.wait.service == wait.service)
             since = clock(wait.since) if wait.since else ""
             seen = f"{count} send{'s' if count != 1 else ''} waiting"

@@ -69,4 +69,14 @@ def revoke(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):
     dependencies = [("campaigns", "0022_pacing_warmup_guardrails_preflight")]
 
-    operations = [migrations.RunPython(create, remove), migrations.RunPython(grant, revoke)]
+    operations = [
+        migrations.AlterModelOptions(
+            name="warmupplan", options={"ordering": ["name"], "verbose_name": "warm-up plan"}
+        ),
+        migrations.AlterModelOptions(
+            name="warmup",
+            options={"ordering": ["target_kind", "target"], "verbose_name": "warm-up"},
+        ),
+        migrations.RunPython(create, remove),
+        migrations.RunPython(grant, revoke),
+    ]
