@@ -1,7 +1,8 @@
-"""Token buckets shared by every worker.
+"""Token buckets (and daily quotas) shared by every worker.
 
 With Redis configured, a bucket lives in one Redis hash updated by a Lua script, so all workers
-on all hosts draw from the same budget. Without Redis (the embedded profile) the bucket is
+on all hosts draw from the same budget. A message takes from all of its buckets and quotas in
+one script call, or from none (``take_all``). Without Redis (the embedded profile) the bucket is
 in-process, which is exact for the single worker the demo runs.
 
 While Redis does not answer, each process falls back to an in-process bucket holding its share
