@@ -83,3 +83,21 @@ def test_hourly_and_daily_caps_of_a_provider_are_buckets_too(settings: Settings)
 
     assert granted == [True, True, True, False]
     assert pacer.take(Provider.YAHOO).wait > 60  # the hourly cap: a long wait, not a second
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "throttle"),
+    [
+        (421, "4.7.0 Try again later, closing connection.", True),
+        (450, "4.7.28 Our system has detected an unusual rate of mail", True),
+        (451, "4.7.1 Please slow down", True),
+        (452, "4.7.0 Too many messages", True),
+        (451, "4.3.0 Try again later", False),  # temporary trouble, not a request to slow down
+        (450, "4.2.1 Mailbox busy", False),
+        (550, "5.7.1 rate limited forever", False),
+    ],
+)
+def test_which_smtp_replies_ask_to_slow_down(code: int, text: str, throttle: bool) -> None:
+    from campaigns.services.smtp import is_throttle
+
+    assert is_throttle(code, text) is throttle
