@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
 
@@ -22,6 +23,7 @@ from campaigns.services.channels.smtp import SmtpChannel
 from campaigns.services.delivery import send_quota_wait
 from campaigns.services.pacing import Pacer, Provider
 from campaigns.services.pacing.aimd import Tally, tallies_apply
+from campaigns.services.redisclient import redis_client
 from tests.browser.support import login
 from tests.factories import CampaignFactory, UserFactory
 
@@ -47,6 +49,13 @@ def running_send(queued: dict[str, int]) -> Send:
     return send
 
 
+def forget_learned_rates() -> None:
+    """This run's pacing state only (its own Redis prefix): other tests' sends leave theirs."""
+    client = redis_client()
+    for key in client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}:pacing:*", count=500):
+        client.delete(key)
+
+
 def test_staff_see_each_provider_pace_and_the_warm_up_day_by_day(
     live_server: Any, page: Any, shots: Callable[[Any, str], None]
 ) -> None:
@@ -62,6 +71,7 @@ def test_staff_see_each_provider_pace_and_the_warm_up_day_by_day(
     )
     send = running_send({"gmail.com": 120, "hotmail.co.uk": 40, "yahoo.com": 25, "acme.org": 15})
     # What the workers learned: Google deferred some and slowed down, Microsoft sped up.
+    forget_learned_rates()
     tallies_apply("smtp", {Provider.GOOGLE: Tally(ok=180, deferred=12)})
     tallies_apply("smtp", {Provider.MICROSOFT: Tally(ok=300)})
     tallies_apply("smtp", {Provider.OTHER: Tally(ok=40)})
