@@ -28,6 +28,7 @@ from campaigns.selectors.dashboard import (
 )
 from campaigns.selectors.guardrails import guardrail_paused_sends
 from campaigns.selectors.health import clock, service_label
+from campaigns.selectors.pacing import pacing_panel
 from campaigns.selectors.system import system_status
 
 CHART_COLOURS = {
@@ -62,6 +63,7 @@ def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[st
             "chart_options": json.dumps(CHART_OPTIONS),
             "onboarding": onboarding_steps(),
             "guardrail_pauses": guardrail_paused_sends(),
+            "pacing": pacing_panel(),
             "services_out": services_out(
                 cache_down_since=cache_unavailable_since(), waiting=stats["waiting_sends"]
             ),
@@ -80,7 +82,7 @@ def services_out(
         outages[redis] = ServiceOutage(service_label(redis), clock(cache_down_since), "this page")
     for item in waiting:  # the longest waiting first, so the first send gives the start
         wait = item.wait
-        if wait.service not in outages:
+        if wait.service not in outages and wait.service != Service.WARMUP:  # a plan, not down
             count = sum(1 for other in waiting if other.wait.service == wait.service)
             since = clock(wait.since) if wait.since else ""
             seen = f"{count} send{'s' if count != 1 else ''} waiting"

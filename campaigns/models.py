@@ -793,6 +793,7 @@ class WarmupPlan(models.Model):
 
     class Meta:
         ordering = ["name"]
+        verbose_name = "warm-up plan"
 
     def __str__(self) -> str:
         return self.name
@@ -819,6 +820,7 @@ class Warmup(models.Model):
 
     class Meta:
         ordering = ["target_kind", "target"]
+        verbose_name = "warm-up"
         constraints = [
             models.UniqueConstraint(
                 fields=["target_kind", "target"],

@@ -69,6 +69,19 @@ def navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "admin:campaigns_delivery_changelist",
                     "campaigns.view_delivery",
                 ),
+                # New sending domains and channels send a little more each day.
+                item(
+                    "Warm-up",
+                    "local_fire_department",
+                    "admin:campaigns_warmup_changelist",
+                    "campaigns.view_warmup",
+                ),
+                item(
+                    "Warm-up plans",
+                    "stairs",
+                    "admin:campaigns_warmupplan_changelist",
+                    "campaigns.view_warmupplan",
+                ),
                 {
                     "title": "Mailbox (demo)",
                     "icon": "inbox",

@@ -100,6 +100,29 @@ def env_prefixed(prefix: str) -> dict[str, str]:
     return {key: value for key, value in found.items() if key and value}
 
 
+def env_pacing(name: str, default: str) -> tuple[float, float, float, int, int]:
+    """A provider's pacing: ``floor:start:ceiling`` messages per second, then optionally
+    ``:per_hour:per_day`` caps (0 or missing: none). An empty value turns the provider's
+    adaptive rate off: (0, 0, 0, caps)."""
+    raw = env_str(name, default).strip()
+    parts = [part.strip() for part in raw.split(":")] if raw else []
+    if parts and len(parts) not in (3, 4, 5):
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} must be floor:start:ceiling[:per_hour[:per_day]] (per second)."
+        )
+    try:
+        rates = [float(part) for part in parts[:3]] or [0.0, 0.0, 0.0]
+        caps = [int(part or 0) for part in parts[3:]] + [0, 0]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} holds a value that is not a number.") from exc
+    floor, start, ceiling = rates
+    if parts and not 0 < floor <= start <= ceiling:
+        raise ImproperlyConfigured(f"{name}={raw!r} needs 0 < floor <= start <= ceiling.")
+    if min(caps) < 0:
+        raise ImproperlyConfigured(f"{name}={raw!r}: the hourly and daily caps cannot be negative.")
+    return floor, start, ceiling, caps[0], caps[1]
+
+
 def persistent_secret(path: Path) -> str:
     """A random secret generated on first use and kept in ``path`` (mode 0600) from then on.
 

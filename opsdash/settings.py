@@ -28,6 +28,7 @@ from opsdash.env import (
     env_int,
     env_list,
     env_optional,
+    env_pacing,
     env_prefixed,
     env_str,
     persistent_secret,
@@ -319,6 +320,26 @@ OPSDASH_RATE_MAX_WAIT_SECONDS = env_float("OPSDASH_RATE_MAX_WAIT_SECONDS", 20.0)
 OPSDASH_RATE_FALLBACK_SHARE = env_int(
     "OPSDASH_RATE_FALLBACK_SHARE", max(4, os.cpu_count() or 1), minimum=1
 )
+# Pacing per mailbox provider (campaigns/services/pacing): each provider's rate adapts between a
+# floor and a ceiling (messages per second, per channel, shared by every worker): a deferral
+# ("slow down", SMTP 421/4.7.x, HTTP 429) multiplies it by OPSDASH_PACING_DECREASE, and every
+# second of sending without one adds OPSDASH_PACING_INCREASE. "floor:start:ceiling[:hour:day]";
+# empty means no provider limit (OTHER is many small domains, each with its own servers).
+OPSDASH_PACING = {
+    "google": env_pacing("OPSDASH_PACING_GOOGLE", "1:20:100"),
+    "microsoft": env_pacing("OPSDASH_PACING_MICROSOFT", "1:10:50"),
+    "yahoo": env_pacing("OPSDASH_PACING_YAHOO", "1:10:50"),
+    "apple": env_pacing("OPSDASH_PACING_APPLE", "1:10:40"),
+    "gmx": env_pacing("OPSDASH_PACING_GMX", "1:10:40"),
+    "other": env_pacing("OPSDASH_PACING_OTHER", ""),
+}
+OPSDASH_PACING_DECREASE = env_float("OPSDASH_PACING_DECREASE", 0.7)
+OPSDASH_PACING_INCREASE = env_float("OPSDASH_PACING_INCREASE", 1.0)
+# Deferrals that arrive within this many seconds of a cut are the same congestion: one cut.
+OPSDASH_PACING_CUT_SECONDS = env_float("OPSDASH_PACING_CUT_SECONDS", 1.0)
+# Recognise Google Workspace and Microsoft 365 domains by their MX records (DNS, cached a day).
+OPSDASH_PACING_MX_LOOKUP = env_bool("OPSDASH_PACING_MX_LOOKUP", False)
+OPSDASH_PACING_MX_TIMEOUT = env_float("OPSDASH_PACING_MX_TIMEOUT", 2.0)
 # A running batch renews a lease this long; a redelivered copy of it waits for the lease to
 # lapse before taking over, and the reaper never touches rows under a live lease.
 OPSDASH_DELIVERY_HEARTBEAT_SECONDS = env_int("OPSDASH_DELIVERY_HEARTBEAT_SECONDS", 60, minimum=2)

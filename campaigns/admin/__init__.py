@@ -11,6 +11,7 @@ from campaigns.admin import (
     seeds,
     sends,
     suppressions,
+    warmup,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "seeds",
     "sends",
     "suppressions",
+    "warmup",
 ]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0022_pacing_warmup_guardrails_preflight'),
+        ('campaigns', '0023_default_warmup_plan'),
     ]
 
     operations = [

@@ -27,6 +27,7 @@ _NO_SUCH_MAILBOX_HINTS = (
 # relay in front of it) limits the rate. They shrink the provider's sending rate, and the row
 # goes back to the queue without counting an attempt: a throttled row is never failed for it.
 _THROTTLE_CODES = {421, 450, 451}
+# "Try again later" alone is not one: servers say it for any temporary trouble (451 4.3.0).
 _THROTTLE_HINTS = ("4.7.", "rate", "throttl", "too many", "slow down")
 
 

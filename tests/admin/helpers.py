@@ -23,6 +23,8 @@ def ensure_role_groups() -> None:
         consent.grant(django_apps, None)
         feedback = importlib.import_module("campaigns.migrations.0021_admin_feedback_permissions")
         feedback.grant(django_apps, None)
+        warmup = importlib.import_module("campaigns.migrations.0023_default_warmup_plan")
+        warmup.grant(django_apps, None)
 
 
 def user_with_roles(*roles: str, **fields: Any) -> User:

@@ -39,6 +39,8 @@ from campaigns.models import (
     SeedList,
     Send,
     Suppression,
+    Warmup,
+    WarmupPlan,
 )
 from campaigns.services.campaigns import campaign_save
 from tests.admin.helpers import campaign_form_data, ensure_role_groups, user_with_roles
@@ -57,6 +59,8 @@ CHANGELISTS = (
     "admin:campaigns_auditentry_changelist",
     "admin:campaigns_suppression_changelist",
     "admin:campaigns_bouncemessage_changelist",
+    "admin:campaigns_warmup_changelist",
+    "admin:campaigns_warmupplan_changelist",
     "admin:django_celery_results_taskresult_changelist",
 )
 
@@ -299,6 +303,12 @@ class World:
             "django_celery_beat/clockedschedule": ClockedSchedule.objects.create(
                 clocked_time="2030-01-01T00:00Z"
             ).pk,
+            "campaigns/warmupplan": (
+                plan := WarmupPlan.objects.create(name="Slow", daily_limits=[5])
+            ).pk,
+            "campaigns/warmup": Warmup.objects.create(
+                target="news.example.com", plan=plan, started_on="2026-11-01"
+            ).pk,
             "django_celery_results/taskresult": TaskResult.objects.create(task_id=self.task_id).pk,
             "django_celery_results/groupresult": GroupResult.objects.create(group_id="g").pk,
             "axes/accessattempt": AccessAttempt.objects.create(
@@ -444,6 +454,9 @@ EXPECTED: dict[str, Codes] = {
     # Bounce mail nobody's parser understood: read by every role, dismissed by approvers.
     **model_routes("campaigns/bouncemessage"),
     "admin/campaigns/bouncemessage/<path:object_id>/dismiss/": (403, 405, 403, 302),
+    # Warm-up: read by every role; approvers put domains and channels on plans and edit them.
+    **model_routes("campaigns/warmupplan", add=APPROVER, delete=APPROVER),
+    **model_routes("campaigns/warmup", add=APPROVER, delete=APPROVER),
     **model_routes("campaigns/audience", add=EDITOR),
     **model_routes("campaigns/subscription", add=EDITOR),
     # Imports: editors upload; a job's mapping and report are its uploader's (here someone

@@ -100,3 +100,47 @@ def test_a_per_minute_limit_is_never_exceeded_in_any_minute(
 
     busiest = max(sum(1 for t in sent_at if start <= t < start + 60) for start in sent_at)
     assert 115 <= busiest <= 121, busiest
+
+
+@pytest.mark.parametrize("redis_url", ["redis://127.0.0.1:6379/0", None])
+def test_a_message_takes_from_all_its_buckets_or_from_none(
+    settings: Settings, redis_url: str | None
+) -> None:
+    settings.REDIS_URL = redis_url
+    relay, provider = spec(rate=0.001, capacity=5.0), spec(rate=0.001, capacity=2.0)
+
+    granted = [ratelimit.take_all([relay, provider], 1).wait == 0 for _ in range(4)]
+    # The provider's bucket is empty: the relay still holds the 3 tokens nobody used.
+    relay_left = [tokens_take([relay], max_wait=0.0) == 0.0 for _ in range(4)]
+
+    assert granted == [True, True, False, False]
+    assert relay_left == [True, True, True, False]
+
+
+@pytest.mark.parametrize("redis_url", ["redis://127.0.0.1:6379/0", None])
+def test_a_spent_quota_refuses_with_its_renewal_and_takes_no_tokens(
+    settings: Settings, redis_url: str | None
+) -> None:
+    settings.REDIS_URL = redis_url
+    relay = spec(rate=0.001, capacity=10.0)
+    quota = ratelimit.QuotaSpec(f"test:{uuid.uuid4().hex}", limit=3, ttl=60, renews_in=3600.0)
+
+    taken = [ratelimit.take_all([relay], 1, [quota]) for _ in range(4)]
+
+    assert [t.wait for t in taken[:3]] == [0.0, 0.0, 0.0]
+    assert taken[3].quota and taken[3].wait == pytest.approx(3600.0)
+    assert sum(tokens_take([relay], max_wait=0.0) == 0.0 for _ in range(10)) == 7
+
+
+@pytest.mark.parametrize("redis_url", ["redis://127.0.0.1:6379/0", None])
+def test_a_group_larger_than_a_bucket_goes_once_it_is_full_and_repays(
+    settings: Settings, redis_url: str | None
+) -> None:
+    settings.REDIS_URL = redis_url
+    bucket = spec(rate=10.0, capacity=2.0)
+
+    first = ratelimit.take_all([bucket], 5).wait
+    second = ratelimit.take_all([bucket], 1).wait
+
+    assert first == 0.0
+    assert 0.3 < second <= 0.4  # three tokens of debt plus one, at 10 per second

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from campaigns.models import Delivery, Send
+from campaigns.models import Delivery, Send, Service
 from campaigns.publishers import publish_batch
 from campaigns.services.broker import queue_ready_messages
 from campaigns.services.delivery.dispatch import BatchPublisher, send_dispatch
@@ -83,10 +83,14 @@ def sends_flag_stalled(*, publish: BatchPublisher = publish_batch) -> int:
 
     A flagged send is also re-dispatched (at most once per stall period): its batch messages
     may have been lost with a broker's state, and a second message for a range is harmless.
+    A send waiting for tomorrow's warm-up quota is not stalled until its retry is due.
     """
     minutes = settings.OPSDASH_STALL_MINUTES
-    limit = timezone.now() - timedelta(minutes=minutes)
+    now = timezone.now()
+    limit = now - timedelta(minutes=minutes)
     stalled = Send.objects.filter(status=Send.Status.RUNNING, last_progress_at__lt=limit)
+    # Quiet by design until its warm-up quota renews (retry_due_at): not a stall.
+    stalled = stalled.exclude(waiting_for=Service.WARMUP, retry_due_at__gt=now)
     flagged = 0
     for send in stalled:
         if not Delivery.objects.filter(send=send, status=Delivery.Status.QUEUED).exists():
