@@ -273,8 +273,8 @@ def test_a_worker_keeps_several_sessions_busy_against_a_slow_relay(
         settings.EMAIL_PORT = sink.port
         env = {"OPSDASH_DELIVERY_CONNECTIONS": "4", "OPSDASH_DELIVERY_BATCH_SIZE": "20"}
         worker = CeleryProcess.worker(smtp_port=sink.port, concurrency=1, extra_env=env)
-        worker.start(timeout=180)  # a busy machine boots a worker slowly
         try:
+            worker.start(timeout=180)  # a busy machine boots a worker slowly
             campaign = CampaignFactory.create(audiences=[audience_with(40)])
             send = send_launch(
                 campaign_id=campaign.pk,

@@ -112,6 +112,9 @@ def loop_step(loop: Loop, result: BatchResult) -> bool:
         _dispatch(loop, picks, result)
         return True
     if loop.flights:
+        # Accepted messages reach the journal before the wait (they would otherwise ride
+        # with the next status question).
+        loop.control.push()
         _collect(loop, result, timeout=_until_ready(loop))
         return True
     return _wait_for_tokens(loop, result)
@@ -221,6 +224,7 @@ def _wait_for_tokens(loop: Loop, result: BatchResult) -> bool:
     wait = max(0.0, lane.ready_at - now)
     grant = lane.wait or Grant(False, wait)
     if grant.reason is WaitReason.RATE and wait <= settings.OPSDASH_RATE_MAX_WAIT_SECONDS:
+        loop.control.push()
         time.sleep(wait)
         return True
     result.next_step, result.retry_in = _NEXT_STEP[grant.reason], wait
@@ -230,19 +234,17 @@ def _wait_for_tokens(loop: Loop, result: BatchResult) -> bool:
 
 def _collect(loop: Loop, result: BatchResult, *, timeout: float | None) -> None:
     """Records the groups the channel finished (waiting up to ``timeout`` for one)."""
-    done = loop.channel.collect(timeout)
-    for token, outcomes in done:
+    for token, outcomes in loop.channel.collect(timeout):
         if (flight := loop.flights.pop(token, None)) is not None:
             flight.lane.in_flight -= 1
             _record_group(loop=loop, flight=flight, outcomes=outcomes, result=result)
-    if done:
-        loop.control.push()  # accepted messages reach the journal now, not with the next GET
 
 
 def loop_land(loop: Loop, result: BatchResult) -> None:
     """Waits for the messages still in flight and records them (the batch stops)."""
     deadline = time.monotonic() + settings.EMAIL_TIMEOUT * 4 + LANDING_GRACE
     while loop.flights and (left := deadline - time.monotonic()) > 0:
+        loop.control.push()
         _collect(loop, result, timeout=min(left, 1.0))
     if loop.flights:
         logger.warning("%d messages in flight did not answer; their rows wait", len(loop.flights))
