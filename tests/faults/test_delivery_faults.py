@@ -276,7 +276,9 @@ def test_a_sink_answering_4xx_for_a_while_delays_but_loses_nothing(
     send = start_send(campaign)
     wait_for(lambda: len(smtp_sink.messages) >= 40, timeout=60, what="40 messages")
 
-    smtp_sink.rule = lambda address: "451 4.3.0 Try again later"
+    # A temporary error that is not about the rate: each one counts an attempt (a throttling
+    # reply would not, see the pacing tests).
+    smtp_sink.rule = lambda address: "451 4.3.0 Local error in processing"
     time.sleep(3)
     smtp_sink.rule = None
     wait_done(send, worker_factory)
