@@ -1,9 +1,10 @@
 """The batch loop: claim a range of rows, then pace, render and hand them to the send's channel.
 
 The Delivery row is the truth. A batch claims its rows with a conditional UPDATE, asks for the
-Send's status before every hand-over to the channel (each message on SMTP, each API call on an
-ESP), journals each message the channel accepted in Redis, and writes outcomes every few
-messages (``outcomes``), waiting out a database that went away. Only the channel
+Send's status before every hand-over to the channel (a round of at most one message per free
+SMTP session, or one API call on an ESP), journals each message the channel accepted in Redis,
+and writes outcomes every few messages (``outcomes``), waiting out a database that went away.
+The send loop itself, with many messages in flight at once, is ``sending``. Only the channel
 (``campaigns.services.channels``) knows SMTP or HTTP.
 """
 
