@@ -32,9 +32,16 @@ CPU time per message for each path and component goes to stderr, to see where th
 The sink (bench/fastsink.py) is a minimal asyncio SMTP server, one process per core on one
 port, that only records Message-IDs, so that it costs far less than either sender.
 
+``--relay-latency-ms N`` makes the sink answer each DATA N ms late, as a distant relay does;
+the workers then keep ``--connections`` SMTP sessions each (OPSDASH_DELIVERY_CONNECTIONS; 64
+by default with a latency, the setting's default without), and the raw limit uses as many
+sessions in all (threads in each raw process), so the ratio compares like with like.
+
 Prints one JSON line:
     {"recipients", "pipeline_msgs_per_s", "raw_msgs_per_s", "ratio", "lost", "duplicates",
-     "launch_s"}
+     "launch_s", "relay_latency_ms", "connections", "worker_rss_mb"}
+``worker_rss_mb`` is the peak total resident memory of the worker processes (the Celery parent
+and its pool), sampled every half second while the pipeline runs.
 ``--launch-only`` times the launch alone (no sending): for launch_s at 1,000,000 recipients
 when a full run would take too long.
 """
@@ -210,8 +217,15 @@ def recipients_seed(n: int) -> Any:
 
 
 def _raw_worker(
-    rows: list[tuple[int, str, str, str]], campaign_id: int, prebuilt: bool, start: Any, out: Any
+    rows: list[tuple[int, str, str, str]],
+    campaign_id: int,
+    prebuilt: bool,
+    start: Any,
+    out: Any,
+    sessions: int = 1,
 ) -> None:
+    import threading
+
     from django.db import connections
 
     from campaigns.models import Campaign
@@ -241,14 +255,27 @@ def _raw_worker(
         )
 
     ready = [build(*row) for row in rows] if prebuilt else None
+    counts: list[int] = []
+
+    def send_share(share: range) -> None:
+        sent = 0
+        with SmtpSession() as smtp:
+            for index in share:
+                row = rows[index]
+                data = ready[index] if ready is not None else build(*row)
+                result = smtp.send(from_addr=frame.envelope_from, to_addr=row[1], data=data)
+                sent += result.outcome is Outcome.SENT
+        counts.append(sent)
+
+    # Several sessions at once (one thread each) when the sink answers late, as the workers.
+    shares = [range(i, len(rows), sessions) for i in range(sessions)]
+    threads = [threading.Thread(target=send_share, args=(share,)) for share in shares]
     start.wait()
-    sent = 0
-    with SmtpSession() as smtp:
-        for index, row in enumerate(rows):
-            data = ready[index] if ready is not None else build(*row)
-            result = smtp.send(from_addr=frame.envelope_from, to_addr=row[1], data=data)
-            sent += result.outcome is Outcome.SENT
-    out.put(sent)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    out.put(sum(counts))
 
 
 def _raw_esp_worker(
@@ -301,7 +328,7 @@ def _raw_esp_worker(
     out.put(sent)
 
 
-def _server(channel: str, processes: int) -> Any:
+def _server(channel: str, processes: int, latency_ms: float = 0.0) -> Any:
     """The receiving end: the SMTP sink, or the emulated Postmark API on the configured port."""
     from django.conf import settings
 
@@ -312,11 +339,18 @@ def _server(channel: str, processes: int) -> Any:
         return FastEsp(processes=processes, port=port).start()
     from bench.fastsink import FastSink
 
-    return FastSink(processes=processes).start()
+    return FastSink(processes=processes, latency_ms=latency_ms).start()
 
 
 def raw_measure(
-    campaign: Any, n: int, *, processes: int, prebuilt: bool, channel: str = "smtp"
+    campaign: Any,
+    n: int,
+    *,
+    processes: int,
+    prebuilt: bool,
+    channel: str = "smtp",
+    latency_ms: float = 0.0,
+    sessions: int = 1,
 ) -> float:
     from django.conf import settings
     from django.db import connections
@@ -330,14 +364,17 @@ def raw_measure(
     )
     connections.close_all()
     cpu_before = children_cpu()
-    sink = _server(channel, processes)
+    sink = _server(channel, processes, latency_ms)
     settings.EMAIL_PORT = sink.port
     ctx = mp.get_context("fork")
     start, out = ctx.Barrier(processes + 1), ctx.Queue()
     shares = [rows[i::processes] for i in range(processes)]
-    target = _raw_esp_worker if channel == "postmark" else _raw_worker
     procs = [
-        ctx.Process(target=target, args=(share, campaign.pk, prebuilt, start, out))
+        ctx.Process(target=_raw_esp_worker, args=(share, campaign.pk, prebuilt, start, out))
+        if channel == "postmark"
+        else ctx.Process(
+            target=_raw_worker, args=(share, campaign.pk, prebuilt, start, out, sessions)
+        )
         for share in shares
     ]
     for proc in procs:
@@ -359,7 +396,9 @@ def raw_measure(
 # --- Full pipeline --------------------------------------------------------------------------
 
 
-def workers_start(env: dict[str, str], *, count: int, sink_port: int) -> subprocess.Popen[bytes]:
+def workers_start(
+    env: dict[str, str], *, count: int, sink_port: int, connections: int | None = None
+) -> subprocess.Popen[bytes]:
     from django.conf import settings
 
     from opsdash.workers import celery_worker_argv
@@ -374,7 +413,11 @@ def workers_start(env: dict[str, str], *, count: int, sink_port: int) -> subproc
             loglevel=os.environ.get("BENCH_WORKER_LOG_LEVEL", "warning"),
         ),
         cwd=ROOT,
-        env={**env, "EMAIL_PORT": str(sink_port)},
+        env={
+            **env,
+            "EMAIL_PORT": str(sink_port),
+            **({"OPSDASH_DELIVERY_CONNECTIONS": str(connections)} if connections else {}),
+        },
         stdout=log_path.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -427,15 +470,32 @@ def launch(campaign: Any) -> tuple[Any, float]:
     return send, time.perf_counter() - began
 
 
-def pipeline_wait(send_id: int, n: int, *, timeout: float) -> None:
+def rss_mb(pids: list[int]) -> float:
+    """Total resident memory of live processes, from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def pipeline_wait(send_id: int, n: int, *, timeout: float, workers_pid: int) -> float:
+    """Waits for the send to complete; returns the workers' peak total RSS (MB)."""
     from campaigns.models import Send
 
     deadline = time.monotonic() + timeout
     last_log = 0.0
+    peak = 0.0
     while True:
+        peak = max(peak, rss_mb(_tree(workers_pid)))
         send = Send.objects.get(pk=send_id)
         if send.status != Send.Status.RUNNING:
-            return
+            return peak
         if time.monotonic() > deadline:
             raise SystemExit(f"the send did not complete in {timeout}s: {send.done_count}/{n}")
         if time.monotonic() - last_log > 10:
@@ -452,12 +512,14 @@ def pipeline_measure(
     workers: int,
     sink_processes: int,
     channel: str = "smtp",
-) -> tuple[float, float, int, int]:
+    latency_ms: float = 0.0,
+    connections: int | None = None,
+) -> tuple[float, float, int, int, float]:
     from campaigns.models import Delivery, TaskLink
 
-    sink = _server(channel, sink_processes)
+    sink = _server(channel, sink_processes, latency_ms)
     queues_purge()
-    proc = workers_start(env, count=workers, sink_port=sink.port)
+    proc = workers_start(env, count=workers, sink_port=sink.port, connections=connections)
     try:
         workers_settle(proc.pid, count=workers)
         sink_pids = [p.pid for p in sink.procs if p.pid]
@@ -470,7 +532,7 @@ def pipeline_measure(
         began = time.perf_counter()
         send, launch_s = launch(campaign)
         log(f"launch: {send.total} deliveries in {launch_s:.2f}s")
-        pipeline_wait(send.pk, n, timeout=max(600.0, n / 50))
+        peak_rss = pipeline_wait(send.pk, n, timeout=max(600.0, n / 50), workers_pid=proc.pid)
         elapsed = time.perf_counter() - began
         after = {
             "workers": cpu_seconds(_tree(proc.pid)),
@@ -499,7 +561,8 @@ def pipeline_measure(
     statuses = Counter(Delivery.objects.filter(send=send).values_list("status", flat=True))
     batches = TaskLink.objects.filter(send=send, kind=TaskLink.Kind.BATCH).count()
     log(f"pipeline: rows by status {dict(statuses)}, {batches} batches, {elapsed:.1f}s")
-    return n / elapsed, launch_s, lost, duplicates
+    log(f"pipeline: workers' peak RSS {peak_rss:.0f} MB")
+    return n / elapsed, launch_s, lost, duplicates, peak_rss
 
 
 def _domain() -> str:
@@ -530,6 +593,17 @@ def main() -> int:
     parser.add_argument("--launch-only", action="store_true")
     parser.add_argument("--raw-msgs-per-s", type=float, help="reuse a raw figure, skip measuring")
     parser.add_argument(
+        "--relay-latency-ms",
+        type=float,
+        default=0.0,
+        help="the sink answers each DATA this many ms late (a distant relay)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="SMTP sessions per worker process (default: 64 with a latency, else the setting)",
+    )
+    parser.add_argument(
         "--channel",
         choices=["smtp", "postmark"],
         default="smtp",
@@ -552,26 +626,35 @@ def main() -> int:
         print(json.dumps({"recipients": n, "launch_s": round(launch_only(campaign), 2)}))
         return 0
 
+    from django.conf import settings
+
     cores = os.cpu_count() or 2
+    latency = args.relay_latency_ms
+    connections = args.connections or (64 if latency else None)
+    per_worker = connections or settings.OPSDASH_DELIVERY_CONNECTIONS
+    # The raw senders keep as many sessions in all as the workers (without a latency, one per
+    # process: more only adds switching where nothing waits).
+    sessions = max(1, per_worker * args.workers // cores) if latency else 1
+    measure = {"channel": args.channel, "latency_ms": latency, "sessions": sessions}
     raw = args.raw_msgs_per_s
     if not raw:
-        prebuilt = raw_measure(
-            campaign, min(n, 50_000), processes=cores, prebuilt=True, channel=args.channel
-        )
+        prebuilt = raw_measure(campaign, min(n, 50_000), processes=cores, prebuilt=True, **measure)
         log(f"raw_prebuilt_msgs_per_s {prebuilt:.0f} (messages encoded before the clock)")
-        before = raw_measure(campaign, n, processes=cores, prebuilt=False, channel=args.channel)
+        before = raw_measure(campaign, n, processes=cores, prebuilt=False, **measure)
         log(f"raw_msgs_per_s before the pipeline {before:.0f}")
-    pipeline, launch_s, lost, duplicates = pipeline_measure(
+    pipeline, launch_s, lost, duplicates, peak_rss = pipeline_measure(
         campaign,
         n,
         env,
         workers=args.workers,
         sink_processes=args.sink_processes,
         channel=args.channel,
+        latency_ms=latency,
+        connections=connections,
     )
     if not raw:
         # Measured on both sides of the pipeline: the machine is shared, and its load moves.
-        after = raw_measure(campaign, n, processes=cores, prebuilt=False, channel=args.channel)
+        after = raw_measure(campaign, n, processes=cores, prebuilt=False, **measure)
         log(f"raw_msgs_per_s after the pipeline {after:.0f}")
         raw = (before + after) / 2
     line = {
@@ -582,6 +665,9 @@ def main() -> int:
         "lost": lost,
         "duplicates": duplicates,
         "launch_s": round(launch_s, 2),
+        "relay_latency_ms": latency,
+        "connections": per_worker,
+        "worker_rss_mb": round(peak_rss, 1),
     }
     print(json.dumps(line))
     return 0 if lost == 0 and duplicates == 0 else 1

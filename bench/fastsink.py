@@ -5,6 +5,8 @@ out near the rate one sender reaches, so measuring with it would mostly measure 
 speaks just enough SMTP for smtplib (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), runs one
 asyncio server per process on a shared port (SO_REUSEPORT, the kernel spreads connections),
 and appends each message's Message-ID to a per-process file, flushed when the process stops.
+With ``latency_ms`` it answers each DATA that much later, as a distant relay does; the wait
+is a timer on the event loop, so every connection waits at the same time.
 
     sink = FastSink(processes=2).start(); ...; ids = sink.stop()  # list of Message-IDs
 """
@@ -12,6 +14,7 @@ and appends each message's Message-ID to a per-process file, flushed when the pr
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing as mp
 import os
 import signal
@@ -26,8 +29,9 @@ _END = b"\r\n.\r\n"
 
 
 class _Session(asyncio.Protocol):
-    def __init__(self, ids: list[bytes]) -> None:
+    def __init__(self, ids: list[bytes], latency: float = 0.0) -> None:
         self.ids = ids
+        self.latency = latency
         self.buffer = b""
         self.in_data = False
         self.transport: asyncio.Transport | None = None
@@ -47,7 +51,11 @@ class _Session(asyncio.Protocol):
                 self._message(self.buffer[: end + 2])
                 self.buffer = self.buffer[end + len(_END) :]
                 self.in_data = False
-                self._reply(b"250 2.0.0 Ok: queued\r\n")
+                if self.latency:
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(self.latency, self._reply, b"250 2.0.0 Ok: queued\r\n")
+                else:
+                    self._reply(b"250 2.0.0 Ok: queued\r\n")
                 continue
             line_end = self.buffer.find(b"\r\n")
             if line_end < 0:
@@ -57,7 +65,8 @@ class _Session(asyncio.Protocol):
 
     def _reply(self, text: bytes) -> None:
         assert self.transport is not None
-        self.transport.write(text)
+        if not self.transport.is_closing():
+            self.transport.write(text)
 
     def _command(self, line: bytes) -> None:
         verb = line[:4].upper()
@@ -107,9 +116,9 @@ def serve_until_stopped(
     asyncio.run(main())
 
 
-def _serve(port: int, out: str, ready: mp.synchronize.Event) -> None:
+def _serve(port: int, out: str, ready: mp.synchronize.Event, latency: float = 0.0) -> None:
     ids: list[bytes] = []
-    serve_until_stopped(port, lambda: _Session(ids), ready)
+    serve_until_stopped(port, lambda: _Session(ids, latency), ready)
     Path(out).write_bytes(b"\n".join(ids) + (b"\n" if ids else b""))
 
 
@@ -168,5 +177,9 @@ class FastSink(ServerProcesses):
     what = "the sink"
     prefix = "fastsink-"
 
+    def __init__(self, *, processes: int = 2, port: int = 0, latency_ms: float = 0.0) -> None:
+        super().__init__(processes=processes, port=port)
+        self.latency = latency_ms / 1000
+
     def serve(self) -> Callable[[int, str, Any], None]:
-        return _serve
+        return functools.partial(_serve, latency=self.latency)

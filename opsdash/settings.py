@@ -299,6 +299,19 @@ OPSDASH_SENDER_NAME = env_str("OPSDASH_SENDER_NAME", "opsdash").strip() or "opsd
 OPSDASH_DELIVERY_BATCH_SIZE = env_int("OPSDASH_DELIVERY_BATCH_SIZE", 500, minimum=1)
 OPSDASH_DELIVERY_MAX_BATCHES = env_int("OPSDASH_DELIVERY_MAX_BATCHES", 500, minimum=1)
 OPSDASH_DELIVERY_FLUSH_EVERY = env_int("OPSDASH_DELIVERY_FLUSH_EVERY", 50, minimum=1)
+# SMTP sessions each worker process keeps open at once, so the relay's latency does not set
+# the speed: a process sends about CONNECTIONS / latency messages a second (16 sessions at
+# 100 ms: up to 160/s). Several worker processes multiply it: keep the total under what the
+# relay allows one client (Postfix: 50 by default). Sessions outlive a batch and close after
+# IDLE_SECONDS without a message.
+OPSDASH_DELIVERY_CONNECTIONS = env_int("OPSDASH_DELIVERY_CONNECTIONS", 16, minimum=1)
+# Messages in flight at once to one named mailbox provider (Google, Microsoft, ...), per
+# worker process: big providers defer senders that open too many sessions. "Other" is many
+# small domains, so it is bounded only by OPSDASH_DELIVERY_CONNECTIONS.
+OPSDASH_DELIVERY_CONNECTIONS_PER_PROVIDER = env_int(
+    "OPSDASH_DELIVERY_CONNECTIONS_PER_PROVIDER", 8, minimum=1
+)
+OPSDASH_DELIVERY_IDLE_SECONDS = env_float("OPSDASH_DELIVERY_IDLE_SECONDS", 30.0)
 OPSDASH_DELIVERY_LEASE_SECONDS = env_int("OPSDASH_DELIVERY_LEASE_SECONDS", 300, minimum=10)
 OPSDASH_DELIVERY_MAX_ATTEMPTS = env_int("OPSDASH_DELIVERY_MAX_ATTEMPTS", 5, minimum=1)
 OPSDASH_STALL_MINUTES = env_int("OPSDASH_STALL_MINUTES", 10, minimum=1)

@@ -1,4 +1,4 @@
-"""One reusable SMTP session per batch, and the classification of what the server answered."""
+"""One reusable SMTP session, and the classification of what the server answered."""
 
 from __future__ import annotations
 
@@ -81,11 +81,21 @@ def classify(code: int, text: str) -> Outcome:
 _CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, OSError, EOFError)
 
 
+class _Stale(Exception):
+    """A kept connection the server had closed: nothing of the message reached it."""
+
+
 class SmtpSession:
-    """Opens lazily, reuses one connection, and reopens after the server dropped it."""
+    """Opens lazily, reuses one connection, and reopens after the server dropped it.
+
+    A session may be kept open between batches (the worker's pool of sessions), so a relay's
+    idle timeout can close it while it waits: a message whose first command finds the
+    connection gone goes again, once, on a fresh connection instead of counting an attempt.
+    """
 
     def __init__(self) -> None:
         self._conn: smtplib.SMTP | None = None
+        self.opened = 0  # connections opened so far (a pool reports how often it reconnects)
 
     def __enter__(self) -> SmtpSession:
         return self
@@ -97,6 +107,10 @@ class SmtpSession:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
 
     def _open(self) -> smtplib.SMTP:
         host, port, timeout = settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT
@@ -111,6 +125,7 @@ class SmtpSession:
                 conn.starttls(context=ssl.create_default_context())
         if settings.EMAIL_HOST_USER:
             conn.login(settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD)
+        self.opened += 1
         return conn
 
     def close(self) -> None:
@@ -123,14 +138,25 @@ class SmtpSession:
 
     def send(self, *, from_addr: str, to_addr: str, data: bytes) -> SmtpResult:
         """Sends one message; never raises for what the server or the network did."""
-        if self._conn is None:
+        if self._conn is not None:
             try:
-                self._conn = self._open()
-            except (TimeoutError, *_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
-                text = f"cannot connect: {type(exc).__name__}: {exc}"
-                return SmtpResult(Outcome.TRANSIENT, 0, text, attempted=False)
+                return self._attempt(self._conn, from_addr, to_addr, data, kept=True)
+            except _Stale:
+                self._drop()
         try:
-            return self._transaction(self._conn, from_addr, to_addr, data)
+            self._conn = self._open()
+        except (TimeoutError, *_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
+            text = f"cannot connect: {type(exc).__name__}: {exc}"
+            return SmtpResult(Outcome.TRANSIENT, 0, text, attempted=False)
+        return self._attempt(self._conn, from_addr, to_addr, data, kept=False)
+
+    def _attempt(
+        self, conn: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes, *, kept: bool
+    ) -> SmtpResult:
+        try:
+            return self._transaction(conn, from_addr, to_addr, data, kept=kept)
+        except _Stale:
+            raise
         except smtplib.SMTPResponseException as exc:
             self._reset_after_error()
             text = (
@@ -145,10 +171,20 @@ class SmtpSession:
             return SmtpResult(Outcome.TRANSIENT, 0, f"{type(exc).__name__}: {exc}")
 
     @staticmethod
-    def _transaction(conn: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes) -> SmtpResult:
-        conn.ehlo_or_helo_if_needed()
+    def _transaction(
+        conn: smtplib.SMTP, from_addr: str, to_addr: str, data: bytes, *, kept: bool
+    ) -> SmtpResult:
+        try:
+            conn.ehlo_or_helo_if_needed()
+            code, text = conn.mail(from_addr)
+        except (*_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
+            if kept:
+                raise _Stale from exc
+            raise
+        if kept and code == 421:  # the server's goodbye to an idle session, read only now
+            raise _Stale
         steps: tuple[Callable[[], tuple[int, bytes]], ...] = (
-            lambda: conn.mail(from_addr),
+            lambda: (code, text),
             lambda: conn.rcpt(to_addr),
         )
         for step in steps:

@@ -70,7 +70,11 @@ def test_cancel_skips_the_queued_rows_as_cancelled_and_the_counters_add_up() -> 
     counters_match_rows(send)
 
 
-def test_cancel_mid_batch_skips_the_claimed_rows_as_cancelled(smtp_sink: SmtpSink) -> None:
+def test_cancel_mid_batch_skips_the_claimed_rows_as_cancelled(
+    smtp_sink: SmtpSink, settings: Settings
+) -> None:
+    # One session at a time: the test follows the messages in order.
+    settings.OPSDASH_DELIVERY_CONNECTIONS = 1
     send, published = launched(5)
     seen: list[str] = []
 
@@ -158,6 +162,8 @@ def test_a_slow_send_writes_its_outcomes_every_few_seconds_not_only_every_50(
 ) -> None:
     """A rate-limited send used to keep up to 50 outcomes in memory: minutes at 30 a minute."""
     settings.OPSDASH_DELIVERY_FLUSH_EVERY = 50
+    # One session at a time: the test follows the messages in order.
+    settings.OPSDASH_DELIVERY_CONNECTIONS = 1
     monkeypatch.setattr(batch_module, "FLUSH_SECONDS", 0.0)  # every message is "a while" later
     written: list[int] = []
     real_write = outcomes_write

@@ -78,6 +78,26 @@ class Channel(ABC):
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._done: list[tuple[int, list[ChannelResult]]] = []
+
+    @property
+    def connections(self) -> int:
+        """Groups the channel can have in flight at once (``submit`` before ``collect``)."""
+        return 1
+
+    def submit(self, token: int, batch: list[Composed]) -> None:
+        """Starts sending a group; ``collect`` answers its results under ``token``.
+
+        Here the group is sent before this returns (one call at a time); a channel with
+        several connections overrides this and ``collect``.
+        """
+        self._done.append((token, self.send(batch)))
+
+    def collect(self, timeout: float | None) -> list[tuple[int, list[ChannelResult]]]:
+        """The groups finished since the last call, waiting up to ``timeout`` seconds for
+        one when none is (None or 0: no wait)."""
+        done, self._done = self._done, []
+        return done
 
     def __enter__(self) -> Channel:
         self.open()
