@@ -33,6 +33,7 @@ from campaigns.services.delivery.outcomes import (
     outcome_record,
 )
 from campaigns.services.delivery.state import ControlProbe
+from campaigns.services.guardrails import guard_note
 from campaigns.services.mime import WireFrame
 from campaigns.services.pacing import Grant, Pacer, Provider, WaitReason, provider_of
 from campaigns.services.rendering import CompiledCampaign, message_render, recipient_fields
@@ -260,6 +261,7 @@ def _record_group(
     lane = flight.lane
     for (row, _), outcome in zip(flight.sent, outcomes, strict=True):
         loop.pacer.observe(lane.provider, outcome)
+        guard_note(send_id=row.send_id, provider=lane.provider, result=outcome)
         if not outcome.attempted:
             result.deferred, loop.stopping = outcome.summary, True
             loop.back.append(row)
