@@ -159,7 +159,13 @@ def _pick(loop: Loop, now: float) -> list[tuple[_Lane, list[Delivery]]]:
 
 def _pace(pacer: Pacer, lane: _Lane, count: int, now: float) -> int:
     """Takes tokens for ``count`` messages to the lane's provider, or for one when the bucket
-    has not that many; 0 (and the lane waits) when it has none."""
+    has not that many; 0 (and the lane waits) when it has none.
+
+    One take never asks for more than the smallest fixed bucket holds (this process's share
+    of it, as while Redis is out): a bucket lets a larger take through in debt, which would
+    send a campaign capped at 30 a minute in bursts of sixteen.
+    """
+    count = min(count, _burst(pacer, count))
     grant = pacer.take(lane.provider, count)
     if grant.granted:
         return count
@@ -167,6 +173,11 @@ def _pace(pacer: Pacer, lane: _Lane, count: int, now: float) -> int:
         return 1
     lane.wait, lane.ready_at = grant, now + max(grant.wait, 0.01)
     return 0
+
+
+def _burst(pacer: Pacer, default: int) -> int:
+    share = settings.OPSDASH_RATE_FALLBACK_SHARE
+    return min((int(max(1.0, capacity / share)) for capacity in pacer.capacities), default=default)
 
 
 def _dispatch(loop: Loop, picks: list[tuple[_Lane, list[Delivery]]], result: BatchResult) -> None:
