@@ -15,12 +15,13 @@ from campaigns.models import Delivery, Send
 from campaigns.publishers import publish_batch
 from campaigns.services import delivery
 from campaigns.services.channels.smtp import smtp_pool, smtp_pool_close
-from campaigns.services.delivery import NextStep, batch_deliver, send_launch
+from campaigns.services.delivery import NextStep, send_launch
 from campaigns.services.delivery import batch as batch_module
 from campaigns.services.pacing import Grant, Pacer, Provider, WaitReason
 from opsdash.smtp_sink import SinkHandler, SmtpSink
 from tests.factories import AudienceFactory, CampaignFactory, SubscriptionFactory, audience_with
 from tests.processes import CeleryProcess, on_own_thread, wait_for
+from tests.services.test_delivery import received, run, statuses
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -73,21 +74,6 @@ def launch(campaign_id: int) -> tuple[Send, Published]:
     )
     assert send is not None
     return send, published
-
-
-def run(published: Published) -> list[delivery.BatchResult]:
-    return [
-        batch_deliver(send_id=s, first_id=first, last_id=last, task_id=task_id)
-        for s, first, last, task_id in published
-    ]
-
-
-def received(sink: SmtpSink) -> Counter[str]:
-    return Counter(message["To"].addresses[0].addr_spec for message in sink.messages)
-
-
-def statuses(send: Send) -> Counter[str]:
-    return Counter(Delivery.objects.filter(send=send).values_list("status", flat=True))
 
 
 def slowness(sink: SmtpSink) -> SlowHandler:

@@ -9,7 +9,10 @@ fires, so nothing leaves under findings nobody looked at.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -62,18 +65,8 @@ def campaign_preflight_override(
             "Four-eyes rule: the last editor of a campaign cannot override its pre-flight "
             "checks; ask another approver."
         )
-    campaign.preflight_override_by = acting_user(by)
-    campaign.preflight_override_at = timezone.now()
-    campaign.preflight_override_reason = reason[:500]
-    campaign.preflight_override_codes = codes
-    campaign.save(
-        update_fields=[
-            "preflight_override_by",
-            "preflight_override_at",
-            "preflight_override_reason",
-            "preflight_override_codes",
-            "updated_at",
-        ]
+    _override_store(
+        campaign, by=acting_user(by), at=timezone.now(), reason=reason[:500], codes=codes
     )
     audit_record(
         action=AuditEntry.Action.PREFLIGHT_OVERRIDDEN,
@@ -93,10 +86,22 @@ def preflight_override_clear(*, campaign: Campaign, by: By, reason: str) -> None
         "overridden_by": str(campaign.preflight_override_by or ""),
         "codes": list(campaign.preflight_override_codes or []),
     }
-    campaign.preflight_override_by = None
-    campaign.preflight_override_at = None
-    campaign.preflight_override_reason = ""
-    campaign.preflight_override_codes = []
+    _override_store(campaign, by=None, at=None, reason="", codes=[])
+    audit_record(
+        action=AuditEntry.Action.PREFLIGHT_OVERRIDE_CLEARED,
+        actor=by,
+        campaign=campaign,
+        changes=changes,
+    )
+
+
+def _override_store(
+    campaign: Campaign, *, by: User | None, at: datetime | None, reason: str, codes: list[str]
+) -> None:
+    campaign.preflight_override_by = by
+    campaign.preflight_override_at = at
+    campaign.preflight_override_reason = reason
+    campaign.preflight_override_codes = codes
     campaign.save(
         update_fields=[
             "preflight_override_by",
@@ -105,10 +110,4 @@ def preflight_override_clear(*, campaign: Campaign, by: By, reason: str) -> None
             "preflight_override_codes",
             "updated_at",
         ]
-    )
-    audit_record(
-        action=AuditEntry.Action.PREFLIGHT_OVERRIDE_CLEARED,
-        actor=by,
-        campaign=campaign,
-        changes=changes,
     )
