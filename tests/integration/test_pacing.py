@@ -39,6 +39,9 @@ PACING_ENV = {
     "OPSDASH_PACING_DECREASE": "0.7",
     "OPSDASH_PACING_INCREASE": "2",
     "OPSDASH_PACING_CUT_SECONDS": "1",
+    # The sink defers Gmail on purpose, far above what the deferral guardrail accepts (it
+    # would pause the send, as it should for a real provider): that guardrail has its own tests.
+    "OPSDASH_GUARDRAIL_DEFERRAL_PERCENT": "100",
 }
 
 
