@@ -42,7 +42,7 @@ from campaigns.services.audit import By
 from campaigns.services.controls import Control, Offer
 from campaigns.services.delivery import send_cancel, send_pause, send_resume
 from campaigns.services.delivery.control import guardrail_resume_refusal
-from campaigns.services.transitions import send_controls_for
+from campaigns.services.transitions import send_page_actions
 
 # A running send held up by Redis or the database reads "waiting", in the warning colour.
 SEND_STATUS_COLOURS = {**STATUS_COLOURS, "waiting": "warning"}
@@ -265,10 +265,7 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         """Only the controls the send's status allows (the Send state machine decides)."""
         row = Send.objects.filter(pk=object_id).values_list("status", "guardrail").first()
         status, guardrail = row or ("", "")
-        offered: set[str] = set(send_controls_for(str(status)))
-        # A guardrail's pause is resumed through the page asking why (approvers only).
-        if status == Send.Status.PAUSED and guardrail and "resume" in offered:
-            offered = (offered - {"resume"}) | {"resume_guardrail"}
+        offered = send_page_actions(str(status), guardrail=str(guardrail))
         prefix = "campaigns_send_"  # Unfold names each action <app>_<model>_<method>
         actions = super().get_actions_detail(request, object_id)
         return [a for a in actions if a.action_name.removeprefix(prefix) in offered]

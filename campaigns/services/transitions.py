@@ -154,6 +154,15 @@ def send_controls_for(status: str) -> list[SendControl]:
     return [control for control, to in SEND_CONTROL_TARGETS.items() if to in targets]
 
 
+def send_page_actions(status: str, *, guardrail: str = "") -> set[str]:
+    """The send page's actions for a send in ``status``: its controls, except that a pause a
+    guardrail made is resumed through the page that asks an approver why."""
+    offered: set[str] = set(send_controls_for(status))
+    if status == SendStatus.PAUSED and guardrail and SendControl.RESUME in offered:
+        offered = (offered - {SendControl.RESUME}) | {"resume_guardrail"}
+    return offered
+
+
 def campaign_controls_for(campaign: Campaign) -> list[CampaignControl]:
     """The status controls a campaign offers now (a recurring one is sent now while scheduled:
     its occurrence becomes a Send and the campaign itself stays where it is)."""
