@@ -312,6 +312,10 @@ OPSDASH_DELIVERY_CONNECTIONS_PER_PROVIDER = env_int(
     "OPSDASH_DELIVERY_CONNECTIONS_PER_PROVIDER", 8, minimum=1
 )
 OPSDASH_DELIVERY_IDLE_SECONDS = env_float("OPSDASH_DELIVERY_IDLE_SECONDS", 30.0)
+# A relay that answers a message within this many ms (on the same host or next to it) is sent
+# to from the batch's own thread, one message at a time: handing each message to a session
+# thread would cost more than the wait. 0 always uses the session threads.
+OPSDASH_DELIVERY_INLINE_BELOW_MS = env_float("OPSDASH_DELIVERY_INLINE_BELOW_MS", 2.0)
 OPSDASH_DELIVERY_LEASE_SECONDS = env_int("OPSDASH_DELIVERY_LEASE_SECONDS", 300, minimum=10)
 OPSDASH_DELIVERY_MAX_ATTEMPTS = env_int("OPSDASH_DELIVERY_MAX_ATTEMPTS", 5, minimum=1)
 OPSDASH_STALL_MINUTES = env_int("OPSDASH_STALL_MINUTES", 10, minimum=1)

@@ -142,7 +142,7 @@ class SmtpSession:
             try:
                 return self._attempt(self._conn, from_addr, to_addr, data, kept=True)
             except _Stale:
-                self._drop()
+                self.drop()
         try:
             self._conn = self._open()
         except (TimeoutError, *_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
@@ -167,7 +167,7 @@ class SmtpSession:
             return SmtpResult(classify(exc.smtp_code, text), exc.smtp_code, text)
         except (TimeoutError, *_CONNECTION_ERRORS, smtplib.SMTPException) as exc:
             # The session may be poisoned: drop it so the next message opens a fresh one.
-            self._drop()
+            self.drop()
             return SmtpResult(Outcome.TRANSIENT, 0, f"{type(exc).__name__}: {exc}")
 
     @staticmethod
@@ -202,9 +202,11 @@ class SmtpSession:
             if self._conn is not None:
                 self._conn.rset()
         except (*_CONNECTION_ERRORS, smtplib.SMTPException):
-            self._drop()
+            self.drop()
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
+        """Closes the connection without a goodbye (its state is unknown); the next message
+        opens a new one."""
         if self._conn is not None:
             try:
                 self._conn.close()

@@ -85,6 +85,7 @@ def test_several_messages_are_in_flight_at_once_and_never_more_than_the_connecti
     slow_sink: SmtpSink, settings: Settings
 ) -> None:
     settings.OPSDASH_DELIVERY_CONNECTIONS = 4
+    settings.OPSDASH_DELIVERY_INLINE_BELOW_MS = 0  # the session threads alone
     send, published = launch(CampaignFactory.create(audiences=[audience_with(16)]).pk)
 
     (result,) = run(published)
@@ -92,6 +93,39 @@ def test_several_messages_are_in_flight_at_once_and_never_more_than_the_connecti
     assert result.sent == 16 and set(received(slow_sink).values()) == {1}
     assert slowness(slow_sink).most_at_once == 4
     assert slow_sink.handler.sessions == 4
+    assert statuses(send) == {Delivery.Status.SENT: 16}
+
+
+def test_a_fast_relay_is_sent_to_from_the_batchs_own_thread_on_one_session(
+    smtp_sink: SmtpSink, settings: Settings
+) -> None:
+    settings.OPSDASH_DELIVERY_CONNECTIONS = 4
+    settings.OPSDASH_DELIVERY_INLINE_BELOW_MS = 10_000  # every answer counts as fast here
+    send, published = launch(CampaignFactory.create(audiences=[audience_with(12)]).pk)
+
+    (result,) = run(published)
+
+    assert result.sent == 12 and set(received(smtp_sink).values()) == {1}
+    assert smtp_sink.handler.sessions == 1
+    assert smtp_pool().threads == []  # no message was handed to another thread
+    assert statuses(send) == {Delivery.Status.SENT: 12}
+
+
+def test_a_slow_relay_gets_the_session_threads_and_the_connections_still_bound_them(
+    slow_sink: SmtpSink, settings: Settings
+) -> None:
+    settings.OPSDASH_DELIVERY_CONNECTIONS = 4
+    settings.OPSDASH_DELIVERY_INLINE_BELOW_MS = 50  # the sink answers after 200 ms
+    send, published = launch(CampaignFactory.create(audiences=[audience_with(16)]).pk)
+
+    (result,) = run(published)
+
+    assert result.sent == 16 and set(received(slow_sink).values()) == {1}
+    pool = smtp_pool()
+    # Timed on the batch's own session (two messages: the first one opens it), then the
+    # threads: that session stays one of the four connections, for the next timing.
+    assert len(pool.threads) == 3 and slow_sink.handler.sessions == 4
+    assert slowness(slow_sink).most_at_once == 3
     assert statuses(send) == {Delivery.Status.SENT: 16}
 
 

@@ -7,15 +7,24 @@ batch loop hands it composed messages and reads the results back, and stays the 
 that touches the database and Redis. The sessions outlive a batch (the next one reuses them),
 close after ``OPSDASH_DELIVERY_IDLE_SECONDS`` without a message and when the worker stops, and
 reopen after the server dropped them.
+
+A relay on the same host or next to it answers a message faster than a hand-over to another
+thread costs (a thread wake-up and a GIL switch each way). While the relay's answers come
+within ``OPSDASH_DELIVERY_INLINE_BELOW_MS``, the batch's thread sends on a session of its own,
+one message at a time, and the pool's threads stay asleep; a relay that answers slower gets
+the pool, and is timed again every few seconds in case it became fast.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import queue
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +41,13 @@ logger = logging.getLogger(__name__)
 
 Done = tuple[int, list[ChannelResult]]
 
+# A relay answering slower than the inline limit is timed again, on the batch's own session,
+# this often: it may have become fast (a restarted relay, a route that changed).
+PROBE_SECONDS = 5.0
+# How many recent timings decide: the fastest of them, so one slow answer (a pause in the
+# relay or in this process) does not hand a fast relay to the threads.
+_TIMINGS = 8
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -47,7 +63,9 @@ class SmtpPool:
     ``idle`` seconds without a message (and opens it again with the next one).
     """
 
-    def __init__(self, *, size: int, idle: float, server: tuple[object, ...]) -> None:
+    def __init__(
+        self, *, size: int, idle: float, server: tuple[object, ...], inline_below: float = 0.0
+    ) -> None:
         self.size, self.idle, self.server = size, idle, server
         self.pid = os.getpid()
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -56,12 +74,21 @@ class SmtpPool:
         self.lock = threading.Lock()
         self.busy = 0  # jobs handed over and not finished
         self.busy_peak = 0  # the most at once (tests and benchmarks read it)
+        # One connection is one message at a time whichever thread sends it: the batch's own.
+        below = math.inf if size == 1 and inline_below > 0 else inline_below
+        self.inline = _InlineSession(below=below, idle=idle)
+        self.sessions.append(self.inline.session)
 
     def submit(self, token: int, batch: list[Composed], reply: queue.SimpleQueue[Done]) -> None:
+        if (results := self.inline.send(batch)) is not None:
+            reply.put((token, results))
+            return
         with self.lock:
             self.busy += 1
             self.busy_peak = max(self.busy_peak, self.busy)
-            if self.busy > len(self.threads) and len(self.threads) < self.size:
+            # The inline session, when open, is one of the ``size`` connections.
+            room = self.size - (1 if self.inline.session.connected else 0)
+            if self.busy > len(self.threads) and len(self.threads) < max(1, room):
                 self._grow()
         self.jobs.put(_Job(token, batch, reply))
 
@@ -97,10 +124,88 @@ class SmtpPool:
 
     def close(self, *, wait: float = 5.0) -> None:
         """Closes every session once the messages handed over are sent (at most ``wait`` s)."""
+        self.inline.close()
         for _ in self.threads:
             self.jobs.put(None)
         for thread in self.threads:
             thread.join(wait)
+
+
+class _InlineSession:
+    """The session the batch's own thread sends on while the relay answers fast.
+
+    Each message sent on an open session is timed; the fastest of the last few timings is
+    the relay's speed. A relay slower than ``below`` seconds a message gets the pool's
+    threads (``send`` returns None), except one message every PROBE_SECONDS, timed again.
+    A small janitor thread closes the session after ``idle`` seconds without a message.
+    """
+
+    def __init__(self, *, below: float, idle: float) -> None:
+        self.below, self.idle = below, idle
+        self.session = SmtpSession()
+        self.lock = threading.Lock()  # a test message and a batch may share a process
+        self.timings: deque[float] = deque(maxlen=_TIMINGS)
+        self.probe_at = 0.0
+        self.used_at = 0.0
+        self.janitor: threading.Thread | None = None
+        self.closed = False
+
+    def fast(self, now: float) -> bool:
+        if self.below <= 0:
+            return False
+        if not self.timings or min(self.timings) < self.below:
+            return True
+        if now >= self.probe_at:
+            self.probe_at = now + PROBE_SECONDS
+            return True
+        return False
+
+    def send(self, batch: list[Composed]) -> list[ChannelResult] | None:
+        """The batch's results, or None: the relay is slow, or the session is in use."""
+        if not self.fast(time.monotonic()) or not self.lock.acquire(blocking=False):
+            return None
+        try:
+            results = [self._timed(composed) for composed in batch]
+            self.used_at = time.monotonic()
+        except BaseException:
+            # Interrupted mid-transaction (the task's time limit lands on this thread): the
+            # session's state is unknown. The caller hands the message back.
+            self.session.drop()
+            raise
+        finally:
+            self.lock.release()
+        self._janitor_start()
+        return results
+
+    def _timed(self, composed: Composed) -> ChannelResult:
+        kept = self.session.connected  # a new session's connect and greeting are not timed
+        started = time.monotonic()
+        result = _send_one(self.session, composed)  # on this thread, an error is the batch's
+        if kept and result.attempted:
+            self.timings.append(time.monotonic() - started)
+        return result
+
+    def _janitor_start(self) -> None:
+        if self.janitor is None and self.idle > 0:
+            self.janitor = threading.Thread(
+                target=self._close_when_idle, name="smtp-inline-janitor", daemon=True
+            )
+            self.janitor.start()
+
+    def _close_when_idle(self) -> None:
+        while not self.closed:
+            time.sleep(min(self.idle, 1.0))
+            idle = time.monotonic() - self.used_at >= self.idle
+            if idle and self.session.connected and self.lock.acquire(blocking=False):
+                try:
+                    self.session.close()  # the relay keeps no idle session of ours open
+                finally:
+                    self.lock.release()
+
+    def close(self) -> None:
+        self.closed = True
+        with self.lock:
+            self.session.close()
 
 
 def _send_all(session: SmtpSession, batch: list[Composed]) -> list[ChannelResult]:
@@ -138,6 +243,7 @@ def _server() -> tuple[object, ...]:
         settings.EMAIL_HOST_USER,
         settings.OPSDASH_DELIVERY_CONNECTIONS,
         settings.OPSDASH_DELIVERY_IDLE_SECONDS,
+        settings.OPSDASH_DELIVERY_INLINE_BELOW_MS,
     )
 
 
@@ -156,6 +262,7 @@ def smtp_pool() -> SmtpPool:
             size=settings.OPSDASH_DELIVERY_CONNECTIONS,
             idle=settings.OPSDASH_DELIVERY_IDLE_SECONDS,
             server=server,
+            inline_below=settings.OPSDASH_DELIVERY_INLINE_BELOW_MS / 1000,
         )
         return _pool
 

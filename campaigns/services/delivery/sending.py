@@ -208,12 +208,25 @@ def _dispatch(loop: Loop, picks: list[tuple[_Lane, list[Delivery]]], result: Bat
     for row, problem in problems:
         outcome_record(row=row, outcome=problem, pending=loop.pending)
         loop.recorded += 1
-    for lane, composed in ready:
-        loop.tokens += 1
-        loop.flights[loop.tokens] = _Flight(lane, composed)
-        lane.in_flight += 1
-        loop.channel.submit(loop.tokens, [message for _, message in composed])
+    for index, (lane, composed) in enumerate(ready):
+        try:
+            _hand_over(loop, lane, composed)
+        except BaseException:
+            # Interrupted while the channel sent on this thread (the task's time limit): the
+            # group and those after it go back like rows never handed over. A message the
+            # relay took just before goes out again, as any message in flight at a crash may.
+            loop.back += [row for _, group in ready[index:] for row, _ in group]
+            raise
     _collect(loop, result, timeout=None)
+
+
+def _hand_over(loop: Loop, lane: _Lane, composed: list[tuple[Delivery, Composed]]) -> None:
+    """Gives one group to the channel: sent on another thread (its result comes with a later
+    ``collect``), or on this one, when the relay answers fast (its result is ready)."""
+    loop.tokens += 1
+    loop.channel.submit(loop.tokens, [message for _, message in composed])
+    loop.flights[loop.tokens] = _Flight(lane, composed)
+    lane.in_flight += 1
 
 
 def _until_ready(loop: Loop) -> float:

@@ -104,6 +104,11 @@ class Pacer:
         elif result.outcome is Outcome.SENT:
             tally.ok += 1
 
+    @property
+    def deferred(self) -> bool:
+        """Whether a deferral was observed since the last sync (it cuts the shared rate)."""
+        return any(tally.deferred for tally in self.tallies.values())
+
     def sync(self) -> None:
         """Writes what ``observe`` gathered (called with every flush of outcomes)."""
         tallies, self.tallies = self.tallies, {}
