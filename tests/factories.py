@@ -68,7 +68,8 @@ class CampaignFactory(DjangoModelFactory[Campaign]):
     text_body = (
         "Hi {{ recipient.first_name }} from {{ recipient.attributes.city }}.\n{{ unsubscribe_url }}"
     )
-    html_body = "<p>Hi {{ recipient.first_name }}</p>"
+    body_format = Campaign.BodyFormat.HTML
+    body = "<p>Hi {{ recipient.first_name }}</p>"
     # @factory.post_generation spelled as the declaration it is: the decorator is untyped.
     audiences = PostGeneration(_audiences_set)
 

@@ -138,7 +138,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     }
     change_form_outer_before_template = "admin/campaigns/campaign/toolbar_notes.html"
     change_form_outer_after_template = "admin/campaigns/campaign_tools.html"
-    changelist_defer = ("html_body", "text_body")
+    changelist_defer = ("body", "text_body")
     show_full_result_count = False
     list_select_related = ("owner",)
 

@@ -144,7 +144,7 @@ def campaign_compile_for(campaign: Campaign) -> CompiledCampaign:
         from_email=campaign.from_email,
         reply_to=campaign.reply_to,
         text_body=campaign.text_body,
-        html_body=campaign.html_body,
+        html_body=campaign.body,
     )
 
 

@@ -42,7 +42,10 @@ def campaign_form_data(campaign: Campaign | None = None, **overrides: Any) -> di
         "from_email": "Team <team@example.com>",
         "reply_to": "",
         "text_body": "Hi {{ recipient.first_name }}\n{{ unsubscribe_url }}",
-        "html_body": "<p>Hi {{ recipient.first_name }}</p>",
+        "body_format": "html",
+        "body": "<p>Hi {{ recipient.first_name }}</p>",
+        "preheader": "",
+        "layout": "",
         "audiences": [],
         "rate_limit_per_minute": "",
         "schedule_kind": "manual",
@@ -59,8 +62,15 @@ def campaign_form_data(campaign: Campaign | None = None, **overrides: Any) -> di
         "sends-MAX_NUM_FORMS": "1000",
     }
     if campaign is not None:
-        for name in ("name", "subject", "from_email", "reply_to", "text_body", "html_body"):
+        for name in ("name", "subject", "from_email", "reply_to", "text_body", "body"):
             data[name] = getattr(campaign, name)
+        data.update(
+            body_format=campaign.body_format,
+            preheader=campaign.preheader,
+            layout=campaign.layout_id or "",
+        )
+        if campaign.web_archive:
+            data["web_archive"] = "on"
         data["audiences"] = [a.pk for a in campaign.audiences.all()]
         data["sends-INITIAL_FORMS"] = str(campaign.sends.count())
         data["sends-TOTAL_FORMS"] = data["sends-INITIAL_FORMS"]

@@ -43,7 +43,7 @@ def test_the_preview_renders_unsaved_content_for_a_chosen_recipient() -> None:
             "subject": "Hi {{ recipient.first_name }}",
             "from_email": "a@example.com",
             "text_body": "From {{ recipient.attributes.city }}",
-            "html_body": (
+            "body": (
                 "<p>Hello <b>{{ recipient.first_name }}</b> "
                 "from {{ recipient.attributes.city }}</p>"
             ),
@@ -66,7 +66,7 @@ def test_the_preview_escapes_recipient_data_in_html() -> None:
                 "recipient": "eve@example.com",
                 "subject": "s",
                 "text_body": "",
-                "html_body": "<p>{{ recipient.first_name }}</p>",
+                "body": "<p>{{ recipient.first_name }}</p>",
             },
         )
         .json()
@@ -83,7 +83,7 @@ def test_the_preview_falls_back_to_the_saved_campaign_and_a_sample_recipient() -
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"html_body": "{{ recipient.salary }}"}, "no field 'salary'"),
+        ({"body": "{{ recipient.salary }}"}, "no field 'salary'"),
         ({"recipient": "nobody@example.com"}, "No recipient has this address."),
     ],
 )
@@ -297,7 +297,7 @@ def test_the_send_page_shows_the_content_it_froze_escaped_and_sandboxed() -> Non
     campaign = CampaignFactory.create(
         audiences=[audience_with(1)],
         subject="Frozen subject",
-        html_body='<p>Frozen</p><script>alert("x")</script>',
+        body='<p>Frozen</p><script>alert("x")</script>',
     )
     send = send_launch(
         campaign_id=campaign.pk, occurrence_key="once", trigger="manual", publish=lambda *a: None

@@ -18,7 +18,7 @@ def campaign(**fields: object) -> Campaign:
         "subject": "Hi",
         "from_email": "news@example.com",
         "text_body": "Hello {{ recipient.first_name }}",
-        "html_body": '<p>Hi</p><a href="https://example.com/a">a</a>',
+        "body": '<p>Hi</p><a href="https://example.com/a">a</a>',
     }
     values.update(fields)
     return Campaign(**values)
@@ -55,9 +55,7 @@ def test_headers_are_read_from_each_channels_form() -> None:
 def test_html_over_gmails_clipping_size_warns() -> None:
     big = "<p>" + "x" * (103 * 1024) + "</p>"
     finding = next(
-        f
-        for f in preflight_run(campaign=campaign(html_body=big)).findings
-        if f.code == "html_clipped"
+        f for f in preflight_run(campaign=campaign(body=big)).findings if f.code == "html_clipped"
     )
     assert finding.severity is Severity.WARN and "102 KB" in finding.message
 
@@ -80,7 +78,7 @@ def test_relative_and_script_links_warn_and_name_them() -> None:
     )
     finding = next(
         f
-        for f in preflight_run(campaign=campaign(html_body=html)).findings
+        for f in preflight_run(campaign=campaign(body=html)).findings
         if f.group == "Message" and f.code.startswith("links")
     )
     assert finding.code == "links_not_absolute" and finding.severity is Severity.WARN
@@ -95,5 +93,5 @@ def test_absolute_links_pass() -> None:
 
 def test_content_checks_never_block_a_product_message() -> None:
     # The product always adds the unsubscribe headers: a campaign's own content blocks nothing.
-    report = preflight_run(campaign=campaign(text_body="", html_body="<a href='x'>x</a>"))
+    report = preflight_run(campaign=campaign(text_body="", body="<a href='x'>x</a>"))
     assert report.blocking == []

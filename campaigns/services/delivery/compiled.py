@@ -15,15 +15,26 @@ from campaigns.services.rendering import (
     frozen_content_compile,
 )
 
-# What staff compose and a send freezes: everything rendering a message reads.
-FROZEN_FIELDS = ("name", "subject", "from_email", "reply_to", "text_body", "html_body")
+# What a send freezes: everything rendering a message reads (the body compiled into
+# ``html_body`` and ``text_body``), and which layout version it was compiled with.
+FROZEN_FIELDS = (
+    "name",
+    "subject",
+    "from_email",
+    "reply_to",
+    "preheader",
+    "text_body",
+    "html_body",
+)
 
 _compiled_cache: dict[int, tuple[CompiledCampaign, WireFrame]] = {}
 
 
 def content_of(campaign: Campaign) -> dict[str, str]:
     """The campaign's content as a Send freezes it."""
-    return {field: str(getattr(campaign, field)) for field in FROZEN_FIELDS}
+    content = {field: str(getattr(campaign, field, "")) for field in FROZEN_FIELDS}
+    content["html_body"] = campaign.body
+    return content
 
 
 def compiled_for(campaign: Campaign) -> CompiledCampaign:
