@@ -63,9 +63,9 @@ def _draft(data: Mapping[str, str], stored: Campaign | None) -> Campaign:
     draft = Campaign(pk=stored.pk if stored else None)
     for name in PREVIEW_FIELDS:
         if name == "layout":
-            posted = data.get("layout")
+            posted = str(data.get("layout", ""))
             draft.layout_id = (
-                (int(posted) if str(posted).isdigit() else None)
+                (int(posted) if posted.isdigit() else None)
                 if "layout" in data
                 else getattr(stored, "layout_id", None)
             )
@@ -79,6 +79,5 @@ def _draft(data: Mapping[str, str], stored: Campaign | None) -> Campaign:
 def _field(name: str, data: Mapping[str, str], stored: Campaign | None) -> str:
     if name in data:
         return data[name]
-    if stored is None:  # a new campaign's defaults (its format)
-        return str(Campaign._meta.get_field(name).get_default() or "")
-    return str(getattr(stored, name, "") or "")
+    # A new campaign's defaults (its format) where nothing is stored yet.
+    return str(getattr(stored or Campaign(), name, "") or "")
