@@ -14,6 +14,7 @@ from campaigns.services.rendering import TemplateProblem, campaign_compile_for, 
 PREVIEW_FIELDS = CONTENT_FIELDS
 # The preview's unsubscribe link goes nowhere: a click in the preview must not unsubscribe anyone.
 PREVIEW_UNSUBSCRIBE_URL = "#unsubscribe-preview"
+PREVIEW_WEB_VERSION_URL = "#web-version-preview"
 
 
 class PreviewProblem(ValueError):
@@ -46,7 +47,10 @@ def campaign_preview(
     try:
         compiled = campaign_compile_for(draft)
         rendered = message_render(
-            compiled, recipient=recipient, unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL
+            compiled,
+            recipient=recipient,
+            unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL,
+            web_version_url=PREVIEW_WEB_VERSION_URL,
         )
     except TemplateProblem as exc:
         raise PreviewProblem(str(exc)) from exc

@@ -51,7 +51,9 @@ def test_the_preview_renders_unsaved_content_for_a_chosen_recipient() -> None:
     )
     data = response.json()
     assert data["subject"] == "Hi Ada"
-    assert data["html"] == "<p>Hello <b>Ada</b> from Bergen</p>"
+    # Raw HTML without an unsubscribe link of its own gets the default footer.
+    assert data["html"].startswith("<p>Hello <b>Ada</b> from Bergen</p><p ")
+    assert 'href="#unsubscribe-preview"' in data["html"]
     assert data["text"] == "From Bergen"
     assert data["recipient"] == "ada@example.com"
 
@@ -71,7 +73,7 @@ def test_the_preview_escapes_recipient_data_in_html() -> None:
         )
         .json()
     )
-    assert data["html"] == "<p>&lt;script&gt;x&lt;/script&gt;</p>"
+    assert data["html"].startswith("<p>&lt;script&gt;x&lt;/script&gt;</p>")
 
 
 def test_the_preview_falls_back_to_the_saved_campaign_and_a_sample_recipient() -> None:

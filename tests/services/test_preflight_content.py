@@ -18,6 +18,7 @@ def campaign(**fields: object) -> Campaign:
         "subject": "Hi",
         "from_email": "news@example.com",
         "text_body": "Hello {{ recipient.first_name }}",
+        "body_format": Campaign.BodyFormat.HTML,
         "body": '<p>Hi</p><a href="https://example.com/a">a</a>',
     }
     values.update(fields)
@@ -64,10 +65,15 @@ def test_html_under_the_limit_is_fine() -> None:
     assert found(preflight_run(campaign=campaign()))["html_size_ok"] is Severity.OK
 
 
-def test_an_empty_text_body_warns() -> None:
+def test_an_empty_text_body_is_written_from_the_html_and_said_so() -> None:
     codes = found(preflight_run(campaign=campaign(text_body="")))
-    assert codes["text_missing"] is Severity.WARN
+    assert codes["text_generated"] is Severity.OK
     assert found(preflight_run(campaign=campaign()))["text_ok"] is Severity.OK
+
+
+def test_a_campaign_without_any_body_is_refused_as_unrenderable() -> None:
+    codes = found(preflight_run(campaign=campaign(text_body="", body="")))
+    assert codes["content_unrenderable"] is Severity.BLOCK
 
 
 def test_relative_and_script_links_warn_and_name_them() -> None:

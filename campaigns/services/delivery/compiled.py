@@ -7,7 +7,10 @@ its recipients and the send page can always show what they got.
 
 from __future__ import annotations
 
+from typing import Any
+
 from campaigns.models import Campaign, Send
+from campaigns.services.authoring import campaign_compose
 from campaigns.services.mime import WireFrame, wire_frame
 from campaigns.services.rendering import (
     CompiledCampaign,
@@ -30,11 +33,23 @@ FROZEN_FIELDS = (
 _compiled_cache: dict[int, tuple[CompiledCampaign, WireFrame]] = {}
 
 
-def content_of(campaign: Campaign) -> dict[str, str]:
-    """The campaign's content as a Send freezes it."""
-    content = {field: str(getattr(campaign, field, "")) for field in FROZEN_FIELDS}
-    content["html_body"] = campaign.body
-    return content
+def content_of(campaign: Campaign) -> dict[str, Any]:
+    """The campaign's content as a Send freezes it: the body composed once (layout, format,
+    CSS inlined, text part), so batches render only the personalisation; the layout version
+    says which edit of the layout the send went out with."""
+    composed = campaign_compose(campaign=campaign)
+    layout = campaign.layout
+    return {
+        "name": campaign.name,
+        "subject": campaign.subject,
+        "from_email": campaign.from_email,
+        "reply_to": campaign.reply_to,
+        "preheader": campaign.preheader,
+        "html_body": composed.html,
+        "text_body": composed.text,
+        "layout_id": layout.pk if layout else None,
+        "layout_version": layout.version if layout else None,
+    }
 
 
 def compiled_for(campaign: Campaign) -> CompiledCampaign:

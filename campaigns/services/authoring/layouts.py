@@ -1,0 +1,115 @@
+"""Layouts: checked before they are saved, versioned on every edit of what they produce,
+and audited like campaign edits. A send freezes its compiled content, so an edit here reaches
+only sends launched after it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count, QuerySet
+
+from campaigns.models import AuditEntry, Layout
+from campaigns.services.audit import By, acting_user, audit_record
+from campaigns.services.authoring.compose import content_compose
+from campaigns.services.authoring.tags import TAG
+from campaigns.services.template_engine import (
+    CAMPAIGN_NAMES,
+    LAYOUT_NAMES,
+    TemplateProblem,
+    template_compile,
+)
+
+# What a layout produces: an edit of any of these is a new version.
+CONTENT_FIELDS = ("html", "logo_url", "brand_color", "legal_address", "footer_text")
+EDITABLE_FIELDS = ("name", *CONTENT_FIELDS, "is_default")
+_SLOT = re.compile(r"\{\{\s*content\s*\}\}")
+_PERSONAL = re.compile(r"\b(" + "|".join(n for n in CAMPAIGN_NAMES if n != "forloop") + r")\b")
+SAMPLE_BODY = '<h1>A heading</h1><p>A paragraph with <a href="https://example.com">a link</a>.</p>'
+
+
+def layout_html_problem(html: str) -> str | None:
+    """Why ``html`` cannot be a layout, in the field's words, or None.
+
+    The slot ``{{ content }}`` appears exactly once; every tag and field is one the campaign
+    engine allows a layout; {% %} tags test only the layout's own names, because they are
+    decided once per send, not per recipient.
+    """
+    slots = len(_SLOT.findall(html))
+    if slots == 0:
+        return (
+            "HTML: the layout has no {{ content }} slot, so the body would go nowhere. "
+            "Write {{ content }} once where the body goes."
+        )
+    if slots > 1:
+        return f"HTML: {{{{ content }}}} appears {slots} times; write it exactly once."
+    for match in TAG.finditer(html):
+        tag = match.group()
+        if tag.startswith("{%") and (personal := _PERSONAL.search(tag)):
+            return (
+                f"HTML: “{tag}” uses {personal.group()}, which differs per recipient; a layout's "
+                "{% %} tags may test only layout.*, preheader and content. Show personal "
+                "fields with {{ }}."
+            )
+    try:
+        template_compile(html, label="HTML", names=LAYOUT_NAMES)
+    except TemplateProblem as exc:
+        return str(exc)
+    return None
+
+
+def layout_check(*, layout: Layout) -> None:
+    """Raises ValidationError naming the field for anything that would fail a send."""
+    layout.full_clean()
+    if problem := layout_html_problem(layout.html):
+        raise ValidationError({"html": [problem]})
+    try:  # the frame around a sample body, as a send would compile it
+        content_compose(
+            body=SAMPLE_BODY, body_format="html", layout=layout, preheader="", text_body=""
+        )
+    except TemplateProblem as exc:
+        raise ValidationError({"html": [str(exc)]}) from exc
+
+
+@transaction.atomic
+def layout_save(*, layout: Layout, by: By) -> Layout:
+    """Checks and saves a layout; +1 version when what it produces changed; audited.
+
+    Making it the default takes that from the one that had it (one default at most).
+    """
+    layout_check(layout=layout)
+    stored = Layout.objects.select_for_update().filter(pk=layout.pk).first() if layout.pk else None
+    changed = [name for name in EDITABLE_FIELDS if _differs(stored, layout, name)]
+    if stored is not None:
+        if not changed:
+            return layout
+        layout.version = stored.version + (1 if set(changed) & set(CONTENT_FIELDS) else 0)
+    if layout.is_default:
+        Layout.objects.filter(is_default=True).exclude(pk=layout.pk).update(is_default=False)
+    layout.updated_by = acting_user(by)
+    layout.save()
+    action = AuditEntry.Action.CREATED if stored is None else AuditEntry.Action.EDITED
+    audit_record(action=action, actor=by, layout=layout, changes=_diff(layout, changed))
+    return layout
+
+
+def _differs(stored: Layout | None, layout: Layout, name: str) -> bool:
+    return stored is None or getattr(stored, name) != getattr(layout, name)
+
+
+def _diff(layout: Layout, changed: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {name: str(getattr(layout, name))[:500] for name in changed}
+    values["version"] = layout.version
+    return values
+
+
+def layouts_with_usage() -> QuerySet[Layout]:
+    """Every layout with how many campaigns use it (``campaign_count``)."""
+    return Layout.objects.annotate(campaign_count=Count("campaigns"))
+
+
+def layout_default() -> Layout | None:
+    """The layout a new campaign starts with."""
+    return Layout.objects.filter(is_default=True).first()
