@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.expressions import Func
@@ -148,7 +148,14 @@ class Layout(models.Model):
         "{{ layout.logo_url }}, {{ layout.brand_color }}, {{ layout.legal_address }}, "
         "{{ layout.footer_text }}.",
     )
-    logo_url = models.URLField("Logo URL", blank=True)
+    # A URL, checked as URLField would; a CharField so forms never guess a missing scheme.
+    logo_url = models.CharField(
+        "Logo URL",
+        max_length=500,
+        blank=True,
+        validators=[URLValidator(schemes=["https", "http"])],
+        help_text="An https:// address of the logo image; blank: the name in text.",
+    )
     brand_color = models.CharField(
         "Brand colour",
         max_length=7,

@@ -52,7 +52,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=100, unique=True)),
                 ('html', models.TextField(help_text='The frame, with {{ content }} exactly once where the body goes. Also: {{ preheader }}, {{ unsubscribe_url }}, {{ web_version_url }}, {{ campaign.name }}, {{ layout.logo_url }}, {{ layout.brand_color }}, {{ layout.legal_address }}, {{ layout.footer_text }}.', verbose_name='HTML')),
-                ('logo_url', models.URLField(blank=True, verbose_name='Logo URL')),
+                ('logo_url', models.CharField(blank=True, help_text='An https:// address of the logo image; blank: the name in text.', max_length=500, validators=[django.core.validators.URLValidator(schemes=['https', 'http'])], verbose_name='Logo URL')),
                 ('brand_color', models.CharField(default='#1f6feb', max_length=7, validators=[django.core.validators.RegexValidator('^#[0-9A-Fa-f]{6}$', 'Write the colour as #RRGGBB.')], verbose_name='Brand colour')),
                 ('legal_address', models.TextField(blank=True)),
                 ('footer_text', models.TextField(blank=True, help_text='The unsubscribe line. Blank: the default line.')),

@@ -25,6 +25,8 @@ def ensure_role_groups() -> None:
         feedback.grant(django_apps, None)
         warmup = importlib.import_module("campaigns.migrations.0023_default_warmup_plan")
         warmup.grant(django_apps, None)
+        layouts = importlib.import_module("campaigns.migrations.0026_shipped_layouts")
+        layouts.grant(django_apps, None)
 
 
 def user_with_roles(*roles: str, **fields: Any) -> User:

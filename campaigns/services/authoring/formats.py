@@ -7,6 +7,8 @@ attributes (``tags.TagShield``).
 
 from __future__ import annotations
 
+import re
+
 import html2text
 from django.conf import settings
 from markdown_it import MarkdownIt
@@ -89,6 +91,9 @@ def html_to_text(html: str) -> str:
     converter.ignore_emphasis = True
     converter.ignore_tables = True  # layout tables are for placement: their cells read as lines
     text = converter.handle(shield.protect(html))
+    # Layout cells and line breaks leave blank-looking lines of spaces: one empty line at most.
+    lines = "\n".join(line.rstrip() for line in text.splitlines())
+    text = re.sub(r"\n{3,}", "\n\n", lines)
     return shield.restore(text, label="Text body").strip() + "\n"
 
 

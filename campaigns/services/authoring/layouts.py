@@ -11,10 +11,15 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
-from campaigns.models import AuditEntry, Layout
+from campaigns.models import AuditEntry, Campaign, Layout
 from campaigns.services.audit import By, acting_user, audit_record
 from campaigns.services.authoring.compose import content_compose
 from campaigns.services.authoring.tags import TAG
+from campaigns.services.rendering import (
+    campaign_compile,
+    message_render,
+    sample_recipient_fields,
+)
 from campaigns.services.template_engine import (
     CAMPAIGN_NAMES,
     LAYOUT_NAMES,
@@ -27,7 +32,16 @@ CONTENT_FIELDS = ("html", "logo_url", "brand_color", "legal_address", "footer_te
 EDITABLE_FIELDS = ("name", *CONTENT_FIELDS, "is_default")
 _SLOT = re.compile(r"\{\{\s*content\s*\}\}")
 _PERSONAL = re.compile(r"\b(" + "|".join(n for n in CAMPAIGN_NAMES if n != "forloop") + r")\b")
-SAMPLE_BODY = '<h1>A heading</h1><p>A paragraph with <a href="https://example.com">a link</a>.</p>'
+SAMPLE_BODY = """# Hello {{ recipient.first_name }}
+
+This is how a campaign's body sits in the layout: a paragraph with **bold** text and
+[a link](https://example.com).
+
+| Plan | Price |
+|------|-------|
+| Basic | 10 € |
+| Plus | 20 € |
+"""
 
 
 def layout_html_problem(html: str) -> str | None:
@@ -62,15 +76,45 @@ def layout_html_problem(html: str) -> str | None:
 
 def layout_check(*, layout: Layout) -> None:
     """Raises ValidationError naming the field for anything that would fail a send."""
-    layout.full_clean()
+    # Becoming the default takes it from another layout (layout_save): not a violation.
+    layout.full_clean(exclude=["is_default"])
+    layout_content_check(layout=layout)
+
+
+def layout_content_check(*, layout: Layout) -> None:
+    """The HTML's rules, then the layout around a sample body as a send would compile it."""
     if problem := layout_html_problem(layout.html):
         raise ValidationError({"html": [problem]})
-    try:  # the frame around a sample body, as a send would compile it
-        content_compose(
-            body=SAMPLE_BODY, body_format="html", layout=layout, preheader="", text_body=""
-        )
+    try:
+        layout_preview(layout=layout)
     except TemplateProblem as exc:
         raise ValidationError({"html": [str(exc)]}) from exc
+
+
+def layout_preview(*, layout: Layout) -> str:
+    """The layout around a sample body, rendered for the sample recipient (links go nowhere)."""
+    composed = content_compose(
+        body=SAMPLE_BODY,
+        body_format=Campaign.BodyFormat.MARKDOWN,
+        layout=layout,
+        preheader="The preview text shows here in the inbox",
+        text_body="",
+    )
+    compiled = campaign_compile(
+        campaign_id=0,
+        name="Sample campaign",
+        subject="Sample",
+        from_email="team@example.com",
+        reply_to="",
+        text_body=composed.text,
+        html_body=composed.html,
+    )
+    return message_render(
+        compiled,
+        recipient=sample_recipient_fields(email="sample@example.com"),
+        unsubscribe_url="#unsubscribe",
+        web_version_url="#web-version",
+    ).html
 
 
 @transaction.atomic

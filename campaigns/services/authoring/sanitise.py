@@ -26,10 +26,12 @@ TAGS = frozenset(
 ATTRIBUTES = {
     "a": {"href", "title"},
     "img": {"src", "alt", "width", "height", "title"},
-    "td": {"colspan", "rowspan", "align"},
-    "th": {"colspan", "rowspan", "align"},
+    "td": {"colspan", "rowspan", "align", "style"},
+    "th": {"colspan", "rowspan", "align", "style"},
     "table": {"width"},
 }
+# A table cell keeps its alignment (Markdown writes :---: as text-align), nothing else.
+STYLE_PROPERTIES = frozenset({"text-align"})
 URL_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 # Elements whose text is dropped with them (not only the tags).
 CONTENT_DROPPED = frozenset({"script", "style", "title", "head"})
@@ -55,10 +57,12 @@ def html_sanitise(html: str) -> SanitisedBody:
         clean_content_tags=set(CONTENT_DROPPED),
         attributes={tag: set(names) for tag, names in ATTRIBUTES.items()},
         url_schemes=set(URL_SCHEMES),
+        filter_style_properties=set(STYLE_PROPERTIES),
         link_rel=None,
         strip_comments=True,
     )
-    return SanitisedBody(html=cleaned, removed=_report(_census(html), _census(cleaned)))
+    removed = _report(_census(html), _census(cleaned))
+    return SanitisedBody(html=cleaned.strip(), removed=removed)
 
 
 @dataclass
@@ -95,7 +99,8 @@ def _census(html: str) -> _Census:
 def _report(before: _Census, after: _Census) -> list[str]:
     removed = []
     for tag, count in sorted((before.elements - after.elements).items()):
-        what = f"a <{tag}> element" if count == 1 else f"{count} <{tag}> elements"
+        article = "an" if tag[0] in "aeiou" else "a"
+        what = f"{article} <{tag}> element" if count == 1 else f"{count} <{tag}> elements"
         if tag in CONTENT_DROPPED:
             removed.append(f"Removed {what} with {'its' if count == 1 else 'their'} content")
         elif tag in _VOID:
@@ -121,6 +126,7 @@ class _PasteTidier(HTMLParser):
         super().__init__(convert_charrefs=False)
         self.out: list[str] = []
         self.closers: dict[str, list[str]] = {}  # per tag: what each open one closes with
+        self.hidden = False  # inside Word's <![if !supportLists]>: a bullet drawn as text
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
@@ -133,23 +139,27 @@ class _PasteTidier(HTMLParser):
             opening += "".join(f"<{name}>" for name in inner)
             closing = "".join(f"</{name}>" for name in reversed(inner)) + closing
         self.closers.setdefault(tag, []).append(closing)
-        self.out.append(opening)
+        self._emit(opening)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.out.append(self.get_starttag_text() or "")
+        self._emit(self.get_starttag_text() or "")
 
     def handle_endtag(self, tag: str) -> None:
         stack = self.closers.get(tag)
-        self.out.append(stack.pop() if stack else f"</{tag}>")
+        self._emit(stack.pop() if stack else f"</{tag}>")
+
+    def _emit(self, text: str) -> None:
+        if not self.hidden:
+            self.out.append(text)
 
     def handle_data(self, data: str) -> None:
-        self.out.append(data)
+        self._emit(data)
 
     def handle_entityref(self, name: str) -> None:
-        self.out.append(f"&{name};")
+        self._emit(f"&{name};")
 
     def handle_charref(self, name: str) -> None:
-        self.out.append(f"&#{name};")
+        self._emit(f"&#{name};")
 
     def handle_comment(self, data: str) -> None:
         self.out.append(f"<!--{data}-->")
@@ -158,6 +168,10 @@ class _PasteTidier(HTMLParser):
         self.out.append(f"<!{decl}>")
 
     def unknown_decl(self, data: str) -> None:
+        if data.replace(" ", "").lower().startswith("if!supportlists"):
+            self.hidden = True
+        elif self.hidden and data.strip().lower() == "endif":
+            self.hidden = False
         self.out.append(f"<![{data}]>")
 
     def handle_pi(self, data: str) -> None:

@@ -76,11 +76,11 @@ class TagShield:
         return restored
 
     def _moved(self, found: list[int]) -> int | None:
-        """The first tag found before one that preceded it in the same text, if any."""
+        """The first tag found ahead of one that preceded it in the same text, if any."""
         last: dict[int, int] = {}
         for index in found:
             group = self.groups[index]
             if index < last.get(group, -1):
-                return index
+                return last[group]
             last[group] = index
         return None
