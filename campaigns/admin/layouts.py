@@ -10,7 +10,7 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin
 from unfold.decorators import display
@@ -84,7 +84,7 @@ class LayoutAdmin(ModelAdmin):
             '<iframe sandbox="" referrerpolicy="no-referrer" title="Layout preview" '
             'class="opsdash-preview-frame" style="width: 100%; min-height: 640px; '
             'background: #fff;" srcdoc="{}"></iframe>',
-            html,
+            escape(html),  # a rendered template is marked safe: escape it for the attribute
         )
 
     def save_model(self, request: HttpRequest, obj: Layout, form: Any, change: bool) -> None:
