@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 from django.db.models.expressions import Func
@@ -128,6 +129,72 @@ class Subscription(models.Model):
         return f"{self.recipient_id} in {self.audience_id} ({self.status})"
 
 
+class LayoutManager(models.Manager["Layout"]):
+    def get_by_natural_key(self, name: str) -> Layout:
+        """Fixtures name a layout (the demo campaign uses the shipped one) rather than its id."""
+        return self.get(name=name)
+
+
+class Layout(models.Model):
+    """The frame a campaign's body is set in: header, footer, styles. A template in the locked
+    campaign engine whose slot ``{{ content }}`` receives the body. A send freezes the compiled
+    result (and this version number), so editing a layout never changes a launched send."""
+
+    name = models.CharField(max_length=100, unique=True)
+    html = models.TextField(
+        "HTML",
+        help_text="The frame, with {{ content }} exactly once where the body goes. Also: "
+        "{{ preheader }}, {{ unsubscribe_url }}, {{ web_version_url }}, {{ campaign.name }}, "
+        "{{ layout.logo_url }}, {{ layout.brand_color }}, {{ layout.legal_address }}, "
+        "{{ layout.footer_text }}.",
+    )
+    # A URL, checked as URLField would; a CharField so forms never guess a missing scheme.
+    logo_url = models.CharField(
+        "Logo URL",
+        max_length=500,
+        blank=True,
+        validators=[URLValidator(schemes=["https", "http"])],
+        help_text="An https:// address of the logo image; blank: the name in text.",
+    )
+    brand_color = models.CharField(
+        "Brand colour",
+        max_length=7,
+        default="#1f6feb",
+        validators=[RegexValidator(r"^#[0-9A-Fa-f]{6}$", "Write the colour as #RRGGBB.")],
+    )
+    legal_address = models.TextField(blank=True)
+    footer_text = models.TextField(
+        blank=True, help_text="The unsubscribe line. Blank: the default line."
+    )
+    version = models.PositiveIntegerField(default=1, editable=False)
+    is_default = models.BooleanField("Default for new campaigns", default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+
+    objects = LayoutManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="layout_one_default"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def natural_key(self) -> tuple[str]:
+        return (self.name,)
+
+
 class Campaign(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -146,14 +213,34 @@ class Campaign(models.Model):
         MONTHLY = "monthly", "Every month on a day at a time"
         CRONTAB = "crontab", "Custom crontab"
 
+    class BodyFormat(models.TextChoices):
+        RICHTEXT = "richtext", "Rich text"
+        MARKDOWN = "markdown", "Markdown"
+        HTML = "html", "HTML"
+
     name = models.CharField(max_length=200)
     subject = models.CharField(max_length=255)
     from_email = models.CharField(
         max_length=320, help_text="A bare address or a display name: Team <team@example.com>."
     )
     reply_to = models.EmailField(blank=True)
-    html_body = models.TextField("HTML body", blank=True)
-    text_body = models.TextField("Text body", blank=True)
+    body_format = models.CharField(
+        "Format", max_length=16, choices=BodyFormat.choices, default=BodyFormat.RICHTEXT
+    )
+    body = models.TextField("Body", blank=True)
+    text_body = models.TextField(
+        "Text body", blank=True, help_text="Blank: generated from the body when it is sent."
+    )
+    layout = models.ForeignKey(
+        Layout, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns"
+    )
+    preheader = models.CharField(
+        "Preview text",
+        max_length=255,
+        blank=True,
+        help_text="Shown after the subject in most inboxes; hidden in the message itself.",
+    )
+    web_archive = models.BooleanField("Publish to the public archive", default=False)
     audiences = models.ManyToManyField(Audience, related_name="campaigns", blank=True)
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.DRAFT, db_index=True
@@ -604,6 +691,9 @@ class AuditEntry(models.Model):
     # The person a consent change was about: their page lists these entries as its history.
     recipient = models.ForeignKey(
         Recipient, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
+    )
+    layout = models.ForeignKey(
+        Layout, null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_entries"
     )
     changes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)

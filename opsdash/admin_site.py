@@ -55,6 +55,13 @@ def navigation(request: HttpRequest) -> list[dict[str, Any]]:
                     "admin:campaigns_campaign_changelist",
                     "campaigns.view_campaign",
                 ),
+                # The frames campaign bodies are set in (header, footer, styles).
+                item(
+                    "Layouts",
+                    "web",
+                    "admin:campaigns_layout_changelist",
+                    "campaigns.view_layout",
+                ),
                 # The addresses test sends go to: kept by those who may send tests.
                 item(
                     "Seed lists",

@@ -402,6 +402,12 @@ OPSDASH_MAILBOX_DIR = env_optional("OPSDASH_MAILBOX_DIR")
 # larger fails alone, with the reason on its delivery.
 OPSDASH_TEMPLATE_MAX_BYTES = env_int("OPSDASH_TEMPLATE_MAX_BYTES", 512 * 1024, minimum=1024)
 OPSDASH_TEMPLATE_SUBJECT_MAX_BYTES = env_int("OPSDASH_TEMPLATE_SUBJECT_MAX_BYTES", 1024, minimum=78)
+# The most a campaign body may weigh as written: refused at save, before Markdown, the
+# sanitiser or the CSS inliner spend time on it.
+OPSDASH_BODY_MAX_BYTES = env_int("OPSDASH_BODY_MAX_BYTES", 512 * 1024, minimum=1024)
+# A save warns when a personalisation tag would be empty for more than this share (percent)
+# of the campaign's audience.
+OPSDASH_EMPTY_TAG_WARN_PERCENT = env_int("OPSDASH_EMPTY_TAG_WARN_PERCENT", 10, minimum=0)
 
 # --- Celery ---------------------------------------------------------------------------------
 # Queue names carry an optional prefix so that several test runs can share one broker.

@@ -32,6 +32,9 @@ urlpatterns = [
     ),
     path("admin/", admin.site.urls),
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("m/<str:token>/", views.web_version, name="web-version"),
+    path("archive/", views.archive, name="archive"),
+    path("archive/<int:campaign_id>/", views.archive_message, name="archive-message"),
     path("healthz", healthz, name="healthz"),
     path("anymail/", include("campaigns.webhooks")),
 ]

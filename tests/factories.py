@@ -6,12 +6,15 @@ which goes through factory_boy's untyped metaclass and is ``Any`` to the type ch
 
 from __future__ import annotations
 
+import importlib
+
+from django.apps import apps as django_apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from factory.declarations import LazyAttribute, LazyFunction, PostGeneration, Sequence, SubFactory
 from factory.django import DjangoModelFactory, Password
 
-from campaigns.models import Audience, Campaign, Recipient, Subscription
+from campaigns.models import Audience, Campaign, Layout, Recipient, Subscription
 
 
 class UserFactory(DjangoModelFactory[User]):
@@ -68,7 +71,8 @@ class CampaignFactory(DjangoModelFactory[Campaign]):
     text_body = (
         "Hi {{ recipient.first_name }} from {{ recipient.attributes.city }}.\n{{ unsubscribe_url }}"
     )
-    html_body = "<p>Hi {{ recipient.first_name }}</p>"
+    body_format = Campaign.BodyFormat.HTML
+    body = "<p>Hi {{ recipient.first_name }}</p>"
     # @factory.post_generation spelled as the declaration it is: the decorator is untyped.
     audiences = PostGeneration(_audiences_set)
 
@@ -79,3 +83,10 @@ def audience_with(count: int, **recipient_fields: object) -> Audience:
     for recipient in RecipientFactory.create_batch(count, **recipient_fields):
         SubscriptionFactory.create(recipient=recipient, audience=audience)
     return audience
+
+
+def shipped_layout(name: str = "House (responsive)") -> Layout:
+    """A layout the data migration ships (a transactional test's flush removes them)."""
+    shipped = importlib.import_module("campaigns.migrations.0026_shipped_layouts")
+    shipped.create(django_apps, None)
+    return Layout.objects.get(name=name)

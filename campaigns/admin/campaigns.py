@@ -41,6 +41,7 @@ from campaigns.selectors.audiences import audience_label, audience_subscriber_co
 from campaigns.selectors.sends import send_progress_of_counters
 from campaigns.services import campaigns as campaign_services
 from campaigns.services.audit import By
+from campaigns.services.authoring.checks import content_warnings
 from campaigns.services.controls import FINAL, Control, campaign_offer, campaign_offers
 from campaigns.services.scheduling import schedule_describe
 from campaigns.services.transitions import IllegalTransition
@@ -138,7 +139,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
     }
     change_form_outer_before_template = "admin/campaigns/campaign/toolbar_notes.html"
     change_form_outer_after_template = "admin/campaigns/campaign_tools.html"
-    changelist_defer = ("html_body", "text_body")
+    changelist_defer = ("body", "text_body")
     show_full_result_count = False
     list_select_related = ("owner",)
 
@@ -308,6 +309,9 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         campaign_services.campaign_save(
             campaign=obj, by=request.user, changed=form.changed_data, audiences=audiences
         )
+        # Saved, but worth a second look: said every time, never silently dropped.
+        for warning in content_warnings(campaign=obj):
+            messages.warning(request, warning.message)
         if was == Campaign.Status.SCHEDULED and obj.status == Campaign.Status.DRAFT:
             messages.warning(
                 request,

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 
-from campaigns.models import AuditEntry, Campaign, ImportJob, Recipient, Send, TaskLink
+from campaigns.models import AuditEntry, Campaign, ImportJob, Layout, Recipient, Send, TaskLink
 
 # Who pressed the button: a logged-in user, or nobody (a schedule, a worker, a command).
 By = AbstractBaseUser | AnonymousUser | None
@@ -48,6 +48,7 @@ def audit_record(
     send: Send | None = None,
     import_job: ImportJob | None = None,
     recipient: Recipient | None = None,
+    layout: Layout | None = None,
     changes: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Appends one entry. ``recipient`` is the person a consent change was about (their page
@@ -61,6 +62,7 @@ def audit_record(
         send=send,
         import_job=import_job,
         recipient_id=recipient.pk if recipient else _named_recipient(changes),
+        layout=layout,
         changes=changes,
     )
 

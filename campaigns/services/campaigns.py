@@ -20,7 +20,6 @@ from campaigns.models import Audience, AuditEntry, Campaign, Send
 from campaigns.services.approval import approval_clear, approval_problem
 from campaigns.services.audit import By, acting_user, acting_user_id, audit_record
 from campaigns.services.delivery import BatchPublisher, LaunchPublisher, send_cancel, send_launch
-from campaigns.services.delivery.compiled import FROZEN_FIELDS
 from campaigns.services.preflight import preflight_override_clear, preflight_problem, preflight_run
 from campaigns.services.rendering import (
     TemplateProblem,
@@ -48,7 +47,20 @@ from campaigns.services.transitions import (
 
 # What staff compose on a campaign. A save writes these and never the status, which only
 # transitions.campaign_move changes: a form opened before a send finished must not undo it.
-CONTENT_FIELDS = FROZEN_FIELDS  # exactly what a send freezes at launch
+# A send freezes these compiled (services/delivery/compiled.py); ``web_archive`` is here
+# because publishing a campaign is part of what an approver approves.
+CONTENT_FIELDS = (
+    "name",
+    "subject",
+    "from_email",
+    "reply_to",
+    "preheader",
+    "body_format",
+    "body",
+    "text_body",
+    "layout",
+    "web_archive",
+)
 SCHEDULE_FIELDS = (
     "schedule_kind",
     "scheduled_at",
@@ -63,8 +75,11 @@ COMPOSED_FIELDS = (*CONTENT_FIELDS, "rate_limit_per_minute", "channel", *SCHEDUL
 _TEMPLATE_FIELDS = {
     "Subject": "subject",
     "Text body": "text_body",
-    "HTML body": "html_body",
-    "Body": "text_body",
+    "HTML body": "body",
+    "Body": "body",
+    "Layout": "layout",
+    "Preview text": "preheader",
+    "Format": "body_format",
 }
 
 

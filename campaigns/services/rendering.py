@@ -2,8 +2,8 @@
 
 Templates use Django template syntax in the locked-down engine of ``template_engine`` (its
 allow-list of tags and filters, and the cost bounds of a render). The context offers only
-``recipient`` (email, first_name, last_name, full_name, attributes.<key>), ``campaign`` (name)
-and ``unsubscribe_url``; anything else is refused at compose time.
+``recipient`` (email, first_name, last_name, full_name, attributes.<key>), ``campaign`` (name),
+``unsubscribe_url`` and ``web_version_url``; anything else is refused at compose time.
 """
 
 from __future__ import annotations
@@ -107,14 +107,17 @@ def _compile(
     if not text_body.strip() and not html_body.strip():
         raise TemplateProblem("Body: write a text body, an HTML body, or both.")
     compile_part = partial(template_compile, check_marks=check_marks)
+    subject = compile_part(content["subject"], label="Subject")
+    # The HTML first: a text part written from it has its problems, which are the body's.
+    html = compile_part(html_body, label="HTML body") if html_body.strip() else None
     compiled = CompiledCampaign(
         campaign_id=campaign_id,
         campaign_name=content["name"],
         from_email=content["from_email"],
         reply_to=content["reply_to"],
-        subject=compile_part(content["subject"], label="Subject"),
+        subject=subject,
         text=compile_part(text_body, label="Text body") if text_body.strip() else None,
-        html=compile_part(html_body, label="HTML body") if html_body.strip() else None,
+        html=html,
     )
     _sample_render(compiled)
     return compiled
@@ -125,6 +128,7 @@ def _sample_render(compiled: CompiledCampaign) -> None:
         compiled,
         recipient=sample_recipient_fields(email="sample@example.com"),
         unsubscribe_url=public_url("/unsubscribe/sample/"),
+        web_version_url=public_url("/m/sample/"),
     )
     for part in _parts(compiled):
         try:
@@ -136,15 +140,19 @@ def _sample_render(compiled: CompiledCampaign) -> None:
 
 
 def campaign_compile_for(campaign: Campaign) -> CompiledCampaign:
-    """A campaign's own content, compiled (an unsaved campaign compiles with id 0)."""
+    """A campaign's own content composed (layout, format) and compiled, as a launch would
+    freeze it (an unsaved campaign compiles with id 0)."""
+    from campaigns.services.authoring import campaign_compose  # authoring uses this module
+
+    composed = campaign_compose(campaign=campaign)
     return campaign_compile(
         campaign_id=campaign.pk or 0,
         name=campaign.name,
         subject=campaign.subject,
         from_email=campaign.from_email,
         reply_to=campaign.reply_to,
-        text_body=campaign.text_body,
-        html_body=campaign.html_body,
+        text_body=composed.text,
+        html_body=composed.html,
     )
 
 
@@ -206,20 +214,34 @@ def _parts(compiled: CompiledCampaign) -> tuple[_Part, _Part, _Part]:
 
 
 def _template_values(
-    compiled: CompiledCampaign, *, recipient: Mapping[str, Any], unsubscribe_url: str
+    compiled: CompiledCampaign,
+    *,
+    recipient: Mapping[str, Any],
+    unsubscribe_url: str,
+    web_version_url: str,
 ) -> dict[str, Any]:
     return {
         "recipient": recipient_context(recipient),
         "campaign": {"name": compiled.campaign_name},
         "unsubscribe_url": unsubscribe_url,
+        "web_version_url": web_version_url,
     }
 
 
 def message_render(
-    compiled: CompiledCampaign, *, recipient: Mapping[str, Any], unsubscribe_url: str
+    compiled: CompiledCampaign,
+    *,
+    recipient: Mapping[str, Any],
+    unsubscribe_url: str,
+    web_version_url: str = "",
 ) -> RenderedMessage:
     """Renders each part; one over its limit raises TemplateProblem naming it."""
-    values = _template_values(compiled, recipient=recipient, unsubscribe_url=unsubscribe_url)
+    values = _template_values(
+        compiled,
+        recipient=recipient,
+        unsubscribe_url=unsubscribe_url,
+        web_version_url=web_version_url,
+    )
     subject, text, html = (part.render(values) for part in _parts(compiled))
     # The subject comes from recipient data too: fold any line break into a space.
     return RenderedMessage(subject=_WHITESPACE.sub(" ", subject).strip(), text=text, html=html)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from django.template import (
@@ -53,7 +53,21 @@ from campaigns.services.template_syntax import template_syntax_problem
 
 RECIPIENT_FIELDS = frozenset({"email", "first_name", "last_name", "full_name", "attributes"})
 CAMPAIGN_FIELDS = frozenset({"name"})
-TOP_LEVEL_NAMES = frozenset({"recipient", "campaign", "unsubscribe_url", "forloop"})
+LAYOUT_FIELDS = frozenset({"logo_url", "brand_color", "legal_address", "footer_text"})
+# What a template may name: each top-level name, with the fields it has (None: not checked).
+Names = Mapping[str, frozenset[str] | None]
+CAMPAIGN_NAMES: Names = {
+    "recipient": RECIPIENT_FIELDS,
+    "campaign": CAMPAIGN_FIELDS,
+    "unsubscribe_url": None,
+    "web_version_url": None,
+    "forloop": None,
+}
+# A layout sees the campaign's names too, and the layout's own: the slot, the preview text
+# and its settings. Those three are filled when the send is compiled, the rest per recipient.
+LAYOUT_OWN_NAMES: Names = {"content": None, "preheader": None, "layout": LAYOUT_FIELDS}
+LAYOUT_NAMES: Names = {**CAMPAIGN_NAMES, **LAYOUT_OWN_NAMES}
+TOP_LEVEL_NAMES = frozenset(CAMPAIGN_NAMES)
 
 # What an email needs: conditions, loops over a recipient's attributes, naming a value, a
 # fallback ("Hi {% firstof recipient.first_name 'there' %}"), notes for other editors, the year
@@ -220,11 +234,14 @@ _LIBRARY = _library()
 _ENGINE = _CampaignEngine(libraries={}, loaders=[], debug=False)
 
 
-def template_compile(source: str, *, label: str, check_marks: bool = True) -> Template:
+def template_compile(
+    source: str, *, label: str, check_marks: bool = True, names: Names = CAMPAIGN_NAMES
+) -> Template:
     """Compiles and checks one template; raises TemplateProblem naming ``label``.
 
     ``check_marks=False`` leaves out the tag-mark check, for content a send froze at launch:
-    it was accepted then, and a rule added since must not stop a send half-way.
+    it was accepted then, and a rule added since must not stop a send half-way. ``names``: what
+    the template may name (a layout's are LAYOUT_NAMES).
     """
     # Django would send a half-written tag as text; refuse it first, with its line and column.
     syntax = (
@@ -240,7 +257,7 @@ def template_compile(source: str, *, label: str, check_marks: bool = True) -> Te
         raise TemplateProblem(f"{label}: {_syntax_message(exc)}") from exc
     except RecursionError as exc:
         raise TemplateProblem(f"{label}: the template nests too deeply.") from exc
-    _check_nodes(template.nodelist, label=label, scope=_Scope())
+    _check_nodes(template.nodelist, label=label, scope=_Scope(names=names))
     return template
 
 
@@ -270,6 +287,7 @@ def part_render(
 class _Scope:
     """Where a node sits: the names its enclosing tags define, and how deep it is."""
 
+    names: Names = field(default_factory=lambda: CAMPAIGN_NAMES)
     local_names: frozenset[str] = frozenset()
     loops: int = 0
     blocks: int = 0
@@ -280,7 +298,7 @@ class _Scope:
             names, loops = names | frozenset(node.loopvars), loops + 1
         elif isinstance(node, WithNode):
             names = names | frozenset(node.extra_context)
-        return _Scope(local_names=names, loops=loops, blocks=self.blocks + 1)
+        return _Scope(self.names, local_names=names, loops=loops, blocks=self.blocks + 1)
 
 
 def _iter_child_nodelists(node: Node) -> Iterator[NodeList]:
@@ -300,7 +318,7 @@ def _check_nodes(nodelist: NodeList, *, label: str, scope: _Scope) -> None:
             _check_nodes(node.nodelist, label=label, scope=scope)
             continue
         if isinstance(node, VariableNode):
-            _check_variable(node, label=label, local_names=scope.local_names)
+            _check_variable(node, label=label, scope=scope)
         for expression in _expressions(vars(node)):
             _check_filters(expression, label=label)
         inner = scope.inside(node)
@@ -329,28 +347,30 @@ def _expressions(value: object) -> Iterator[FilterExpression]:
             yield from _expressions(item)
 
 
-def _check_variable(node: VariableNode, *, label: str, local_names: frozenset[str]) -> None:
+def _check_variable(node: VariableNode, *, label: str, scope: _Scope) -> None:
     var = node.filter_expression.var
     lookups = getattr(var, "lookups", None)
     if not lookups:  # a literal such as {{ "text" }}
         return
     root = lookups[0]
-    if root in local_names:
+    if root in scope.local_names:
         return
-    if root not in TOP_LEVEL_NAMES:
-        raise TemplateProblem(
-            f"{label}: unknown field {{{{ {var} }}}}. Use recipient.email, recipient.first_name, "
-            "recipient.last_name, recipient.full_name, recipient.attributes.<name>, "
-            "campaign.name or unsubscribe_url."
-        )
-    if root == "recipient" and len(lookups) > 1 and lookups[1] not in RECIPIENT_FIELDS:
-        raise TemplateProblem(
-            f"{label}: the recipient has no field '{lookups[1]}' ({{{{ {var} }}}})."
-        )
-    if root == "campaign" and len(lookups) > 1 and lookups[1] not in CAMPAIGN_FIELDS:
-        raise TemplateProblem(
-            f"{label}: the campaign has no field '{lookups[1]}' ({{{{ {var} }}}})."
-        )
+    if root not in scope.names:
+        known = ", ".join(_described(name, scope.names[name]) for name in scope.names)
+        raise TemplateProblem(f"{label}: unknown field {{{{ {var} }}}}. Use {known}.")
+    fields = scope.names[root]
+    if fields is not None and len(lookups) > 1 and lookups[1] not in fields:
+        raise TemplateProblem(f"{label}: the {root} has no field '{lookups[1]}' ({{{{ {var} }}}}).")
+
+
+def _described(name: str, fields: frozenset[str] | None) -> str:
+    """How the unknown-field message lists a name: recipient.email, ... or unsubscribe_url."""
+    if name == "forloop":
+        return "a loop's own names"
+    if not fields:
+        return name
+    shown = sorted(f"{name}.{key}" for key in fields)
+    return ", ".join(f"{item}.<name>" if item.endswith(".attributes") else item for item in shown)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ def ensure_role_groups() -> None:
         feedback.grant(django_apps, None)
         warmup = importlib.import_module("campaigns.migrations.0023_default_warmup_plan")
         warmup.grant(django_apps, None)
+        layouts = importlib.import_module("campaigns.migrations.0026_shipped_layouts")
+        layouts.grant(django_apps, None)
 
 
 def user_with_roles(*roles: str, **fields: Any) -> User:
@@ -42,7 +44,10 @@ def campaign_form_data(campaign: Campaign | None = None, **overrides: Any) -> di
         "from_email": "Team <team@example.com>",
         "reply_to": "",
         "text_body": "Hi {{ recipient.first_name }}\n{{ unsubscribe_url }}",
-        "html_body": "<p>Hi {{ recipient.first_name }}</p>",
+        "body_format": "html",
+        "body": "<p>Hi {{ recipient.first_name }}</p>",
+        "preheader": "",
+        "layout": "",
         "audiences": [],
         "rate_limit_per_minute": "",
         "schedule_kind": "manual",
@@ -59,8 +64,15 @@ def campaign_form_data(campaign: Campaign | None = None, **overrides: Any) -> di
         "sends-MAX_NUM_FORMS": "1000",
     }
     if campaign is not None:
-        for name in ("name", "subject", "from_email", "reply_to", "text_body", "html_body"):
+        for name in ("name", "subject", "from_email", "reply_to", "text_body", "body"):
             data[name] = getattr(campaign, name)
+        data.update(
+            body_format=campaign.body_format,
+            preheader=campaign.preheader,
+            layout=campaign.layout_id or "",
+        )
+        if campaign.web_archive:
+            data["web_archive"] = "on"
         data["audiences"] = [a.pk for a in campaign.audiences.all()]
         data["sends-INITIAL_FORMS"] = str(campaign.sends.count())
         data["sends-TOTAL_FORMS"] = data["sends-INITIAL_FORMS"]

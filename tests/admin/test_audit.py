@@ -327,7 +327,7 @@ def test_the_trail_links_each_entry_to_what_it_was_about() -> None:
 def test_an_edit_entry_shows_its_fields_by_their_labels_in_a_table() -> None:
     campaign = CampaignFactory.create()
     entry = AuditEntry.objects.create(
-        action="edited", campaign=campaign, changes={"html_body": "<p>Hi</p>", "subject": "Hello"}
+        action="edited", campaign=campaign, changes={"body": "<p>Hi</p>", "subject": "Hello"}
     )
     client, _ = logged_in("auditor")
     page = client.get(reverse("admin:campaigns_auditentry_change", args=[entry.pk])).content

@@ -43,7 +43,7 @@ def test_the_preview_renders_unsaved_content_for_a_chosen_recipient() -> None:
             "subject": "Hi {{ recipient.first_name }}",
             "from_email": "a@example.com",
             "text_body": "From {{ recipient.attributes.city }}",
-            "html_body": (
+            "body": (
                 "<p>Hello <b>{{ recipient.first_name }}</b> "
                 "from {{ recipient.attributes.city }}</p>"
             ),
@@ -51,7 +51,9 @@ def test_the_preview_renders_unsaved_content_for_a_chosen_recipient() -> None:
     )
     data = response.json()
     assert data["subject"] == "Hi Ada"
-    assert data["html"] == "<p>Hello <b>Ada</b> from Bergen</p>"
+    # Raw HTML without an unsubscribe link of its own gets the default footer.
+    assert data["html"].startswith("<p>Hello <b>Ada</b> from Bergen</p><p ")
+    assert 'href="#unsubscribe-preview"' in data["html"]
     assert data["text"] == "From Bergen"
     assert data["recipient"] == "ada@example.com"
 
@@ -66,12 +68,12 @@ def test_the_preview_escapes_recipient_data_in_html() -> None:
                 "recipient": "eve@example.com",
                 "subject": "s",
                 "text_body": "",
-                "html_body": "<p>{{ recipient.first_name }}</p>",
+                "body": "<p>{{ recipient.first_name }}</p>",
             },
         )
         .json()
     )
-    assert data["html"] == "<p>&lt;script&gt;x&lt;/script&gt;</p>"
+    assert data["html"].startswith("<p>&lt;script&gt;x&lt;/script&gt;</p>")
 
 
 def test_the_preview_falls_back_to_the_saved_campaign_and_a_sample_recipient() -> None:
@@ -83,7 +85,7 @@ def test_the_preview_falls_back_to_the_saved_campaign_and_a_sample_recipient() -
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"html_body": "{{ recipient.salary }}"}, "no field 'salary'"),
+        ({"body": "{{ recipient.salary }}"}, "no field 'salary'"),
         ({"recipient": "nobody@example.com"}, "No recipient has this address."),
     ],
 )
@@ -297,7 +299,7 @@ def test_the_send_page_shows_the_content_it_froze_escaped_and_sandboxed() -> Non
     campaign = CampaignFactory.create(
         audiences=[audience_with(1)],
         subject="Frozen subject",
-        html_body='<p>Frozen</p><script>alert("x")</script>',
+        body='<p>Frozen</p><script>alert("x")</script>',
     )
     send = send_launch(
         campaign_id=campaign.pk, occurrence_key="once", trigger="manual", publish=lambda *a: None

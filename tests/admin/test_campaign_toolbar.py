@@ -153,6 +153,6 @@ def test_the_form_labels_its_bodies_and_explains_occurrence_and_time_zone(
 ) -> None:
     settings.TIME_ZONE = "Europe/London"
     page = logged_in("editor").get(reverse("admin:campaigns_campaign_add")).content.decode()
-    assert "HTML body" in page and "Text body" in page and "Occurrence" in page
+    assert "Body" in page and "Text body" in page and "Occurrence" in page
     assert "never sends on its own" in page
     assert "Times are in Europe/London." in page

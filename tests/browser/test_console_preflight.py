@@ -51,7 +51,7 @@ def test_an_approver_sees_the_blocking_check_and_overrides_it(
     campaign = CampaignFactory.create(
         name="Spring newsletter",
         from_email=f"Example Shop <news@{domain}>",
-        html_body='<p>Hi {{ recipient.first_name }}</p><a href="/spring">See the offers</a>',
+        body='<p>Hi {{ recipient.first_name }}</p><a href="/spring">See the offers</a>',
         audiences=[AudienceFactory.create()],
     )
     preflight_dns_forget(campaign=campaign)  # answers another run may have cached

@@ -85,7 +85,7 @@ def test_staff_compose_test_schedule_and_audit_a_campaign(
     page.fill("input[name=from_email]", "News <news@example.com>")
     page.fill("textarea[name=text_body]", "Hi {{ recipient.first_name }}\n{{ unsubscribe_url }}")
     page.fill(
-        "textarea[name=html_body]",
+        "textarea[name=body]",
         "<h1>Hello {{ recipient.first_name }}</h1>"
         "<p>News from {{ recipient.attributes.city }}.</p>",
     )

@@ -46,7 +46,7 @@ def actions(campaign: Campaign) -> list[str]:
     ("field", "value"),
     [
         ("subject", "New subject"),
-        ("html_body", "<p>Other</p>"),
+        ("body", "<p>Other</p>"),
         ("schedule_crontab", "0 6 * * *"),
     ],
 )

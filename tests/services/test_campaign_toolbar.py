@@ -107,10 +107,10 @@ def test_duplicate_makes_a_draft_with_content_and_audiences_but_no_schedule_or_a
     editor = UserFactory.create()
     copy = services.campaign_duplicate(campaign=original, by=editor)
     assert copy.pk != original.pk and copy.name == "Copy of November newsletter"
-    assert (copy.subject, copy.text_body, copy.html_body, copy.from_email) == (
+    assert (copy.subject, copy.text_body, copy.body, copy.from_email) == (
         original.subject,
         original.text_body,
-        original.html_body,
+        original.body,
         original.from_email,
     )
     assert list(copy.audiences.all()) == [audience] and copy.rate_limit_per_minute == 120
@@ -136,10 +136,10 @@ def test_a_browser_save_of_an_unchanged_form_logs_no_edit_and_keeps_the_approval
 
 
 def test_a_real_change_next_to_line_end_noise_logs_only_that_field() -> None:
-    campaign = ready(html_body="<p>Hi</p>\n<p>Bye</p>")
-    campaign.html_body = "<p>Hi</p>\r\n<p>Bye</p>"
+    campaign = ready(body="<p>Hi</p>\n<p>Bye</p>")
+    campaign.body = "<p>Hi</p>\r\n<p>Bye</p>"
     campaign.subject = "Another subject"
-    services.campaign_save(campaign=campaign, by=UserFactory.create(), changed=["html_body"])
+    services.campaign_save(campaign=campaign, by=UserFactory.create(), changed=["body"])
     entry = AuditEntry.objects.get(campaign=campaign, action="edited")
     assert set(entry.changes) == {"subject"}
 

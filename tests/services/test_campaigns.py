@@ -42,7 +42,7 @@ def unsaved(**fields: object) -> Campaign:
     ("fields", "field", "needle"),
     [
         ({"text_body": "{% for %}"}, "text_body", "does not compile"),
-        ({"html_body": "{{ recipient.salary }}"}, "html_body", "no field 'salary'"),
+        ({"body": "{{ recipient.salary }}"}, "body", "no field 'salary'"),
         ({"subject": "{{ nope }}"}, "subject", "unknown field"),
         ({"from_email": "not an address"}, "from_email", "not a valid email address"),
         ({"reply_to": "x@example.com\r\nBcc: y@example.com"}, "reply_to", "line breaks"),

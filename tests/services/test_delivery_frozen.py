@@ -21,7 +21,7 @@ Published = list[tuple[int, int, int, str]]
 LAUNCHED = {
     "subject": "Launch subject for {{ recipient.first_name }}",
     "text_body": "Launch text {{ unsubscribe_url }}",
-    "html_body": "<p>Launch html</p>",
+    "body": '<p>Launch html</p><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
     "reply_to": "launch@example.com",
 }
 
@@ -57,7 +57,14 @@ def test_launch_freezes_the_exact_content_in_the_send() -> None:
     assert Send.objects.get(pk=send.pk).content == {
         "name": "Spring",
         "from_email": campaign.from_email,
-        **LAUNCHED,
+        "subject": LAUNCHED["subject"],
+        "reply_to": LAUNCHED["reply_to"],
+        "preheader": "",
+        # Raw HTML with its own unsubscribe link and no <style>: compiled as written.
+        "html_body": LAUNCHED["body"],
+        "text_body": LAUNCHED["text_body"],
+        "layout_id": None,
+        "layout_version": None,
     }
 
 
@@ -76,7 +83,7 @@ def test_an_edit_during_a_running_send_changes_nothing_its_recipients_get(
     send, published = launched(campaign, key="manual:now")
 
     campaign.subject = "Edited subject"
-    campaign.html_body = "<p>Edited html</p>"
+    campaign.body = "<p>Edited html</p>"
     campaign.text_body = "Edited text {{ unsubscribe_url }}"
     campaign.reply_to = "edited@example.com"
     services.campaign_save(campaign=campaign, by=UserFactory.create())
@@ -95,7 +102,7 @@ def test_the_delivery_loop_never_reads_the_live_campaign(smtp_sink: SmtpSink) ->
     """Even a change that bypasses every service (a bulk update) does not reach a running send."""
     campaign = CampaignFactory.create(audiences=[audience_with(2)], **LAUNCHED)
     _, published = launched(campaign)
-    Campaign.objects.filter(pk=campaign.pk).update(subject="Bulk edit", html_body="<p>Bulk</p>")
+    Campaign.objects.filter(pk=campaign.pk).update(subject="Bulk edit", body="<p>Bulk</p>")
     deliver(published)
     assert {m["Subject"].split(" for ")[0] for m in smtp_sink.messages} == {"Launch subject"}
 

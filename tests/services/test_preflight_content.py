@@ -18,7 +18,8 @@ def campaign(**fields: object) -> Campaign:
         "subject": "Hi",
         "from_email": "news@example.com",
         "text_body": "Hello {{ recipient.first_name }}",
-        "html_body": '<p>Hi</p><a href="https://example.com/a">a</a>',
+        "body_format": Campaign.BodyFormat.HTML,
+        "body": '<p>Hi</p><a href="https://example.com/a">a</a>',
     }
     values.update(fields)
     return Campaign(**values)
@@ -55,9 +56,7 @@ def test_headers_are_read_from_each_channels_form() -> None:
 def test_html_over_gmails_clipping_size_warns() -> None:
     big = "<p>" + "x" * (103 * 1024) + "</p>"
     finding = next(
-        f
-        for f in preflight_run(campaign=campaign(html_body=big)).findings
-        if f.code == "html_clipped"
+        f for f in preflight_run(campaign=campaign(body=big)).findings if f.code == "html_clipped"
     )
     assert finding.severity is Severity.WARN and "102 KB" in finding.message
 
@@ -66,10 +65,15 @@ def test_html_under_the_limit_is_fine() -> None:
     assert found(preflight_run(campaign=campaign()))["html_size_ok"] is Severity.OK
 
 
-def test_an_empty_text_body_warns() -> None:
+def test_an_empty_text_body_is_written_from_the_html_and_said_so() -> None:
     codes = found(preflight_run(campaign=campaign(text_body="")))
-    assert codes["text_missing"] is Severity.WARN
+    assert codes["text_generated"] is Severity.OK
     assert found(preflight_run(campaign=campaign()))["text_ok"] is Severity.OK
+
+
+def test_a_campaign_without_any_body_is_refused_as_unrenderable() -> None:
+    codes = found(preflight_run(campaign=campaign(text_body="", body="")))
+    assert codes["content_unrenderable"] is Severity.BLOCK
 
 
 def test_relative_and_script_links_warn_and_name_them() -> None:
@@ -80,7 +84,7 @@ def test_relative_and_script_links_warn_and_name_them() -> None:
     )
     finding = next(
         f
-        for f in preflight_run(campaign=campaign(html_body=html)).findings
+        for f in preflight_run(campaign=campaign(body=html)).findings
         if f.group == "Message" and f.code.startswith("links")
     )
     assert finding.code == "links_not_absolute" and finding.severity is Severity.WARN
@@ -95,5 +99,5 @@ def test_absolute_links_pass() -> None:
 
 def test_content_checks_never_block_a_product_message() -> None:
     # The product always adds the unsubscribe headers: a campaign's own content blocks nothing.
-    report = preflight_run(campaign=campaign(text_body="", html_body="<a href='x'>x</a>"))
+    report = preflight_run(campaign=campaign(text_body="", body="<a href='x'>x</a>"))
     assert report.blocking == []

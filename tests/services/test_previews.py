@@ -58,6 +58,6 @@ def test_a_preview_over_a_limit_for_the_chosen_recipient_says_which_part(
 
 
 def test_a_preview_of_a_refused_tag_names_the_field_and_the_tag() -> None:
-    data = {"subject": "s", "html_body": "{% lorem 99999 w %}"}
+    data = {"subject": "s", "body": "{% lorem 99999 w %}"}
     with pytest.raises(PreviewProblem, match="HTML body: the tag 'lorem' is not allowed"):
         campaign_preview(campaign_id=None, data=data, recipient_email="")

@@ -18,9 +18,9 @@ from tests.factories import CampaignFactory, RecipientFactory, SubscriptionFacto
     ("fields", "field", "needle"),
     [
         ({"subject": '{{ "x"|ljust:"20000000" }}'}, "subject", "Subject: the filter 'ljust'"),
-        ({"html_body": "{% lorem 9 w %}"}, "html_body", "HTML body: the tag 'lorem' is not"),
+        ({"body": "{% lorem 9 w %}"}, "body", "HTML body: the tag 'lorem' is not"),
         ({"text_body": "x" * 3000}, "text_body", "Text body: the rendered text is over"),
-        ({"html_body": "{{ 'ab'|truncatechars:5000 }}"}, "html_body", "HTML body: the filter"),
+        ({"body": "{{ 'ab'|truncatechars:5000 }}"}, "body", "HTML body: the filter"),
     ],
 )
 def test_a_save_is_refused_with_the_field_named(
@@ -42,7 +42,7 @@ def test_a_recipient_whose_data_is_over_the_limit_fails_alone_with_the_reason(
     long = RecipientFactory.create(email="long@example.com", attributes={"bio": "b" * 3000})
     SubscriptionFactory.create(recipient=long, audience=audience)
     campaign = CampaignFactory.create(
-        audiences=[audience], text_body="Hi {{ recipient.attributes.bio }}", html_body=""
+        audiences=[audience], text_body="Hi {{ recipient.attributes.bio }}", body=""
     )
     published: list[tuple[int, int, int, str]] = []
     send = send_launch(

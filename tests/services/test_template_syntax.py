@@ -207,7 +207,8 @@ def test_the_admin_form_shows_the_problem_in_red_on_its_field() -> None:
         "Text body: line 2, column 4: “{{ recipient.first_name” is not closed — "
         "add “}}” on the same line."
     )
-    assert 'aria-invalid="true" aria-describedby="id_text_body_error"' in html
+    described = 'aria-describedby="id_text_body_helptext id_text_body_error"'
+    assert f'aria-invalid="true" {described}' in html
     assert not Campaign.objects.exists()
 
 

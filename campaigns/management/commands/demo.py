@@ -74,6 +74,7 @@ class Command(BaseCommand):
                 "            demo-editor, demo-approver, demo-auditor: one role each, same "
                 "password\n"
                 f"  Mailbox:  http://127.0.0.1:{port}/admin/mailbox/  (what the SMTP catcher got)\n"
+                f"  Archive:  http://127.0.0.1:{port}/archive/  (published campaigns, once sent)\n"
                 f"  Bounces:  receiver on 127.0.0.1:{bounce_port} for "
                 f"@{env['OPSDASH_BOUNCE_DOMAIN']}; open a campaign's message in the\n"
                 "            Mailbox and press “Play a bounce” (or: manage.py play_bounce <id>)\n"

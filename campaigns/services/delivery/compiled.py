@@ -7,7 +7,10 @@ its recipients and the send page can always show what they got.
 
 from __future__ import annotations
 
+from typing import Any
+
 from campaigns.models import Campaign, Send
+from campaigns.services.authoring import campaign_compose
 from campaigns.services.mime import WireFrame, wire_frame
 from campaigns.services.rendering import (
     CompiledCampaign,
@@ -15,15 +18,38 @@ from campaigns.services.rendering import (
     frozen_content_compile,
 )
 
-# What staff compose and a send freezes: everything rendering a message reads.
-FROZEN_FIELDS = ("name", "subject", "from_email", "reply_to", "text_body", "html_body")
+# What a send freezes: everything rendering a message reads (the body compiled into
+# ``html_body`` and ``text_body``), and which layout version it was compiled with.
+FROZEN_FIELDS = (
+    "name",
+    "subject",
+    "from_email",
+    "reply_to",
+    "preheader",
+    "text_body",
+    "html_body",
+)
 
 _compiled_cache: dict[int, tuple[CompiledCampaign, WireFrame]] = {}
 
 
-def content_of(campaign: Campaign) -> dict[str, str]:
-    """The campaign's content as a Send freezes it."""
-    return {field: str(getattr(campaign, field)) for field in FROZEN_FIELDS}
+def content_of(campaign: Campaign) -> dict[str, Any]:
+    """The campaign's content as a Send freezes it: the body composed once (layout, format,
+    CSS inlined, text part), so batches render only the personalisation; the layout version
+    says which edit of the layout the send went out with."""
+    composed = campaign_compose(campaign=campaign)
+    layout = campaign.layout
+    return {
+        "name": campaign.name,
+        "subject": campaign.subject,
+        "from_email": campaign.from_email,
+        "reply_to": campaign.reply_to,
+        "preheader": campaign.preheader,
+        "html_body": composed.html,
+        "text_body": composed.text,
+        "layout_id": layout.pk if layout else None,
+        "layout_version": layout.version if layout else None,
+    }
 
 
 def compiled_for(campaign: Campaign) -> CompiledCampaign:

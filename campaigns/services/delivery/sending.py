@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from campaigns.models import Delivery, Send
-from campaigns.services.audiences import unsubscribe_url
+from campaigns.services.audiences import message_links
 from campaigns.services.channels import Channel, ChannelResult, Composed, Outgoing
 from campaigns.services.delivery.lease import BatchLease
 from campaigns.services.delivery.outcomes import (
@@ -305,9 +305,14 @@ def _record_group(
 
 def _compose(*, loop: Loop, row: Delivery) -> Composed:
     recipient = row.recipient
-    url = unsubscribe_url(recipient_id=row.recipient_id, send_id=row.send_id)
+    links = message_links(recipient_id=row.recipient_id, send_id=row.send_id)
     fields = recipient_fields(recipient)
-    rendered = message_render(loop.compiled, recipient=fields, unsubscribe_url=url)
+    rendered = message_render(
+        loop.compiled,
+        recipient=fields,
+        unsubscribe_url=links.unsubscribe_url,
+        web_version_url=links.web_version_url,
+    )
     outgoing = Outgoing(
         delivery_id=row.pk,
         frame=loop.frame,
@@ -315,6 +320,6 @@ def _compose(*, loop: Loop, row: Delivery) -> Composed:
         to_email=recipient.email,
         to_name=recipient.full_name,
         message_id=row.message_id,
-        unsubscribe_url=url,
+        unsubscribe_url=links.unsubscribe_url,
     )
     return loop.channel.compose(outgoing)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from campaigns.models import Campaign, Recipient
-from campaigns.services.audiences import unsubscribe_url
+from campaigns.services.audiences import message_links
 from campaigns.services.channels import Outcome, Outgoing, channel_for
 from campaigns.services.delivery.compiled import compiled_for
 from campaigns.services.mime import wire_frame
@@ -34,9 +34,13 @@ def test_message_send(*, campaign_id: int, to_email: str, recipient_id: int | No
     """
     campaign = Campaign.objects.get(pk=campaign_id)
     compiled = compiled_for(campaign)
-    url = unsubscribe_url(recipient_id=0, send_id=0)
+    links = message_links(recipient_id=0, send_id=0)
+    url = links.unsubscribe_url
     rendered = message_render(
-        compiled, recipient=_personalisation(to_email, recipient_id), unsubscribe_url=url
+        compiled,
+        recipient=_personalisation(to_email, recipient_id),
+        unsubscribe_url=url,
+        web_version_url=links.web_version_url,
     )
     outgoing = Outgoing(
         delivery_id=0,  # no delivery row: a bounce of a test message names none

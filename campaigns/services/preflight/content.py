@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import email
 import email.policy
-from collections.abc import Iterable
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 
 from campaigns.models import Campaign
 from campaigns.selectors.campaigns import preview_recipient
-from campaigns.services.audiences import unsubscribe_url
+from campaigns.services.audiences import message_links
+from campaigns.services.authoring.checks import (
+    html_size,
+    links_problem,
+    links_report,
+    size_problem,
+)
 from campaigns.services.channels import Outgoing, channel_for
 from campaigns.services.mime import wire_frame
 from campaigns.services.preflight.report import Finding, Group, Severity
 from campaigns.services.rendering import (
+    CompiledCampaign,
     RenderedMessage,
     TemplateProblem,
     campaign_compile_for,
@@ -32,11 +36,7 @@ from campaigns.services.rendering import (
 )
 
 BLOCK, WARN, OK = Severity.BLOCK, Severity.WARN, Severity.OK
-# Gmail shows "[Message clipped]" and hides the rest of a message whose HTML passes 102 KB.
-GMAIL_CLIP_BYTES = 102 * 1024
 ONE_CLICK = "List-Unsubscribe=One-Click"
-_LINK_SCHEMES = ("http", "https", "mailto")
-_SHOWN_LINKS = 5
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def content_findings(campaign: Campaign) -> list[Finding]:
     return [
         *unsubscribe_check(sample),
         size_check(sample.rendered.html),
-        text_part_check(sample.rendered),
+        text_part_check(sample.rendered, generated=not campaign.text_body.strip()),
         links_check(sample.rendered.html),
     ]
 
@@ -69,17 +69,32 @@ def _finding(code: str, severity: Severity, title: str, message: str) -> Finding
     return Finding(code, severity, title, message, group=Group.MESSAGE)
 
 
-def sample_compose(campaign: Campaign) -> Sample:
-    """Renders for the sample recipient and composes through the campaign's channel."""
+def sample_render(campaign: Campaign) -> RenderedMessage:
+    """The campaign rendered for the sample recipient, its links as a test message has them."""
+    return _sample(campaign)[1]
+
+
+def _sample(campaign: Campaign) -> tuple[CompiledCampaign, RenderedMessage, str, str]:
     compiled = campaign_compile_for(campaign)
     recipient = preview_recipient(email="") or {}
-    url = unsubscribe_url(recipient_id=0, send_id=0)
-    rendered = message_render(compiled, recipient=recipient, unsubscribe_url=url)
+    links = message_links(recipient_id=0, send_id=0)
+    rendered = message_render(
+        compiled,
+        recipient=recipient,
+        unsubscribe_url=links.unsubscribe_url,
+        web_version_url=links.web_version_url,
+    )
+    return compiled, rendered, links.unsubscribe_url, str(recipient.get("email", ""))
+
+
+def sample_compose(campaign: Campaign) -> Sample:
+    """Renders for the sample recipient and composes through the campaign's channel."""
+    compiled, rendered, url, to_email = _sample(campaign)
     outgoing = Outgoing(
         delivery_id=0,
         frame=wire_frame(compiled),
         rendered=rendered,
-        to_email=str(recipient.get("email", "sample@example.com")),
+        to_email=to_email or "sample@example.com",
         to_name="Sample Recipient",
         message_id=f"<preflight@{settings.OPSDASH_MESSAGE_ID_DOMAIN}>",
         unsubscribe_url=url,
@@ -162,28 +177,29 @@ def unsubscribe_check(sample: Sample) -> list[Finding]:
 
 def size_check(html: str) -> Finding:
     title = "Message size"
-    size = len(html.encode("utf-8"))
-    shown = f"{size / 1024:.1f} KB"
-    if size > GMAIL_CLIP_BYTES:
-        return _finding(
-            "html_clipped",
-            WARN,
-            title,
-            f"The HTML body is {shown}: Gmail clips messages over 102 KB and hides the rest, "
-            "the unsubscribe link included. Shorten it or move content to a web page.",
-        )
+    if problem := size_problem(html):
+        return _finding("html_clipped", WARN, title, problem)
+    shown = f"{html_size(html) / 1024:.1f} KB"
     return _finding("html_size_ok", OK, title, f"The HTML body is {shown}, under Gmail's 102 KB.")
 
 
-def text_part_check(rendered: RenderedMessage) -> Finding:
+def text_part_check(rendered: RenderedMessage, *, generated: bool = False) -> Finding:
     title = "Text part"
     if not rendered.text.strip():
         return _finding(
             "text_missing",
             WARN,
             title,
-            "The text body is empty: the text part is made by stripping the HTML's tags, which "
-            "reads poorly and some filters count against. Write a text body.",
+            "The message has no text part: some filters count that against it. Write a body "
+            "or a text body.",
+        )
+    if generated:
+        return _finding(
+            "text_generated",
+            OK,
+            title,
+            "The text part is written from the HTML body; fill in the text body to word it "
+            "yourself.",
         )
     return _finding("text_ok", OK, title, "The message has a text part.")
 
@@ -192,42 +208,7 @@ def links_check(html: str) -> Finding:
     title = "Links"
     if not html.strip():
         return _finding("links_ok", OK, title, "No HTML body, so no links to check.")
-    links = list(_links(html))
-    bad = [link for link in links if not _absolute(link)]
-    if bad:
-        shown = ", ".join(f"“{link}”" for link in bad[:_SHOWN_LINKS])
-        more = f" and {len(bad) - _SHOWN_LINKS} more" if len(bad) > _SHOWN_LINKS else ""
-        return _finding(
-            "links_not_absolute",
-            WARN,
-            title,
-            f"Links that go nowhere in a mail client ({len(bad)} of {len(links)}): {shown}{more}. "
-            "Use full https:// addresses, or mailto:.",
-        )
-    return _finding("links_ok", OK, title, f"All {len(links)} links are absolute.")
-
-
-def _absolute(link: str) -> bool:
-    parts = urlsplit(link.strip())
-    if parts.scheme.lower() == "mailto":
-        return bool(parts.path)
-    return parts.scheme.lower() in _LINK_SCHEMES and bool(parts.netloc)
-
-
-class _LinkParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.links: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("a", "area"):
-            href = dict(attrs).get("href")
-            if href is not None:
-                self.links.append(href)
-
-
-def _links(html: str) -> Iterable[str]:
-    parser = _LinkParser()
-    parser.feed(html)
-    parser.close()
-    return parser.links
+    report = links_report(html)
+    if problem := links_problem(report):
+        return _finding("links_not_absolute", WARN, title, problem)
+    return _finding("links_ok", OK, title, f"All {len(report.links)} links are absolute.")

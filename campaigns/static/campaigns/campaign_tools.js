@@ -9,7 +9,7 @@
   const panel = document.getElementById("campaign-preview");
   if (!panel) return;
   const form = document.getElementById("campaign_form");
-  const FIELDS = ["name", "subject", "from_email", "reply_to", "text_body", "html_body"];
+  const FIELDS = ["name", "subject", "from_email", "reply_to", "text_body", "body"];
 
   function csrfToken() {
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
