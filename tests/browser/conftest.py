@@ -29,8 +29,14 @@ def shots(tmp_path: Path) -> Callable[..., None]:
         path = str(folder / f"{name}.png")
         if element is not None:
             element.screenshot(path=path)
-        else:
-            page.screenshot(path=path, full_page=True)
+            return
+        # The window as tall as the page, so sticky bars (the form's Save row, the sidebar)
+        # sit where they belong instead of across the middle of a stitched picture.
+        size = page.viewport_size
+        height = page.evaluate("document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+        page.screenshot(path=path, full_page=True)
+        page.set_viewport_size(size)
 
     return shot
 
