@@ -74,6 +74,7 @@
     }
     last = data;
     document.getElementById("preview-error").hidden = true;
+    panel.querySelector(".opsdash-preview-widths").hidden = false;
     document.getElementById("preview-from").textContent = data.from_email;
     document.getElementById("preview-to").textContent = data.recipient;
     document.getElementById("preview-subject").textContent = data.subject;
@@ -124,6 +125,8 @@
     for (const id of FRAMES) {
       document.getElementById(id).srcdoc = "";
     }
+    // Empty frames say nothing: the error stands alone until the message renders again.
+    panel.querySelector(".opsdash-preview-widths").hidden = true;
     showRemoved([]);
     last = null;
     delete panel.dataset.rendered;
