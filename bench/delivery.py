@@ -202,6 +202,8 @@ def recipients_seed(n: int) -> Any:
                 + "Here is what changed this month. " * 12
                 + "\n\nUnsubscribe: {{ unsubscribe_url }}\n"
             ),
+            # Raw HTML without a layout: the per-message work measured is what it always was.
+            "body_format": Campaign.BodyFormat.HTML,
             "body": (
                 "<p>Hi {{ recipient.first_name }} from {{ recipient.attributes.city }},</p>"
                 + "<p>Here is what changed this month.</p>" * 12

@@ -28,7 +28,7 @@ from campaigns.admin.base import (
     run_service,
 )
 from campaigns.admin.campaigns import CampaignPermissions
-from campaigns.models import Delivery, Send
+from campaigns.models import Delivery, Layout, Send
 from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.selectors import sends as send_selectors
 from campaigns.selectors.cache import cache_probe
@@ -395,7 +395,12 @@ class SendAdmin(SendControlMixin, ReadOnlyAdminMixin, ModelAdmin):
         """What this send's recipients get, frozen at launch: later campaign edits never show."""
         if not obj.content:
             return "Not recorded (this send started before sends kept their content)."
-        return render_to_string("admin/campaigns/send_content.html", {"content": obj.content})
+        # The layout as it is called now; its version says which edit the send went out with.
+        names = Layout.objects.filter(pk=obj.content.get("layout_id") or 0)
+        return render_to_string(
+            "admin/campaigns/send_content.html",
+            {"content": obj.content, "layout_name": names.values_list("name", flat=True).first()},
+        )
 
     @display(description="Audit")
     def audit_links(self, obj: Send) -> str:

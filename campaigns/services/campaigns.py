@@ -79,6 +79,7 @@ _TEMPLATE_FIELDS = {
     "Body": "body",
     "Layout": "layout",
     "Preview text": "preheader",
+    "Format": "body_format",
 }
 
 

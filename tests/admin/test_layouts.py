@@ -120,3 +120,18 @@ def test_saving_a_campaign_shows_its_content_warnings() -> None:
     assert any("An image has no alt text" in m for m in said), said
     assert any("Links that go nowhere in a mail client" in m for m in said), said
     assert Campaign.objects.get(pk=campaign.pk).subject == "Edited"
+
+
+def test_the_send_page_names_the_layout_version_it_went_out_with() -> None:
+    from campaigns.services.delivery import send_launch
+    from tests.factories import audience_with
+
+    campaign = CampaignFactory.create(audiences=[audience_with(1)], layout=shipped_layout())
+    send = send_launch(
+        campaign_id=campaign.pk, occurrence_key="once", trigger="manual", publish=lambda *a: None
+    )
+    assert send is not None
+
+    page = logged_in("auditor").get(reverse("admin:campaigns_send_change", args=[send.pk]))
+
+    assert "House (responsive), version 1" in page.content.decode()

@@ -36,6 +36,7 @@ from campaigns.models import (
     Campaign,
     Delivery,
     ImportJob,
+    Layout,
     SeedList,
     Send,
     Suppression,
@@ -61,6 +62,7 @@ CHANGELISTS = (
     "admin:campaigns_bouncemessage_changelist",
     "admin:campaigns_warmup_changelist",
     "admin:campaigns_warmupplan_changelist",
+    "admin:campaigns_layout_changelist",
     "admin:django_celery_results_taskresult_changelist",
 )
 
@@ -303,6 +305,9 @@ class World:
             "django_celery_beat/clockedschedule": ClockedSchedule.objects.create(
                 clocked_time="2030-01-01T00:00Z"
             ).pk,
+            "campaigns/layout": Layout.objects.get_or_create(
+                name="Roles frame", defaults={"html": "{{ content }}{{ unsubscribe_url }}"}
+            )[0].pk,
             "campaigns/warmupplan": (
                 plan := WarmupPlan.objects.create(name="Slow", daily_limits=[5])
             ).pk,
@@ -458,6 +463,9 @@ EXPECTED: dict[str, Codes] = {
     # Warm-up: read by every role; approvers put domains and channels on plans and edit them.
     **model_routes("campaigns/warmupplan", add=APPROVER, delete=APPROVER),
     **model_routes("campaigns/warmup", add=APPROVER, delete=APPROVER),
+    # Layouts: read by every role; approvers (who decide what is sent) edit them, since an
+    # edit reaches every later send of every campaign using one.
+    **model_routes("campaigns/layout", add=APPROVER, delete=APPROVER),
     **model_routes("campaigns/audience", add=EDITOR),
     **model_routes("campaigns/subscription", add=EDITOR),
     # Imports: editors upload; a job's mapping and report are its uploader's (here someone
