@@ -85,8 +85,9 @@ class CampaignForm(_CampaignModelForm):
             "body_format": "How you write the body: rich text in the editor, Markdown, or "
             "HTML for experts. Changing it converts what you have written.",
             "body": "Personalise with tags such as {{ recipient.first_name }}; they work in "
-            "every format, links included. Pasted scripts, forms and styling email clients "
-            "refuse are removed when the message is put together (the save says what).",
+            "every format, links included. In rich text and Markdown, what email clients refuse "
+            "(scripts, forms, pasted styling) is left out of the message and the save says "
+            "what; HTML is sent as written.",
             "layout": "The frame around the content: logo, colours and the footer with your "
             "legal address and the unsubscribe link. No layout sends the body as it is.",
             "text_body": "Leave blank to generate it from the content (recommended). Write "
