@@ -135,8 +135,9 @@ class CampaignForm(_CampaignModelForm):
         if self.instance.pk is None and not self.is_bound:
             default = Layout.objects.filter(is_default=True).values_list("pk", flat=True).first()
             self.initial.setdefault("layout", default)
-        if "layout" in self.fields:
-            self.fields["layout"].empty_label = "No layout (send the body as it is)"  # type: ignore[attr-defined]
+        layout_field = self.fields.get("layout")
+        if isinstance(layout_field, forms.ModelChoiceField):
+            layout_field.empty_label = "No layout (send the body as it is)"
         posted = self.data.get(self.add_prefix("body_format")) if self.is_bound else None
         chosen = posted or self.initial.get("body_format") or self.instance.body_format
         if chosen not in Campaign.BodyFormat.values:

@@ -53,6 +53,7 @@ def test_a_new_campaign_opens_in_rich_text_inside_the_default_layout() -> None:
     page = logged_in("editor").get(reverse(ADD)).content.decode()
     assert "<trix-editor" in page and "unfold/forms/js/trix/trix.js" in page
     assert f'<option value="{default.pk}" selected>' in page
+    assert "No layout (send the body as it is)" in page
     assert '<option value="richtext" selected>' in page
     # Both editors are drawn; only the rich text one posts a body.
     assert not disabled(start_tag(page, '<input type="hidden" name="body"'))
