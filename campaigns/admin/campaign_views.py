@@ -1,6 +1,6 @@
-"""The campaign page's own endpoints: the live preview, the state of a test message's task, the
-test-message form (to me or a seed list, as a sample or a chosen recipient) and the way from
-"Send now" to the send it started.
+"""The campaign page's own endpoints: the live preview, the body's format switch, the state of
+a test message's task, the test-message form (to me or a seed list, as a sample or a chosen
+recipient) and the way from "Send now" to the send it started.
 
 The preview and the task state answer the page's script in JSON; they parse the request and
 leave the work to a service (the preview) or a selector (the task state). The preview renders
@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.models import Campaign, Recipient, SeedList, Send
 from campaigns.selectors import campaigns as campaign_selectors
+from campaigns.services.body_formats import FormatProblem, body_format_switch
 from campaigns.services.previews import PREVIEW_FIELDS, PreviewProblem, campaign_preview
 from campaigns.services.seeds import campaign_send_tests, personalisation_recipient
 
@@ -40,6 +41,11 @@ class CampaignToolViews:
         wrap = self.model_admin.admin_site.admin_view
         return [
             path("preview/", wrap(self.preview_view), name="campaigns_campaign_preview"),
+            path(
+                "convert-body/",
+                wrap(self.convert_body_view),
+                name="campaigns_campaign_convert_body",
+            ),
             path(
                 "task-state/<str:task_id>/",
                 wrap(self.task_state_view),
@@ -60,6 +66,10 @@ class CampaignToolViews:
     def preview_view(self, request: HttpRequest) -> HttpResponse:
         """Renders the posted (possibly unsaved) content for one recipient, as JSON."""
         return require_POST(self._preview)(request)
+
+    def convert_body_view(self, request: HttpRequest) -> HttpResponse:
+        """The body in another format, for the editor's format switch, as JSON."""
+        return require_POST(self._convert_body)(request)
 
     def task_state_view(self, request: HttpRequest, task_id: str) -> HttpResponse:
         return require_GET(self._task_state)(request, task_id)
@@ -98,6 +108,22 @@ class CampaignToolViews:
         except PreviewProblem as exc:
             return JsonResponse({"error": str(exc)})
         return JsonResponse(asdict(preview))
+
+    def _convert_body(self, request: HttpRequest) -> HttpResponse:
+        # Only those who compose campaigns have a body to convert.
+        admin = self.model_admin
+        if not (admin.has_add_permission(request) or admin.has_change_permission(request)):
+            raise PermissionDenied
+        posted = request.POST
+        try:
+            switch = body_format_switch(
+                body=posted.get("body", ""),
+                from_format=posted.get("from_format", ""),
+                to_format=posted.get("to_format", ""),
+            )
+        except FormatProblem as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
+        return JsonResponse(asdict(switch))
 
     def _task_state(self, request: HttpRequest, task_id: str) -> HttpResponse:
         self._require_view(request)

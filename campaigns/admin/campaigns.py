@@ -27,7 +27,7 @@ from campaigns.admin.base import (
     post_required,
     run_service,
 )
-from campaigns.admin.campaign_form import CampaignForm
+from campaigns.admin.campaign_form import CONTENT_FIELDSETS, CampaignForm
 from campaigns.admin.campaign_preflight import (
     PreflightViews,
     preflight_blocking,
@@ -97,7 +97,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
         "audit_link",
     )
     fieldsets = (
-        ("Content", {"classes": ["tab"], "fields": campaign_services.CONTENT_FIELDS}),
+        *CONTENT_FIELDSETS,
         (
             "Audience",
             {"classes": ["tab"], "fields": ("audiences", "rate_limit_per_minute", "channel")},
@@ -289,7 +289,7 @@ class CampaignAdmin(CampaignPermissions, ChangelistDefer, ModelAdmin):
             read_only.append((name, {**options, "fields": fields}))
         return read_only
 
-    @display(description="Text body")
+    @display(description="Plain-text version")
     def text_body_as_written(self, obj: Campaign) -> str:
         # A plain-text body's line breaks and indents are its layout: keep them.
         return format_html('<pre style="white-space: pre-wrap">{}</pre>', obj.text_body)

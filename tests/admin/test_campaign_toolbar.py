@@ -153,6 +153,7 @@ def test_the_form_labels_its_bodies_and_explains_occurrence_and_time_zone(
 ) -> None:
     settings.TIME_ZONE = "Europe/London"
     page = logged_in("editor").get(reverse("admin:campaigns_campaign_add")).content.decode()
-    assert "Body" in page and "Text body" in page and "Occurrence" in page
+    assert "Body format" in page and "Plain-text version" in page and "Occurrence" in page
+    assert "Leave blank to generate it from the content" in page
     assert "never sends on its own" in page
     assert "Times are in Europe/London." in page

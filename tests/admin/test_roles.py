@@ -419,6 +419,7 @@ EXPECTED: dict[str, Codes] = {
     # Campaigns: editors write and test, approvers approve and send (POST only, below).
     **model_routes("campaigns/campaign", add=EDITOR, delete=EDITOR),
     "admin/campaigns/campaign/preview/": (405, 405, 405, 302),  # POST only; editors, below
+    "admin/campaigns/campaign/convert-body/": (405, 405, 405, 302),  # POST only; editors
     "admin/campaigns/campaign/task-state/<str:task_id>/": NOT_FOUND,  # not a test task
     # Send now, Schedule and Cancel: a GET is the confirmation page, the POST acts.
     "admin/campaigns/campaign/<path:object_id>/send_now/": APPROVER,
@@ -491,6 +492,8 @@ POST_EXPECTED: dict[str, Codes] = {
     "admin/campaigns/importjob/<int:pk>/cancel/": (404, 403, 403, 302),
     # Rendering a preview: open to every reader on this branch (see the preview's own rules).
     "admin/campaigns/campaign/preview/": EDITOR,  # rendering needs the right to write it
+    # The body's format switch, for those who compose (an empty body names no format: 400).
+    "admin/campaigns/campaign/convert-body/": (400, 403, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/send_now/": (403, 302, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/schedule_campaign/": (403, 302, 403, 302),
     "admin/campaigns/campaign/<path:object_id>/unschedule_campaign/": (403, 302, 403, 302),

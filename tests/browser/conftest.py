@@ -17,15 +17,26 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 @pytest.fixture
-def shots(tmp_path: Path) -> Callable[[Any, str], None]:
-    """Saves a full-page screenshot to OPSDASH_SCREENSHOT_DIR (the docs), else a temp folder."""
+def shots(tmp_path: Path) -> Callable[..., None]:
+    """Saves a full-page screenshot to OPSDASH_SCREENSHOT_DIR (the docs), else a temp folder;
+    ``element=`` (a locator) takes just that part of the page."""
     folder = Path(os.environ.get("OPSDASH_SCREENSHOT_DIR") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
 
-    def shot(page: Any, name: str) -> None:
+    def shot(page: Any, name: str, *, element: Any = None) -> None:
         # "load", not "networkidle": pages that poll (test state, dashboard panel) never idle.
         page.wait_for_load_state("load")
-        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+        path = str(folder / f"{name}.png")
+        if element is not None:
+            element.screenshot(path=path)
+            return
+        # The window as tall as the page, so sticky bars (the form's Save row, the sidebar)
+        # sit where they belong instead of across the middle of a stitched picture.
+        size = page.viewport_size
+        height = page.evaluate("document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": size["width"], "height": max(size["height"], height)})
+        page.screenshot(path=path, full_page=True)
+        page.set_viewport_size(size)
 
     return shot
 

@@ -17,7 +17,7 @@ from pytest_django import Settings
 
 from campaigns.models import AuditEntry, Campaign, Recipient, Send, Subscription
 from campaigns.services.audiences import UNSUBSCRIBE_REASONS, UnsubscribeScope, unsubscribe_url
-from tests.browser.support import login
+from tests.browser.support import login, tab
 from tests.factories import (
     AudienceFactory,
     CampaignFactory,
@@ -62,6 +62,7 @@ def test_a_broken_tag_is_refused_on_its_field_with_its_position(
         ),
     ):
         page.goto(change)
+        tab(page, "Text & web version")
         page.fill("textarea[name=text_body]", typed)
         page.locator("input[name=_continue], button[name=_continue]").first.click()
         error = page.locator("#id_text_body_error")

@@ -83,12 +83,16 @@ def test_staff_compose_test_schedule_and_audit_a_campaign(
     page.fill("input[name=name]", "Spring newsletter")
     page.fill("input[name=subject]", "Hello {{ recipient.first_name }}")
     page.fill("input[name=from_email]", "News <news@example.com>")
-    page.fill("textarea[name=text_body]", "Hi {{ recipient.first_name }}\n{{ unsubscribe_url }}")
+    tab(page, "Content")
+    page.select_option("select[name=body_format]", "html")  # written as HTML, by an expert
+    page.wait_for_function("document.querySelector('[data-body-editor]').dataset.format === 'html'")
     page.fill(
         "textarea[name=body]",
         "<h1>Hello {{ recipient.first_name }}</h1>"
         "<p>News from {{ recipient.attributes.city }}.</p>",
     )
+    tab(page, "Text & web version")
+    page.fill("textarea[name=text_body]", "Hi {{ recipient.first_name }}\n{{ unsubscribe_url }}")
     tab(page, "Audience")
     page.get_by_label(audience.name).check()
     tab(page, "Content")

@@ -1,7 +1,9 @@
 /* Campaign form tools: the live preview and the state of a test message.
  *
- * The preview posts the form's current (unsaved) content to a staff-only endpoint, which renders
- * it with the same locked-down engine the delivery uses, and shows the HTML in a sandboxed iframe.
+ * The preview posts the form's current (unsaved) content to a staff-only endpoint, which puts
+ * the message together as a send does (layout, inlined CSS, text part) and renders it with the
+ * same locked-down engine the delivery uses; the HTML is shown in two sandboxed iframes, at a
+ * desktop and a phone width, light or dark.
  * A reader who may not edit (approver, auditor) gets the saved campaign as stored.
  */
 (function () {
@@ -9,13 +11,27 @@
   const panel = document.getElementById("campaign-preview");
   if (!panel) return;
   const form = document.getElementById("campaign_form");
-  const FIELDS = ["name", "subject", "from_email", "reply_to", "text_body", "body"];
+  const FIELDS = ["name", "subject", "from_email", "reply_to", "preheader", "body_format",
+    "body", "layout", "text_body"];
+  const FRAMES = ["preview-frame", "preview-frame-mobile"];
+  const TEXTS = ["preview-from", "preview-to", "preview-subject", "preview-preheader",
+    "preview-unsubscribe", "preview-text"];
+  let last = null; // the latest answer, redrawn when dark mode is switched
 
   function csrfToken() {
     const input = document.querySelector("input[name=csrfmiddlewaretoken]");
     if (input) return input.value;
     const match = document.cookie.match(/csrftoken=([^;]+)/);
     return match ? match[1] : "";
+  }
+
+  /* The field's value as the form would post it: the body has two editors, one disabled. */
+  function fieldValue(name) {
+    const fields = form.querySelectorAll(`[name="${name}"]`);
+    for (const field of fields) {
+      if (!field.disabled && "value" in field) return field.value;
+    }
+    return null;
   }
 
   let timer = null;
@@ -27,8 +43,8 @@
     body.append("recipient", document.getElementById("preview-recipient").value);
     if (form) {
       for (const name of FIELDS) {
-        const field = form.elements.namedItem(name);
-        if (field && "value" in field) body.append(name, field.value);
+        const value = fieldValue(name);
+        if (value !== null) body.append(name, value);
       }
     }
     const mine = ++sequence;
@@ -56,14 +72,45 @@
       showError(data.error);
       return;
     }
+    last = data;
     document.getElementById("preview-error").hidden = true;
+    panel.querySelector(".opsdash-preview-widths").hidden = false;
+    document.getElementById("preview-from").textContent = data.from_email;
     document.getElementById("preview-to").textContent = data.recipient;
     document.getElementById("preview-subject").textContent = data.subject;
+    document.getElementById("preview-preheader").textContent = data.preheader || "(none)";
+    document.getElementById("preview-unsubscribe").textContent = data.list_unsubscribe;
     document.getElementById("preview-text").textContent = data.text;
-    document.getElementById("preview-frame").srcdoc =
-      data.html || "<pre style='white-space:pre-wrap;font-family:sans-serif'>" +
-      data.text.replace(/&/g, "&amp;").replace(/</g, "&lt;") + "</pre>";
+    showRemoved(data.removed || []);
+    draw();
     panel.dataset.rendered = String(mine);
+  }
+
+  /* Both widths show the same message, light or dark as the toggle says. */
+  function draw() {
+    if (!last) return;
+    const dark = document.getElementById("preview-dark").checked;
+    const html = (dark ? last.html_dark : last.html) ||
+      "<pre style='white-space:pre-wrap;font-family:sans-serif'>" +
+      last.text.replace(/&/g, "&amp;").replace(/</g, "&lt;") + "</pre>";
+    for (const id of FRAMES) {
+      const frame = document.getElementById(id);
+      // The light preview stays light even where this page is dark.
+      frame.style.colorScheme = dark ? "dark" : "light";
+      frame.srcdoc = html;
+    }
+    panel.dataset.dark = dark ? "yes" : "no";
+  }
+
+  function showRemoved(removed) {
+    const box = document.getElementById("preview-removed");
+    const list = box.querySelector("ul");
+    list.replaceChildren(...removed.map((sentence) => {
+      const item = document.createElement("li");
+      item.textContent = sentence;
+      return item;
+    }));
+    box.hidden = !removed.length;
   }
 
   /* An error replaces the preview: the previous recipient's message must not stay beside it
@@ -72,10 +119,16 @@
     const error = document.getElementById("preview-error");
     error.textContent = message;
     error.hidden = false;
-    for (const id of ["preview-to", "preview-subject", "preview-text"]) {
+    for (const id of TEXTS) {
       document.getElementById(id).textContent = "";
     }
-    document.getElementById("preview-frame").srcdoc = "";
+    for (const id of FRAMES) {
+      document.getElementById(id).srcdoc = "";
+    }
+    // Empty frames say nothing: the error stands alone until the message renders again.
+    panel.querySelector(".opsdash-preview-widths").hidden = true;
+    showRemoved([]);
+    last = null;
     delete panel.dataset.rendered;
   }
 
@@ -85,13 +138,14 @@
   }
 
   if (form) {
-    for (const name of FIELDS) {
-      const field = form.elements.namedItem(name);
-      if (field) field.addEventListener("input", soon);
-    }
+    const watched = (event) => FIELDS.includes(event.target.name);
+    form.addEventListener("input", (event) => { if (watched(event)) soon(); });
+    form.addEventListener("change", (event) => { if (watched(event)) soon(); });
+    form.addEventListener("trix-change", soon); // the rich text editor writes its field itself
   }
   document.getElementById("preview-recipient").addEventListener("change", soon);
   document.getElementById("preview-refresh").addEventListener("click", refresh);
+  document.getElementById("preview-dark").addEventListener("change", draw);
   refresh();
 
   /* Test messages: the form redirects here with ?test_task=<id>[,<id>...]; poll each until
