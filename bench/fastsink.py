@@ -2,8 +2,9 @@
 
 aiosmtpd (opsdash/smtp_sink.py, used by the tests) parses every command and message and tops
 out near the rate one sender reaches, so measuring with it would mostly measure it. This sink
-speaks just enough SMTP for smtplib (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), runs one
-asyncio server per process on a shared port (SO_REUSEPORT, the kernel spreads connections),
+speaks just enough SMTP for smtplib (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, and
+PIPELINING as relays offer it), runs one asyncio server per process on a shared port
+(SO_REUSEPORT, the kernel spreads connections),
 and appends each message's Message-ID to a per-process file, flushed when the process stops.
 With ``latency_ms`` it answers each DATA that much later, as a distant relay does; the wait
 is a timer on the event loop, so every connection waits at the same time.
@@ -35,6 +36,8 @@ class _Session(asyncio.Protocol):
         self.buffer = b""
         self.in_data = False
         self.transport: asyncio.Transport | None = None
+        self.replies: list[bytes] | None = None  # gathered while one read is handled
+        self.quitting = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -42,6 +45,19 @@ class _Session(asyncio.Protocol):
         transport.write(b"220 fastsink ESMTP\r\n")
 
     def data_received(self, data: bytes) -> None:
+        # The replies to what one read held go out in one write, as Postfix's smtpd flushes
+        # them: written one by one, a pipelining client would wait on Nagle's algorithm.
+        self.replies = []
+        try:
+            self._consume(data)
+        finally:
+            replies, self.replies = self.replies, None
+            if replies:
+                self._write(b"".join(replies))
+            if self.quitting and self.transport is not None:
+                self.transport.close()
+
+    def _consume(self, data: bytes) -> None:
         self.buffer += data
         while True:
             if self.in_data:
@@ -64,6 +80,12 @@ class _Session(asyncio.Protocol):
             self._command(line)
 
     def _reply(self, text: bytes) -> None:
+        if self.replies is not None:
+            self.replies.append(text)
+        else:  # a late answer (the latency timer): on its own
+            self._write(text)
+
+    def _write(self, text: bytes) -> None:
         assert self.transport is not None
         if not self.transport.is_closing():
             self.transport.write(text)
@@ -71,14 +93,13 @@ class _Session(asyncio.Protocol):
     def _command(self, line: bytes) -> None:
         verb = line[:4].upper()
         if verb == b"EHLO":
-            self._reply(b"250-fastsink\r\n250-8BITMIME\r\n250 SIZE 52428800\r\n")
+            self._reply(b"250-fastsink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 52428800\r\n")
         elif verb == b"DATA":
             self.in_data = True
             self._reply(b"354 End data with <CR><LF>.<CR><LF>\r\n")
         elif verb == b"QUIT":
             self._reply(b"221 Bye\r\n")
-            assert self.transport is not None
-            self.transport.close()
+            self.quitting = True  # closed once the replies are written
         else:  # HELO, MAIL, RCPT, RSET, NOOP
             self._reply(b"250 Ok\r\n")
 

@@ -27,8 +27,12 @@ DROP = "DROP"
 
 
 class SinkHandler:
-    def __init__(self, maildir: Path | None = None, rule: Rule | None = None) -> None:
+    def __init__(
+        self, maildir: Path | None = None, rule: Rule | None = None, pipelining: bool = True
+    ) -> None:
         self.messages: list[EmailMessage] = []
+        # Offered as relays (Postfix) offer it: commands may come several in one write.
+        self.pipelining = pipelining
         self.sessions = 0  # SMTP sessions opened (EHLO/HELO seen)
         self.rule = rule
         self.lock = threading.Lock()
@@ -40,6 +44,8 @@ class SinkHandler:
         with self.lock:
             self.sessions += 1
         session.host_name = hostname
+        if self.pipelining:  # aiosmtpd reads pipelined commands in order; it only never says so
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
