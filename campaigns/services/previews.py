@@ -19,6 +19,7 @@ from campaigns.models import Campaign, Layout
 from campaigns.selectors import campaigns as campaign_selectors
 from campaigns.services.audiences import message_links
 from campaigns.services.authoring import body_to_html
+from campaigns.services.campaigns import CONTENT_FIELDS
 from campaigns.services.rendering import (
     TemplateProblem,
     campaign_compile_for,
@@ -27,18 +28,9 @@ from campaigns.services.rendering import (
 )
 from campaigns.services.template_engine import part_render, template_compile
 
-# The campaign fields a preview renders; each comes from the form when posted, else the database.
-PREVIEW_FIELDS = (
-    "name",
-    "subject",
-    "from_email",
-    "reply_to",
-    "preheader",
-    "body_format",
-    "body",
-    "layout",
-    "text_body",
-)
+# The campaign fields a preview renders (what a send compiles; publishing to the archive shows
+# nothing in a message); each comes from the form when posted, else the database.
+PREVIEW_FIELDS = tuple(name for name in CONTENT_FIELDS if name != "web_archive")
 # The preview's unsubscribe link goes nowhere: a click in the preview must not unsubscribe anyone.
 PREVIEW_UNSUBSCRIBE_URL = "#unsubscribe-preview"
 PREVIEW_WEB_VERSION_URL = "#web-version-preview"
