@@ -17,7 +17,8 @@ import amqp.exceptions
 import kombu.exceptions
 from celery import Celery
 from celery.result import AsyncResult
-from celery.signals import worker_init
+from celery.signals import task_postrun, task_prerun, worker_init
+from django.db import close_old_connections
 from kombu import Exchange, Queue
 
 # Connects the heartbeat's signal handlers; they fire only in worker and beat processes.
@@ -50,6 +51,20 @@ class OpsdashCelery(Celery):
 
 app = OpsdashCelery("opsdash")
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# Celery's Django fixup closes every database connection before and after each task unless
+# this is set, so DATABASE_CONN_MAX_AGE never applied in a worker: each batch paid for a new
+# PostgreSQL backend. Tasks get Django's request rules instead (``_connections_tidy``).
+app.conf["CELERY_DB_REUSE_MAX"] = 1_000_000
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _connections_tidy(sender: Any = None, **kwargs: Any) -> None:
+    """Closes a connection past DATABASE_CONN_MAX_AGE or broken (a restarted PostgreSQL), as
+    Django does around each request; a kept one is health-checked on its first use. A task run
+    in place (eager) shares its caller's connection and transaction: left alone."""
+    if not getattr(getattr(sender, "request", None), "is_eager", False):
+        close_old_connections()
 
 
 def task_queues(names: Sequence[str], *, quorum: bool) -> list[Queue]:
