@@ -26,7 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from campaigns.models import Campaign, Recipient, SeedList, Send
 from campaigns.selectors import campaigns as campaign_selectors
-from campaigns.services.body_formats import FormatProblem, body_format_switch
+from campaigns.services.authoring.switch import FormatProblem, body_format_switch
 from campaigns.services.previews import PREVIEW_FIELDS, PreviewProblem, campaign_preview
 from campaigns.services.seeds import campaign_send_tests, personalisation_recipient
 

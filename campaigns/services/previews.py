@@ -21,10 +21,11 @@ from campaigns.services.audiences import message_links
 from campaigns.services.authoring import body_to_html
 from campaigns.services.campaigns import CONTENT_FIELDS
 from campaigns.services.rendering import (
+    CompiledCampaign,
     TemplateProblem,
     campaign_compile_for,
     message_render,
-    recipient_context,
+    template_values,
 )
 from campaigns.services.template_engine import part_render, template_compile
 
@@ -83,7 +84,7 @@ def campaign_preview(
             unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL,
             web_version_url=PREVIEW_WEB_VERSION_URL,
         )
-        preheader = _preheader_render(draft, recipient)
+        preheader = _preheader_render(draft, compiled, recipient)
     except TemplateProblem as exc:
         raise PreviewProblem(str(exc)) from exc
     return Preview(
@@ -110,17 +111,19 @@ def dark_variant(html: str) -> str:
     return _LIGHT.sub("(max-width: 0px)", _DARK.sub("(min-width: 0px)", html))
 
 
-def _preheader_render(draft: Campaign, recipient: Mapping[str, Any]) -> str:
+def _preheader_render(
+    draft: Campaign, compiled: CompiledCampaign, recipient: Mapping[str, Any]
+) -> str:
     """The preview text as this recipient's inbox shows it (the message hides it in the HTML,
     where a mail app finds it; here it is shown on its own)."""
     if not draft.preheader.strip():
         return ""
-    values = {
-        "recipient": recipient_context(recipient),
-        "campaign": {"name": draft.name},
-        "unsubscribe_url": PREVIEW_UNSUBSCRIBE_URL,
-        "web_version_url": PREVIEW_WEB_VERSION_URL,
-    }
+    values = template_values(
+        compiled,
+        recipient=recipient,
+        unsubscribe_url=PREVIEW_UNSUBSCRIBE_URL,
+        web_version_url=PREVIEW_WEB_VERSION_URL,
+    )
     template = template_compile(draft.preheader, label="Preview text")
     return _WHITESPACE.sub(
         " ",

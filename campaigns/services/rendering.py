@@ -124,7 +124,7 @@ def _compile(
 
 
 def _sample_render(compiled: CompiledCampaign) -> None:
-    values = _template_values(
+    values = template_values(
         compiled,
         recipient=sample_recipient_fields(email="sample@example.com"),
         unsubscribe_url=public_url("/unsubscribe/sample/"),
@@ -213,7 +213,7 @@ def _parts(compiled: CompiledCampaign) -> tuple[_Part, _Part, _Part]:
     )
 
 
-def _template_values(
+def template_values(
     compiled: CompiledCampaign,
     *,
     recipient: Mapping[str, Any],
@@ -236,7 +236,7 @@ def message_render(
     web_version_url: str = "",
 ) -> RenderedMessage:
     """Renders each part; one over its limit raises TemplateProblem naming it."""
-    values = _template_values(
+    values = template_values(
         compiled,
         recipient=recipient,
         unsubscribe_url=unsubscribe_url,

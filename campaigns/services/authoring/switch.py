@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from campaigns.models import Campaign
-from campaigns.services.authoring import body_convert, body_to_html
+from campaigns.services.authoring.formats import body_convert, body_to_html
 
 # What a format cannot hold, said when the body moves into it.
 _DROPS = {
