@@ -520,7 +520,7 @@ def test_the_journal_keeps_the_esp_id_of_a_message_not_yet_written(esp: EspEmula
         probe.note(row.pk, journal_entry(accepted))
         probe.answer()
 
-    assert journal_apply(task_id="t-journal") == 1
+    assert journal_apply(task_id="t-journal", send_id=send.pk) == 1
 
     row.refresh_from_db()
     assert (row.status, row.esp_message_id, row.smtp_response) == ("sent", "pm-123", "0 OK")

@@ -6,13 +6,14 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from pytest_django import Settings
 
 from campaigns.models import Campaign, Delivery, Recipient, Send, Subscription, TaskLink
 from campaigns.services import delivery
 from campaigns.services.delivery import NextStep, batch_deliver, send_launch
+from campaigns.services.delivery.batch import claimable
 from opsdash.smtp_sink import DROP, SmtpSink
 from tests.factories import CampaignFactory, RecipientFactory, SubscriptionFactory, audience_with
 from tests.processes import on_own_thread
@@ -408,6 +409,39 @@ def test_the_reaper_returns_rows_of_dead_batches_and_leaves_live_ones_alone(
     assert {batch[0] for batch in republished} == {dead_send.pk}
     run(republished)
     assert len(smtp_sink.messages) == 3
+
+
+def test_the_reaper_hands_back_a_paused_sends_dead_rows_without_dispatching_them() -> None:
+    paused, _ = launch(CampaignFactory.create(audiences=[audience_with(2)]).pk)
+    assert paused is not None
+    _stuck(paused, "dead-task", minutes=30)
+    Send.objects.filter(pk=paused.pk).update(status=Send.Status.PAUSED)
+    republished: Published = []
+
+    reaped = delivery.deliveries_reap(publish=lambda *batch: republished.append(batch))
+
+    assert reaped == 2
+    assert statuses(paused) == {Delivery.Status.QUEUED: 2}
+    assert republished == []  # a resume dispatches them
+
+
+def test_a_claim_reads_its_id_range_from_the_index_whatever_the_send_holds() -> None:
+    """Without statistics for a send just launched, the planner may pick the send's index:
+    that index must bound the claim by the batch's ids, not walk every queued row."""
+    send, _ = launch(CampaignFactory.create(audiences=[audience_with(30)]).pk)
+    assert send is not None
+    ids = sorted(Delivery.objects.filter(send=send).values_list("pk", flat=True))
+    rows = claimable(send_id=send.pk, first_id=ids[10], last_id=ids[19], task_id="t-claim")
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a table this small reads whole
+        plan = rows.explain()
+
+    assert rows.count() == 10
+    conditions = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert conditions, plan
+    for condition in conditions:  # the primary key's range, or the send's index with the ids
+        assert "id >=" in condition and "id <=" in condition, plan
 
 
 def test_a_send_without_progress_is_flagged_with_the_reason_and_dispatched_again(

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Model, Q
+from django.db.models import Model, Q, QuerySet
 from django.db.models.base import ModelState
 from django.utils import timezone
 
@@ -90,7 +90,7 @@ def batch_deliver(*, send_id: int, first_id: int, last_id: int, task_id: str) ->
         result.next_step = NextStep.BUSY
         return result
     try:
-        journal_apply(task_id=task_id)
+        journal_apply(task_id=task_id, send_id=send_id)
         if claimed := _claim(send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id):
             rows = _claimed_rows(
                 send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id
@@ -123,12 +123,22 @@ def _claim(*, send_id: int, first_id: int, last_id: int, task_id: str) -> int:
     that is gone (killed, or cut off from the broker): they go out again, and those are the
     only messages that can ever be duplicated.
     """
+    rows = claimable(send_id=send_id, first_id=first_id, last_id=last_id, task_id=task_id)
+    return rows.update(status=Delivery.Status.SENDING, claimed_at=timezone.now(), task_id=task_id)
+
+
+def claimable(*, send_id: int, first_id: int, last_id: int, task_id: str) -> QuerySet[Delivery]:
+    """The rows a batch claims: the range's queued rows and its own rows left ``sending``.
+
+    Each half is one range of the (send, status, id) index, so a claim reads its own rows
+    only, however many the send has.
+    """
     return Delivery.objects.filter(
         Q(status=Delivery.Status.QUEUED) | Q(status=Delivery.Status.SENDING, task_id=task_id),
         send_id=send_id,
         id__gte=first_id,
         id__lte=last_id,
-    ).update(status=Delivery.Status.SENDING, claimed_at=timezone.now(), task_id=task_id)
+    )
 
 
 # What a batch reads of its claimed rows and their recipients (the rest stays deferred).
@@ -237,13 +247,14 @@ class _Watch:
 def _group_size(channel: Channel, pacer: Pacer) -> int:
     """Messages per hand-over to the channel.
 
-    Never more than a flush (a crash re-sends at most the groups in flight), nor than any rate
-    bucket holds, even this process's share of it while Redis is out: a group takes all its
-    tokens at once, and a bucket never holds more than its capacity.
+    Never more than an API call should carry (a crash re-sends at most the groups in flight)
+    or a flush, nor than any rate bucket holds, even this process's share of it while Redis is
+    out: a group takes all its tokens at once, and a bucket never holds more than its capacity.
     """
     share = settings.OPSDASH_RATE_FALLBACK_SHARE
     capacities = [int(max(1.0, capacity / share)) for capacity in pacer.capacities]
-    return max(1, min(channel.max_batch, settings.OPSDASH_DELIVERY_FLUSH_EVERY, *capacities))
+    limits = (settings.OPSDASH_ESP_MESSAGES_PER_CALL, settings.OPSDASH_DELIVERY_FLUSH_EVERY)
+    return max(1, min(channel.max_batch, *limits, *capacities))
 
 
 def _send_rows(

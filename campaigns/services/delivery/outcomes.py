@@ -315,8 +315,9 @@ def outcomes_write(
             delay = min(delay * 2, 5.0)
 
 
-def journal_apply(*, task_id: str) -> int:
-    """Records what an earlier run of ``task_id`` sent but could not write; returns how many.
+def journal_apply(*, task_id: str, send_id: int) -> int:
+    """Records what an earlier run of ``task_id`` (a batch of ``send_id``) sent but could not
+    write; returns how many.
 
     Rows still ``sending`` under this task id and in its journal were accepted by SMTP: they
     become ``sent`` with their reply and the Send's counters move, in one transaction. Called
@@ -326,25 +327,24 @@ def journal_apply(*, task_id: str) -> int:
     if journal is None:
         # Redis is out: what this task's earlier run sent cannot be known, so its rows must
         # not go out again yet. Nothing of ours in flight, nothing to fear.
-        if Delivery.objects.filter(task_id=task_id, status=Delivery.Status.SENDING).exists():
+        ours = Delivery.objects.filter(send_id=send_id, status=Delivery.Status.SENDING)
+        if ours.filter(task_id=task_id).exists():
             raise DeliveryInterrupted(Service.REDIS, "the in-flight journal cannot be read")
         return 0
     if not journal:
         return 0
     now = timezone.now()
     with transaction.atomic():
-        found = dict(
+        found = list(
             Delivery.objects.select_for_update()
-            .filter(pk__in=list(journal), task_id=task_id, status=Delivery.Status.SENDING)
-            .values_list("id", "send_id")
+            .filter(pk__in=list(journal), send_id=send_id, task_id=task_id)
+            .filter(status=Delivery.Status.SENDING)
+            .values_list("id", flat=True)
         )
         written = _write_replies({pk: _journal_parse(journal[pk]) for pk in found}, now=now)
-        by_send: dict[int, int] = {}
-        for send_id in found.values():
-            by_send[send_id] = by_send.get(send_id, 0) + 1
-        for send_id, count in by_send.items():
+        if found:
             Send.objects.filter(pk=send_id).update(
-                sent_count=F("sent_count") + count, last_progress_at=now, stalled_reason=""
+                sent_count=F("sent_count") + len(found), last_progress_at=now, stalled_reason=""
             )
     if written:
         logger.warning("Recorded %s sent messages of batch %s from its journal", written, task_id)

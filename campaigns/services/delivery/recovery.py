@@ -37,10 +37,17 @@ def deliveries_reap(*, publish: BatchPublisher = publish_batch) -> int:
     4. Requeue the rest and publish batches for exactly those rows of running sends.
     """
     lease = timedelta(seconds=settings.OPSDASH_DELIVERY_LEASE_SECONDS)
+    # By send: a send closes only once no row is queued or sending, and (send, status) is
+    # indexed, so only the open sends' rows are read.
+    closed = [Send.Status.COMPLETED, Send.Status.FAILED]
+    unfinished = list(Send.objects.exclude(status__in=closed).values_list("pk", flat=True))
     stale = Delivery.objects.filter(
-        status=Delivery.Status.SENDING, claimed_at__lt=timezone.now() - lease
+        send_id__in=unfinished,
+        status=Delivery.Status.SENDING,
+        claimed_at__lt=timezone.now() - lease,
     )
-    task_ids = set(stale.values_list("task_id", flat=True).distinct())
+    send_of = dict(stale.values_list("task_id", "send_id").distinct())  # a batch, one send
+    task_ids = set(send_of)
     unlocked = task_ids - batch_leases_held(task_ids=task_ids)
     beating = batches_alive(task_ids=unlocked)
     if beating is None:  # Redis out: no heartbeat and no journal to go by; look next time
@@ -48,7 +55,7 @@ def deliveries_reap(*, publish: BatchPublisher = publish_batch) -> int:
     dead = []
     for task_id in sorted(unlocked - beating):
         try:
-            journal_apply(task_id=task_id)
+            journal_apply(task_id=task_id, send_id=send_of[task_id])
         except DeliveryInterrupted:
             continue  # its journal cannot be read: its rows wait rather than go out twice
         dead.append(task_id)
