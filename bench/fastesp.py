@@ -89,9 +89,9 @@ class _Connection(asyncio.Protocol):
         )
 
 
-def _serve(port: int, out: str, ready: Any) -> None:
+def _serve(ports: tuple[int, int], out: str, ready: Any) -> None:
     ids: list[str] = []
-    serve_until_stopped(port, lambda: _Connection(ids), ready)
+    serve_until_stopped(ports, lambda: _Connection(ids), ready)
     Path(out).write_text("".join(f"{one}\n" for one in ids))
 
 
@@ -120,5 +120,5 @@ class FastEsp(ServerProcesses):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def serve(self) -> Callable[[int, str, Any], None]:
+    def serve(self) -> Callable[[tuple[int, int], str, Any], None]:
         return _serve

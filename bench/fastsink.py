@@ -4,7 +4,8 @@ aiosmtpd (opsdash/smtp_sink.py, used by the tests) parses every command and mess
 out near the rate one sender reaches, so measuring with it would mostly measure it. This sink
 speaks just enough SMTP for smtplib (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT, and
 PIPELINING as relays offer it), runs one asyncio server per process on a shared port
-(SO_REUSEPORT, the kernel spreads connections),
+(SO_REUSEPORT, the kernel spreads connections) and on a port of each process's own (``ports``:
+a sender that must not share a process with another, as each raw sender, connects there),
 and appends each message's Message-ID to a per-process file, flushed when the process stops.
 With ``latency_ms`` it answers each DATA that much later, as a distant relay does; the wait
 is a timer on the event loop, so every connection waits at the same time.
@@ -116,30 +117,39 @@ class _Session(asyncio.Protocol):
 
 
 def serve_until_stopped(
-    port: int, protocol: Callable[[], asyncio.Protocol], ready: mp.synchronize.Event
+    ports: tuple[int, int], protocol: Callable[[], asyncio.Protocol], ready: mp.synchronize.Event
 ) -> None:
-    """Serves ``protocol`` on the shared port (SO_REUSEPORT) until SIGTERM; ``ready`` is set
-    once it listens."""
+    """Serves ``protocol`` on the shared port (SO_REUSEPORT) and this process's own port until
+    SIGTERM; ``ready`` is set once it listens."""
 
     async def main() -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(("127.0.0.1", port))
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(protocol, sock=sock, backlog=512)
+        servers = [
+            await loop.create_server(protocol, sock=_listening(port), backlog=512) for port in ports
+        ]
         stop = asyncio.Event()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         ready.set()
-        async with server:
-            await stop.wait()
+        await stop.wait()
+        for server in servers:
+            server.close()
 
     asyncio.run(main())
 
 
-def _serve(port: int, out: str, ready: mp.synchronize.Event, latency: float = 0.0) -> None:
+def _listening(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def _serve(
+    ports: tuple[int, int], out: str, ready: mp.synchronize.Event, latency: float = 0.0
+) -> None:
     ids: list[bytes] = []
-    serve_until_stopped(port, lambda: _Session(ids, latency), ready)
+    serve_until_stopped(ports, lambda: _Session(ids, latency), ready)
     Path(out).write_bytes(b"\n".join(ids) + (b"\n" if ids else b""))
 
 
@@ -158,12 +168,14 @@ class ServerProcesses:
 
     def __init__(self, *, processes: int = 2, port: int = 0) -> None:
         self.port = port or free_port()
+        self.ports = [free_port() for _ in range(processes)]  # each process's own
         self.processes = processes
         self.dir = Path(tempfile.mkdtemp(prefix=self.prefix))
         self.procs: list[BaseProcess] = []
 
-    def serve(self) -> Callable[[int, str, Any], None]:
-        """The function each process runs: (port, file for the ids, event set when ready)."""
+    def serve(self) -> Callable[[tuple[int, int], str, Any], None]:
+        """The function each process runs: ((shared port, own port), file for the ids, event
+        set when ready)."""
         raise NotImplementedError
 
     def start(self) -> Self:
@@ -172,7 +184,7 @@ class ServerProcesses:
             ready = ctx.Event()
             proc = ctx.Process(
                 target=self.serve(),
-                args=(self.port, str(self.dir / f"{index}.ids"), ready),
+                args=((self.port, self.ports[index]), str(self.dir / f"{index}.ids"), ready),
                 daemon=True,
             )
             proc.start()
@@ -202,5 +214,5 @@ class FastSink(ServerProcesses):
         super().__init__(processes=processes, port=port)
         self.latency = latency_ms / 1000
 
-    def serve(self) -> Callable[[int, str, Any], None]:
+    def serve(self) -> Callable[[tuple[int, int], str, Any], None]:
         return functools.partial(_serve, latency=self.latency)

@@ -28,6 +28,7 @@ from campaigns.models import (
 from campaigns.selectors.guardrails import guardrail_pause_of, guardrail_paused_sends
 from campaigns.services.channels import ChannelResult
 from campaigns.services.delivery import batch_deliver, send_launch, send_pause, send_resume
+from campaigns.services.delivery.batch import TROUBLE_FLUSH_EVERY
 from campaigns.services.delivery.control import send_guardrail_pause
 from campaigns.services.events.apply import events_apply
 from campaigns.services.guardrail_notices import approvers_emails, guardrail_notify
@@ -203,6 +204,31 @@ def test_refusals_for_missing_mailboxes_pause_the_send_and_nothing_leaves_after(
     assert Delivery.objects.filter(send=send, status=Delivery.Status.QUEUED).exists()
     trip = send.guardrail_state["trip"]
     assert trip["base"] >= 20 and trip["count"] * 4 >= trip["base"] - 5
+
+
+def test_refusals_are_written_early_so_large_outcome_writes_do_not_delay_the_pause(
+    smtp_sink: SmtpSink, settings: Settings
+) -> None:
+    """Clean outcomes are written every OPSDASH_DELIVERY_FLUSH_EVERY (500) messages, but a
+    refusal among them gets them written within TROUBLE_FLUSH_EVERY: the guardrail reads
+    what is written, so it stops a bad send about as soon as the minimum is reached."""
+    settings.OPSDASH_GUARDRAIL_MIN_MESSAGES = 100
+    settings.OPSDASH_DELIVERY_FLUSH_EVERY = 500
+    settings.OPSDASH_DELIVERY_BATCH_SIZE = 2000
+    smtp_sink.rule = lambda address: (
+        "550 5.1.1 No such user" if address.startswith("gone") else None
+    )
+    send, published = running_send(600, gone=lambda i: i % 4 == 0)
+    assert len(published) == 1  # one batch: nothing but the loop's own writes to go by
+
+    for s, first, last, task_id in published:
+        batch_deliver(send_id=s, first_id=first, last_id=last, task_id=task_id)
+
+    send.refresh_from_db()
+    assert send.status == Send.Status.PAUSED and send.guardrail == Guardrail.HARD_BOUNCES
+    handled = send.sent_count + send.failed_count
+    assert 100 <= handled <= 100 + TROUBLE_FLUSH_EVERY + 16, handled  # + a round in flight
+    assert Delivery.objects.filter(send=send, status=Delivery.Status.QUEUED).count() >= 400
 
 
 def test_permanent_rejections_that_are_not_missing_mailboxes_do_not_count(

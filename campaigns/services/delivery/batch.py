@@ -52,6 +52,10 @@ FLUSH_SECONDS = 2.0
 # this often and at the end of the batch: against a fast relay a batch writes outcomes many
 # times a second, nearly all of them clean.
 CHECK_SECONDS = 0.5
+# With a failure or a deferral among them, outcomes are written within this many messages, not
+# OPSDASH_DELIVERY_FLUSH_EVERY: the guardrails and the shared rates act on what is written, so
+# a send going bad is caught as early with large writes as with small ones.
+TROUBLE_FLUSH_EVERY = 50
 
 # A recipient whose status changed to one of these after the launch is skipped, not mailed.
 SUPPRESSED_SKIP: dict[str, Delivery.SkipReason] = {
@@ -300,10 +304,12 @@ def _send_rows(
 
 
 def _flush_due(loop: Loop, flushed_at: float) -> bool:
-    """Every FLUSH_EVERY results, every FLUSH_SECONDS, and at once without the journal
-    (Redis out): then each accepted message is written before anything more goes."""
+    """Every FLUSH_EVERY results (TROUBLE_FLUSH_EVERY with a failure or deferral among
+    them), every FLUSH_SECONDS, and at once without the journal (Redis out): then each
+    accepted message is written before anything more goes."""
     return (
         loop.recorded >= settings.OPSDASH_DELIVERY_FLUSH_EVERY
+        or (loop.troubled and loop.recorded >= TROUBLE_FLUSH_EVERY)
         or time.monotonic() - flushed_at >= FLUSH_SECONDS
         or (loop.recorded > 0 and not (loop.control.connected or not settings.REDIS_URL))
     )
@@ -312,7 +318,7 @@ def _flush_due(loop: Loop, flushed_at: float) -> bool:
 def _flush(
     *, send_id: int, loop: Loop, watch: _Watch, result: BatchResult, final: bool = False
 ) -> None:
-    loop.recorded = 0
+    loop.recorded, loop.troubled = 0, False
     alarm = loop.pacer.deferred or any(
         row.status != Delivery.Status.SENT for row in loop.pending.rows
     )

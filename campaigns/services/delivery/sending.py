@@ -85,6 +85,7 @@ class Loop:
     transient_streak: int = 0
     stopping: bool = False
     recorded: int = 0  # results recorded since the last outcome write
+    troubled: bool = False  # ... and whether a failure or a deferral is among them
     # Claimed rows to hand back: the channel never got them (refused before sending).
     back: list[Delivery] = field(default_factory=list)
 
@@ -208,6 +209,7 @@ def _dispatch(loop: Loop, picks: list[tuple[_Lane, list[Delivery]]], result: Bat
     for row, problem in problems:
         outcome_record(row=row, outcome=problem, pending=loop.pending)
         loop.recorded += 1
+        loop.troubled = True
     for index, (lane, composed) in enumerate(ready):
         try:
             _hand_over(loop, lane, composed)
@@ -296,6 +298,8 @@ def _record_group(
             lane.closed = True
         outcome_record(row=row, outcome=outcome, pending=loop.pending)
         loop.recorded += 1
+        if outcome.outcome is not Outcome.SENT:
+            loop.troubled = True
         transient = outcome.outcome is Outcome.TRANSIENT and not outcome.throttled
         loop.transient_streak = loop.transient_streak + 1 if transient else 0
         if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
