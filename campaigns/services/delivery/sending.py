@@ -18,8 +18,10 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
+from django.utils import timezone
 
 from campaigns.models import Delivery, Send
 from campaigns.services.audiences import message_links
@@ -261,10 +263,12 @@ def _wait_for_tokens(loop: Loop, result: BatchResult) -> bool:
 
 def _collect(loop: Loop, result: BatchResult, *, timeout: float | None) -> None:
     """Records the groups the channel finished (waiting up to ``timeout`` for one)."""
-    for token, outcomes in loop.channel.collect(timeout):
+    done = loop.channel.collect(timeout)
+    now = timezone.now() if done else None
+    for token, outcomes in done:
         if (flight := loop.flights.pop(token, None)) is not None:
             flight.lane.in_flight -= 1
-            _record_group(loop=loop, flight=flight, outcomes=outcomes, result=result)
+            _record_group(loop=loop, flight=flight, outcomes=outcomes, result=result, now=now)
 
 
 def loop_land(loop: Loop, result: BatchResult) -> None:
@@ -279,7 +283,12 @@ def loop_land(loop: Loop, result: BatchResult) -> None:
 
 
 def _record_group(
-    *, loop: Loop, flight: _Flight, outcomes: list[ChannelResult], result: BatchResult
+    *,
+    loop: Loop,
+    flight: _Flight,
+    outcomes: list[ChannelResult],
+    result: BatchResult,
+    now: datetime | None,
 ) -> None:
     """Records each message's outcome and journals the accepted ones; a message the channel
     never got (no connection) goes back and the batch stops handing over; a throttled one
@@ -296,10 +305,12 @@ def _record_group(
             loop.control.note(row.pk, journal_entry(outcome))
         elif outcome.throttled:
             lane.closed = True
-        outcome_record(row=row, outcome=outcome, pending=loop.pending)
+        outcome_record(row=row, outcome=outcome, pending=loop.pending, now=now)
         loop.recorded += 1
-        if outcome.outcome is not Outcome.SENT:
-            loop.troubled = True
+        if outcome.outcome is Outcome.SENT:
+            loop.transient_streak = 0
+            continue
+        loop.troubled = True
         transient = outcome.outcome is Outcome.TRANSIENT and not outcome.throttled
         loop.transient_streak = loop.transient_streak + 1 if transient else 0
         if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:

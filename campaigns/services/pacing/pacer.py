@@ -98,7 +98,7 @@ class Pacer:
 
     def observe(self, provider: Provider, result: ChannelResult) -> None:
         """What the channel answered for one message to ``provider`` (counted in memory)."""
-        tally = self.tallies.setdefault(provider, Tally())
+        tally = self.tallies.get(provider) or self.tallies.setdefault(provider, Tally())
         if result.throttled:
             tally.deferred += 1
         elif result.outcome is Outcome.SENT:
