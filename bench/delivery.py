@@ -582,6 +582,7 @@ def pipeline_measure(
         os.killpg(proc.pid, 15)
         proc.wait(60)
     received = sink.stop()
+    log(f"pipeline: messages per sink process {sink.counts}")
     expected = {
         f"<send-{send.pk}.rcpt-{rid}@{_domain()}>"
         for rid in Delivery.objects.filter(send=send).values_list("recipient_id", flat=True)

@@ -172,6 +172,7 @@ class ServerProcesses:
         self.processes = processes
         self.dir = Path(tempfile.mkdtemp(prefix=self.prefix))
         self.procs: list[BaseProcess] = []
+        self.counts: list[int] = []  # ids each process accepted, once stopped
 
     def serve(self) -> Callable[[tuple[int, int], str, Any], None]:
         """The function each process runs: ((shared port, own port), file for the ids, event
@@ -201,8 +202,11 @@ class ServerProcesses:
         for proc in self.procs:
             proc.join(60)
         ids: list[str] = []
+        self.counts = []
         for path in sorted(self.dir.glob("*.ids")):
-            ids += [line for line in path.read_text().splitlines() if line]
+            lines = [line for line in path.read_text().splitlines() if line]
+            self.counts.append(len(lines))
+            ids += lines
         return ids
 
 

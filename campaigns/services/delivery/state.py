@@ -125,8 +125,9 @@ class ControlProbe:
 
     ``ask`` sends the GET without waiting, ``answer`` reads the reply (or falls back to
     ``send_control_state`` without Redis or after any Redis error). ``note`` keeps a message
-    SMTP accepted for the batch's journal: the HSET goes out in the same write as the next GET
-    and its reply is read with the GET's, so the journal costs no round trip of its own.
+    SMTP accepted for the batch's journal: the messages noted since the last write go out as
+    one HSET in the same write as the next GET, and its reply is read with the GET's, so the
+    journal costs no round trip of its own and one command per round, not per message.
     """
 
     def __init__(self, send_id: int, task_id: str = "") -> None:
@@ -135,7 +136,8 @@ class ControlProbe:
         self.journal = journal_key(task_id) if task_id else ""
         self.conn: Any = None
         self.asked = False
-        self.notes: list[tuple[str, ...]] = []  # journal writes to send with the next GET
+        self.notes: list[tuple[str, ...]] = []  # writes to send with the next GET
+        self.entries: list[str] = []  # journal fields and values for the next write's HSET
         self.unread = 0  # replies of journal writes not read yet
         self.journal_expiring = False
         self.alive = state_key(f"batch:{task_id}:alive") if task_id else ""
@@ -204,14 +206,11 @@ class ControlProbe:
         """Journals a message SMTP accepted (nothing while Redis is down)."""
         if self.conn is None or not self.journal:
             return
-        self.notes.append(("HSET", self.journal, str(delivery_id), reply))
-        if not self.journal_expiring:
-            self.notes.append(("EXPIRE", self.journal, str(JOURNAL_TTL)))
-            self.journal_expiring = True
+        self.entries += (str(delivery_id), reply)
 
     def push(self) -> None:
         """Sends the journal notes not sent yet (before an outcome write, which may stall)."""
-        if self.conn is None or not self.notes:
+        if self.conn is None or not (self.notes or self.entries):
             return
         try:
             self._send([])
@@ -221,6 +220,12 @@ class ControlProbe:
     def _send(self, commands: list[tuple[str, ...]]) -> None:
         """One write for the journal notes and ``commands``; no health-check PING (it would
         read a reply meant for us), the GET every message keeps the connection checked."""
+        if self.entries:
+            self.notes.append(("HSET", self.journal, *self.entries))
+            self.entries = []
+            if not self.journal_expiring:
+                self.notes.append(("EXPIRE", self.journal, str(JOURNAL_TTL)))
+                self.journal_expiring = True
         batch, self.notes = [*self.notes, *commands], []
         if batch:
             self.unread += len(batch) - len(commands)
@@ -236,7 +241,7 @@ class ControlProbe:
         self.conn.disconnect()
         _redis().connection_pool.release(self.conn)
         self.conn = None
-        self.unread, self.asked, self.notes = 0, False, []
+        self.unread, self.asked, self.notes, self.entries = 0, False, [], []
 
     def _fail(self, exc: Exception) -> None:
         self.failed = True
