@@ -17,6 +17,7 @@ from campaigns.services import delivery
 from campaigns.services.channels.smtp import smtp_pool, smtp_pool_close
 from campaigns.services.delivery import NextStep, send_launch
 from campaigns.services.delivery import batch as batch_module
+from campaigns.services.delivery.outcomes import THROTTLE_RETRY_SECONDS
 from campaigns.services.pacing import Grant, Pacer, Provider, WaitReason
 from opsdash.smtp_sink import SinkHandler, SmtpSink
 from tests.factories import AudienceFactory, CampaignFactory, SubscriptionFactory, audience_with
@@ -287,6 +288,30 @@ def test_a_throttled_provider_gets_nothing_more_from_the_batch_while_the_others_
     assert sum("gmail" in address for address in asked) == 1  # then the provider was left
     queued = Delivery.objects.filter(send=send, status=Delivery.Status.QUEUED)
     assert set(queued.values_list("attempts", flat=True)) == {0}  # a throttle never counts
+    # Back soon at the rate the deferral cut, not after a backoff that grows with each run.
+    assert result.next_step is NextStep.RATE_LIMITED
+    assert 0.8 * THROTTLE_RETRY_SECONDS <= result.retry_in <= 1.2 * THROTTLE_RETRY_SECONDS
+
+
+def test_a_temporary_failure_beside_a_throttle_still_backs_off(
+    smtp_sink: SmtpSink, settings: Settings
+) -> None:
+    settings.OPSDASH_DELIVERY_CONNECTIONS = 1
+
+    def answer(address: str) -> str | None:
+        if "gmail" in address:
+            return "421 4.7.28 Too many messages, slow down"
+        return "451 4.3.0 Local problem" if address == "person1@example.org" else None
+
+    smtp_sink.rule = answer
+    send, published = launch(_mixed_campaign(google=4, other=6))
+
+    (result,) = run(published)
+
+    assert result.sent == 5 and result.requeued == 5
+    assert result.next_step is NextStep.BACKOFF  # the failing server sets the pace
+    failed_once = Delivery.objects.get(send=send, recipient__email="person1@example.org")
+    assert (failed_once.status, failed_once.attempts) == (Delivery.Status.QUEUED, 1)
 
 
 def test_a_worker_keeps_several_sessions_busy_against_a_slow_relay(

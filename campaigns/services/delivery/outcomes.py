@@ -29,6 +29,10 @@ from campaigns.services.smtp import Outcome, SmtpResult
 
 logger = logging.getLogger(__name__)
 
+# A batch whose rows went back only because their provider deferred runs again after about
+# this many seconds (see BatchResult.settle).
+THROTTLE_RETRY_SECONDS = 2.0
+
 # Errors of a lost database connection (a restart, a failover): worth a fresh connection.
 DB_CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
@@ -73,14 +77,30 @@ class BatchResult:
     deferred: str = ""
     # WAIT_SERVICE: the service (models.Service) the batch waits for.
     waiting_for: str = ""
+    # Why rows went back: a provider asked to slow down (``throttled``), or the server or the
+    # connection failed for the moment (``troubled``: a temporary error, no connection).
+    throttled: bool = False
+    troubled: bool = False
 
     def settle(self) -> None:
-        """Decides the next step once every row is written: a retry only if rows went back."""
+        """Decides the next step once every row is written: a retry only if rows went back.
+
+        Rows that went back only because a provider deferred come again after about
+        THROTTLE_RETRY_SECONDS: the deferral already cut the provider's shared rate, and the
+        backoff of temporary errors, which grows with every run, would leave the provider
+        idle for minutes once its rate has adapted.
+        """
         if self.next_step in (NextStep.STOPPED, NextStep.BUSY, NextStep.WAIT_SERVICE):
             return
         if not self.requeued:
             self.next_step = NextStep.DONE
-        elif self.next_step not in (NextStep.RATE_LIMITED, NextStep.QUOTA_WAIT):
+        elif self.next_step in (NextStep.RATE_LIMITED, NextStep.QUOTA_WAIT):
+            return
+        elif self.throttled and not self.troubled:
+            self.next_step = NextStep.RATE_LIMITED
+            self.retry_in = THROTTLE_RETRY_SECONDS * random.uniform(0.8, 1.2)
+            self.deferred = self.deferred or "the mailbox provider asked to slow down"
+        else:
             self.next_step = NextStep.BACKOFF
 
     def as_dict(self) -> dict[str, int | str]:

@@ -299,12 +299,14 @@ def _record_group(
         guard_note(send_id=row.send_id, provider=lane.provider, result=outcome)
         if not outcome.attempted:
             result.deferred, loop.stopping = outcome.summary, True
+            result.troubled = True
             loop.back.append(row)
             continue
         if outcome.outcome is Outcome.SENT:
             loop.control.note(row.pk, journal_entry(outcome))
         elif outcome.throttled:
             lane.closed = True
+            result.throttled = True
         outcome_record(row=row, outcome=outcome, pending=loop.pending, now=now)
         loop.recorded += 1
         if outcome.outcome is Outcome.SENT:
@@ -313,6 +315,7 @@ def _record_group(
         loop.troubled = True
         transient = outcome.outcome is Outcome.TRANSIENT and not outcome.throttled
         loop.transient_streak = loop.transient_streak + 1 if transient else 0
+        result.troubled = result.troubled or transient
         if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
             result.deferred = "the server keeps answering with temporary errors"
             loop.stopping = True
