@@ -220,6 +220,20 @@ def recipients_seed(n: int) -> Any:
 # --- Raw limit ------------------------------------------------------------------------------
 
 
+def _raw_campaign(campaign_id: int) -> tuple[Any, Any]:
+    """The campaign compiled and framed as a send freezes it; no database from here on."""
+    from django.db import connections
+
+    from campaigns.models import Campaign
+    from campaigns.services.delivery.compiled import compiled_for
+    from campaigns.services.mime import wire_frame
+
+    compiled = compiled_for(Campaign.objects.get(pk=campaign_id))
+    frame = wire_frame(compiled)
+    connections.close_all()
+    return compiled, frame
+
+
 def _raw_outgoing(compiled: Any, frame: Any, rid: int, email: str, first: str, last: str) -> Any:
     """One recipient's message as the batch loop renders it (``sending._compose``): both
     links from one signature, the recipient's fields, its own Message-ID."""
@@ -257,18 +271,12 @@ def _raw_worker(
     import threading
 
     from django.conf import settings
-    from django.db import connections
 
-    from campaigns.models import Campaign
     from campaigns.services.channels.smtp import SmtpChannel
-    from campaigns.services.delivery.compiled import compiled_for
-    from campaigns.services.mime import wire_frame
     from campaigns.services.smtp import Outcome, SmtpSession
     from campaigns.services.verp import verp_envelope_from
 
-    compiled = compiled_for(Campaign.objects.get(pk=campaign_id))
-    frame = wire_frame(compiled)
-    connections.close_all()  # no database from here on
+    compiled, frame = _raw_campaign(campaign_id)
     settings.EMAIL_PORT = port
     channel = SmtpChannel("smtp")  # its compose only: the sending is this process's own
 
@@ -317,16 +325,10 @@ def _raw_esp_worker(
     import requests
     from django.conf import settings
     from django.core.mail import get_connection
-    from django.db import connections
 
-    from campaigns.models import Campaign
     from campaigns.services.channels.esp import esp_message
-    from campaigns.services.delivery.compiled import compiled_for
-    from campaigns.services.mime import wire_frame
 
-    compiled = compiled_for(Campaign.objects.get(pk=campaign_id))
-    frame = wire_frame(compiled)
-    connections.close_all()  # no database from here on
+    compiled, frame = _raw_campaign(campaign_id)
     backend: Any = get_connection("anymail.backends.postmark.EmailBackend")
 
     def build(rid: int, email: str, first: str, last: str) -> bytes:

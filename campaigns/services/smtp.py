@@ -203,11 +203,8 @@ class SmtpSession:
             if code >= 300:
                 if code != 421:  # after a 421 the server closes the session: no reset
                     conn.rset()
-                reply = text.decode(errors="replace")
-                return SmtpResult(classify(code, reply), code, reply)
-        code, text = conn.data(data)
-        reply = text.decode(errors="replace")
-        return SmtpResult(classify(code, reply), code, reply)
+                return _result(code, text)
+        return _result(*conn.data(data))
 
     def _reset_after_error(self) -> None:
         try:

@@ -318,10 +318,9 @@ def _flush_due(loop: Loop, flushed_at: float) -> bool:
 def _flush(
     *, send_id: int, loop: Loop, watch: _Watch, result: BatchResult, final: bool = False
 ) -> None:
+    # A failure or deferral among these outcomes (what trips a guardrail or cuts a rate).
+    alarm = loop.pacer.deferred or loop.troubled
     loop.recorded, loop.troubled = 0, False
-    alarm = loop.pacer.deferred or any(
-        row.status != Delivery.Status.SENT for row in loop.pending.rows
-    )
     if loop.pending.rows:
         outcomes_write(
             send_id=send_id,

@@ -315,7 +315,8 @@ def _record_group(
         loop.troubled = True
         transient = outcome.outcome is Outcome.TRANSIENT and not outcome.throttled
         loop.transient_streak = loop.transient_streak + 1 if transient else 0
-        result.troubled = result.troubled or transient
+        if transient:
+            result.troubled = True
         if loop.transient_streak >= settings.OPSDASH_DELIVERY_TRANSIENT_STREAK:
             result.deferred = "the server keeps answering with temporary errors"
             loop.stopping = True
